@@ -1,0 +1,369 @@
+"""The adaptbench command line: parse, call the core, render. No logic of its own.
+
+Data goes to stdout (a table in a terminal, plain text, CSV, JSON or Markdown otherwise);
+messages and progress go to stderr. Mistakes in the input are one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import Annotated, Any
+
+import click
+import typer
+
+from adaptbench.errors import UserError
+
+app = typer.Typer(
+    help="Benchmark deep-learning optimizers: queue runs, train them, report with statistics.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+report_app = typer.Typer(help="Aggregate stored runs into statistical comparisons.", rich_markup_mode=None)
+app.add_typer(report_app, name="report")
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL or SQLite file [env ADAPTBENCH_DB; default sqlite:///results.db]"),
+]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+TasksDirOpt = Annotated[
+    list[str] | None,
+    typer.Option("--tasks-dir", help="Extra folder of task files (repeatable) [env ADAPTBENCH_TASKS]."),
+]
+ListOpt = list[str] | None
+
+
+def _grid_options(
+    optim: ListOpt,
+    task: ListOpt,
+    lr: ListOpt,
+    seeds: int,
+    seed: list[int] | None,
+    steps: int | None,
+    batch_size: int | None,
+    schedule: str,
+    opt: ListOpt,
+    study: str,
+    lr_grid: bool,
+) -> Any:
+    from adaptbench.spec import Grid, parse_lr, parse_opts, split_list
+
+    if seeds < 1 and not seed:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    lrs = [parse_lr(x) for x in split_list(lr)]
+    if lrs and lr_grid:
+        raise UserError("give either --lr values or --lr-grid, not both")
+    return Grid(
+        tasks=split_list(task),
+        optimizers=[o.lower() if ":" not in o else o for o in split_list(optim)],
+        lrs=lrs,
+        seeds=list(seed) if seed else list(range(seeds)),
+        steps=steps,
+        batch_size=batch_size,
+        params=parse_opts(opt or []),
+        schedule=schedule,
+        study=study,
+        lr_grid=lr_grid,
+    )
+
+
+def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict[str, Any]]:
+    from adaptbench.devices import check_device_request
+    from adaptbench.spec import expand, validate_grid
+    from adaptbench.tasks import get_task
+
+    check_device_request(device)
+    validate_grid(grid)
+    task_info = {name: get_task(name, tasks_dir or []) for name in grid.tasks}
+    return expand(grid, task_info), task_info
+
+
+OptimOpt = Annotated[ListOpt, typer.Option("--optim", "-o", help="Optimizer(s): repeat or comma list; see `adaptbench optims`.")]
+TaskOpt = Annotated[ListOpt, typer.Option("--task", "-t", help="Task(s): repeat or comma list; see `adaptbench tasks`.")]
+LrOpt = Annotated[ListOpt, typer.Option("--lr", help="Learning rate(s), comma list [default: the optimizer's conventional lr].")]
+LrGridOpt = Annotated[bool, typer.Option("--lr-grid", help="Use each task's default lr grid.")]
+SeedsOpt = Annotated[int, typer.Option("--seeds", help="Number of seeds: 0..N-1.")]
+SeedOpt = Annotated[list[int] | None, typer.Option("--seed", help="Explicit seed (repeatable); overrides --seeds.")]
+StepsOpt = Annotated[int | None, typer.Option("--steps", help="Training steps [default: the task's].")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Batch size [default: the task's].")]
+ScheduleOpt = Annotated[str, typer.Option("--schedule", help="Learning-rate schedule; see `adaptbench optims`.")]
+OptOpt = Annotated[ListOpt, typer.Option("--opt", help="Optimizer hyperparameter key=value (repeatable), e.g. betas=0.9,0.99.")]
+StudyOpt = Annotated[str, typer.Option("--study", help="Label grouping these runs.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps.")]
+
+
+def _queue_grid(db: str | None, grid: Any, tasks_dir: ListOpt, device: str) -> tuple[Any, list[Any]]:
+    from adaptbench import queue
+    from adaptbench.store import make_engine
+
+    specs, task_info = _expand(grid, tasks_dir, device)  # all validation before the DB is opened
+    engine = make_engine(db)
+    return engine, queue.enqueue(engine, specs, task_info, device)
+
+
+@app.command()
+def run(
+    optim: OptimOpt = None,
+    task: TaskOpt = None,
+    lr: LrOpt = None,
+    lr_grid: LrGridOpt = False,
+    seeds: SeedsOpt = 3,
+    seed: SeedOpt = None,
+    steps: StepsOpt = None,
+    batch_size: BatchOpt = None,
+    schedule: ScheduleOpt = "constant",
+    opt: OptOpt = None,
+    study: StudyOpt = "",
+    device: DeviceOpt = "auto",
+    detach: Annotated[bool, typer.Option("--detach", help="Only queue the runs; a worker trains them.")] = False,
+    tasks_dir: TasksDirOpt = None,
+    db: DbOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Queue a grid of runs and train them here, with progress; then print a summary."""
+    from adaptbench import render
+
+    grid = _grid_options(optim, task, lr, seeds, seed, steps, batch_size, schedule, opt, study, lr_grid)
+    engine, queued = _queue_grid(db, grid, tasks_dir, device)
+    err = render.stderr_console()
+    new = sum(q.new for q in queued)
+    err.print(f"queued {new} new run(s); {len(queued) - new} already stored")
+    ids = [q.run_id for q in queued]
+    if detach:
+        _print_ids(queued, fmt)
+        return
+    from adaptbench.progress import run_with_progress
+
+    tally = run_with_progress(engine, ids, tasks_dir or [], err)
+    _summary_of(engine, ids, fmt)
+    if tally.get("failed"):
+        err.print(f"{tally['failed']} run(s) failed; see `adaptbench ls --status failed`")
+        raise typer.Exit(1)
+
+
+def _print_ids(queued: list[Any], fmt: Format) -> None:
+    from adaptbench import render
+    import pandas as pd
+
+    df = pd.DataFrame([q.__dict__ for q in queued], columns=["run_id", "spec_hash", "new", "status"])
+    if fmt == Format.table and not sys.stdout.isatty():
+        for q in queued:
+            print(q.run_id)
+        return
+    render.render(df, fmt.value, title="queued runs")
+
+
+def _summary_of(engine: Any, ids: list[int], fmt: Format) -> None:
+    from adaptbench import render, results, stats
+
+    runs = results.load_runs(engine)
+    runs = runs[runs["id"].isin(ids)]
+    table = stats.summary(runs)
+    render.render(table, fmt.value, title="summary (final test metric, fixed lr)")
+
+
+@app.command("queue")
+def queue_cmd(
+    optim: OptimOpt = None,
+    task: TaskOpt = None,
+    lr: LrOpt = None,
+    lr_grid: LrGridOpt = False,
+    seeds: SeedsOpt = 3,
+    seed: SeedOpt = None,
+    steps: StepsOpt = None,
+    batch_size: BatchOpt = None,
+    schedule: ScheduleOpt = "constant",
+    opt: OptOpt = None,
+    study: StudyOpt = "",
+    device: DeviceOpt = "auto",
+    tasks_dir: TasksDirOpt = None,
+    db: DbOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Queue a grid of runs without training them; prints the run ids (one per line when piped)."""
+    from adaptbench import render
+
+    grid = _grid_options(optim, task, lr, seeds, seed, steps, batch_size, schedule, opt, study, lr_grid)
+    _, queued = _queue_grid(db, grid, tasks_dir, device)
+    new = sum(q.new for q in queued)
+    render.stderr_console().print(f"queued {new} new run(s); {len(queued) - new} already stored")
+    _print_ids(queued, fmt)
+
+
+@app.command()
+def worker(
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
+    wait: Annotated[bool, typer.Option("--wait", help="Keep polling for new runs instead of exiting when the queue is empty.")] = False,
+    max_runs: Annotated[int | None, typer.Option("--max-runs", help="Stop after this many runs (per process).")] = None,
+    lease: Annotated[float, typer.Option("--lease", help="Lease in seconds; a run whose worker stops renewing it is requeued.")] = 60.0,
+    device: Annotated[str | None, typer.Option("--device", help="Override the device each run asked for.")] = None,
+    tasks_dir: TasksDirOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Train queued runs until the queue is empty (or forever with --wait)."""
+    from adaptbench import worker as worker_mod
+    from adaptbench.devices import check_device_request
+    from adaptbench.store import make_engine
+
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    if lease <= 0:
+        raise UserError(f"--lease must be a positive number of seconds, got {lease}")
+    if max_runs is not None and max_runs < 1:
+        raise UserError(f"--max-runs must be at least 1, got {max_runs}")
+    if device is not None:
+        check_device_request(device)
+    engine = make_engine(db)
+    opts = worker_mod.WorkerOptions(
+        db=db, lease_seconds=lease, max_runs=max_runs, wait=wait, device=device, tasks_dirs=tasks_dir or []
+    )
+    if jobs == 1:
+        flag = worker_mod.StopFlag()
+        worker_mod.install_signal_handlers(flag)
+        try:
+            tally = worker_mod.work(engine, opts, events=worker_mod.log_events(), flag=flag)
+        except KeyboardInterrupt:
+            tally = {"interrupted": 1}
+    else:
+        tally = worker_mod.work_parallel(opts, jobs)
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(tally.items())) or "no runs"
+    print(f"worker finished: {summary}", file=sys.stderr)
+    if "interrupted" in tally or "requeued" in tally:
+        raise typer.Exit(130)
+
+
+@app.command()
+def status(db: DbOpt = None, study: StudyOpt = "", fmt: FormatOpt = Format.table) -> None:
+    """Number of runs per status."""
+    import pandas as pd
+
+    from adaptbench import queue, render
+    from adaptbench.store import make_engine
+
+    engine = make_engine(db, create=False)
+    counts = queue.counts(engine, study or None)
+    order = ["queued", "running", "done", "diverged", "failed", "cancelled"]
+    rows = [{"status": s, "runs": counts.get(s, 0)} for s in order + sorted(set(counts) - set(order))]
+    render.render(pd.DataFrame(rows), fmt.value, title="runs by status")
+
+
+LS_COLUMNS = [
+    "id", "status", "task", "optimizer", "lr", "seed", "steps", "schedule", "study",
+    "final_test_metric", "final_test_loss", "diverged_at_step", "wall_seconds", "attempts", "error",
+]
+
+
+@app.command("ls")
+def ls_cmd(
+    task: TaskOpt = None,
+    optim: OptimOpt = None,
+    task_type: Annotated[ListOpt, typer.Option("--task-type", help="Task type(s).")] = None,
+    study: Annotated[ListOpt, typer.Option("--study", help="Study label(s).")] = None,
+    status_: Annotated[ListOpt, typer.Option("--status", help="Status(es): queued, running, done, diverged, failed, cancelled.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Show only the newest N runs.")] = None,
+    all_columns: Annotated[bool, typer.Option("--all", help="Every stored column.")] = False,
+    db: DbOpt = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """List stored runs, with filters."""
+    from adaptbench import render, results
+    from adaptbench.spec import split_list
+    from adaptbench.store import make_engine
+
+    filters = results.Filters(
+        tasks=split_list(task), task_types=split_list(task_type), optimizers=split_list(optim),
+        studies=split_list(study), statuses=split_list(status_),
+    )
+    runs = results.load_runs(make_engine(db, create=False), filters)
+    if limit is not None:
+        runs = runs.tail(limit)
+    if not all_columns:
+        runs = runs[LS_COLUMNS].copy()
+        runs["error"] = runs["error"].map(lambda e: e.strip().splitlines()[-1][:80] if isinstance(e, str) and e.strip() else "")
+    render.render(runs, fmt.value, title="runs")
+
+
+@app.command()
+def tasks(tasks_dir: TasksDirOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """List the tasks (built-in and from task folders)."""
+    import pandas as pd
+
+    from adaptbench import render
+    from adaptbench.tasks import load_tasks
+
+    rows = [
+        {
+            "name": t.name, "type": t.task_type, "metric": t.metric,
+            "better": "higher" if t.higher_is_better else "lower", "steps": t.steps,
+            "batch_size": t.batch_size, "eval_every": t.eval_every,
+            "lrs": ",".join(f"{x:g}" for x in t.lrs), "target": t.target, "description": t.description,
+        }
+        for t in load_tasks(tasks_dir or []).values()
+    ]
+    render.render(pd.DataFrame(rows), fmt.value, title="tasks")
+
+
+@app.command()
+def optims(fmt: FormatOpt = Format.table) -> None:
+    """List the optimizers and learning-rate schedules."""
+    import pandas as pd
+
+    from adaptbench import render
+    from adaptbench.optimizers import OPTIMIZERS, SCHEDULE_DOCS
+
+    rows = [
+        {"kind": "optimizer", "name": o.name, "default_lr": o.default_lr, "runs": f"torch.optim.{o.torch_class}",
+         "description": o.description, "reference": o.reference}
+        for o in OPTIMIZERS.values()
+    ] + [
+        {"kind": "schedule", "name": name, "default_lr": None, "runs": "", "description": doc, "reference": ""}
+        for name, doc in SCHEDULE_DOCS.items()
+    ]
+    render.render(pd.DataFrame(rows), fmt.value, title="optimizers and schedules")
+
+
+from adaptbench import report_cli  # noqa: E402  (registers the report commands on report_app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one-line errors with exit 2 for anything the user can fix."""
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="adaptbench")
+    except UserError as exc:
+        print(f"adaptbench: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(0)
+    except click.UsageError as exc:
+        hint = f"; see `{exc.ctx.command_path} --help`" if exc.ctx else ""
+        print(f"adaptbench: error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(2)
+    except click.ClickException as exc:
+        print(f"adaptbench: error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("adaptbench: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
+        sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

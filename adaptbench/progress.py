@@ -1,0 +1,56 @@
+"""Training queued runs in this process with a Rich progress display (overall and current run)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from adaptbench import worker
+from adaptbench.queue import Claim
+
+
+def run_with_progress(engine: Any, run_ids: Sequence[int], tasks_dirs: Sequence[str], console: Console) -> dict[str, int]:
+    """Work off `run_ids` (those still queued) here; Ctrl-C hands the current run back to the queue."""
+    from adaptbench import queue
+
+    pending = [i for i, s in queue.statuses(engine, run_ids).items() if s == "queued"]
+    flag = worker.StopFlag()
+    worker.install_signal_handlers(flag)
+    opts = worker.WorkerOptions(tasks_dirs=tasks_dirs)
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=not console.is_terminal or False,
+                  disable=not console.is_terminal) as bar:
+        overall = bar.add_task("all runs", total=len(pending))
+        current = bar.add_task("", total=1, visible=False)
+
+        def claimed(c: Claim) -> None:
+            s = c.spec
+            bar.update(current, description=f"run {c.run_id}: {s.task} {s.optimizer} lr={s.lr:g} seed={s.seed}",
+                       completed=0, total=s.steps, visible=True)
+
+        def progress(c: Claim, step: int, total: int) -> None:
+            if step % 10 == 0 or step == total:
+                bar.update(current, completed=step)
+
+        log = worker.log_events()
+
+        def finished(c: Claim, status: str, outcome: dict[str, Any]) -> None:
+            bar.advance(overall)
+            if not console.is_terminal:
+                log.finished(c, status, outcome)
+
+        events = worker.Events(claimed=claimed, progress=progress, finished=finished)
+        try:
+            tally = worker.work(engine, opts, run_ids=pending, events=events, flag=flag)
+        except KeyboardInterrupt:
+            tally = {"requeued": 1}
+    if flag.requested or tally.get("requeued"):
+        left = sum(1 for s in queue.statuses(engine, run_ids).values() if s == "queued")
+        console.print(f"interrupted: {left} run(s) left in the queue; `adaptbench worker` resumes them")
+        raise KeyboardInterrupt
+    return tally

@@ -1,0 +1,176 @@
+"""`RunSpec`: what one run is; grid expansion, validation and the canonical spec hash."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from adaptbench.errors import UserError
+from adaptbench.optimizers import check_optimizer, check_schedule, default_lr
+
+HASH_VERSION = 1  # bump if the meaning of a spec field changes, so old hashes are not reused
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a task trained by an optimizer at one lr and seed for a budget of steps.
+
+    `study` is part of the identity: the same training run queued under two studies is two runs,
+    so that each study is a complete, self-describing set of runs.
+    """
+
+    task: str
+    optimizer: str
+    lr: float
+    seed: int
+    steps: int
+    batch_size: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    schedule: str = "constant"
+    study: str = ""
+
+    def canonical(self) -> str:
+        """Canonical JSON of the spec: sorted keys, normalised numbers; the input of the hash."""
+        data = asdict(self)
+        data["params"] = {k: _normalise(v) for k, v in sorted(self.params.items())}
+        data["lr"] = float(self.lr)
+        data["hash_version"] = HASH_VERSION
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def spec_hash(self) -> str:
+        return hashlib.sha256(self.canonical().encode()).hexdigest()[:16]
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    return value
+
+
+def parse_value(text: str) -> Any:
+    """Parse an --opt value: true/false, a number, or a comma list of numbers."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if "," in text:
+        return tuple(parse_value(part) for part in text.split(","))
+    try:
+        number = float(text)
+    except ValueError:
+        raise UserError(
+            f"--opt value {text!r} is not a number, true/false or a comma list of numbers"
+        ) from None
+    if not math.isfinite(number):
+        raise UserError(f"--opt value {text!r} must be finite")
+    return int(number) if number.is_integer() and "." not in text and "e" not in low else number
+
+
+def parse_opts(items: Iterable[str]) -> dict[str, Any]:
+    """Parse repeated `--opt key=value` items into a dict of optimizer hyperparameters."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not value.strip():
+            raise UserError(f"--opt {item!r} is malformed; write key=value, e.g. --opt beta2=0.99")
+        if key == "lr":
+            raise UserError("set the learning rate with --lr, not --opt lr=...")
+        params[key] = parse_value(value)
+    return params
+
+
+def split_list(items: Iterable[str] | None) -> list[str]:
+    """Flatten repeatable, comma-separated CLI values: ['a,b', 'c'] -> ['a', 'b', 'c']."""
+    out: list[str] = []
+    for item in items or []:
+        out += [p.strip() for p in item.split(",") if p.strip()]
+    return out
+
+
+def parse_lr(text: str) -> float:
+    try:
+        lr = float(text)
+    except ValueError:
+        raise UserError(f"learning rate {text!r} is not a number; write e.g. --lr 1e-3") from None
+    if not math.isfinite(lr) or lr <= 0:
+        raise UserError(f"learning rate must be a positive number, got {text!r}")
+    return lr
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The user's request before expansion: lists of everything plus shared settings."""
+
+    tasks: Sequence[str]
+    optimizers: Sequence[str]
+    lrs: Sequence[float] = ()  # empty: the optimizer's default lr (or the task's grid, see `lr_grid`)
+    seeds: Sequence[int] = (0, 1, 2)
+    steps: int | None = None  # None: the task's default
+    batch_size: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    schedule: str = "constant"
+    study: str = ""
+    lr_grid: bool = False  # True: each task's own default lr grid instead of `lrs`
+
+
+def expand(grid: Grid, task_defaults: Mapping[str, Any]) -> list[RunSpec]:
+    """All RunSpecs of a grid (tasks x optimizers x lrs x seeds), validated, in a stable order.
+
+    `task_defaults` maps a task name to its `Task` (steps, batch size, lr grid are read from it).
+    """
+    validate_grid(grid)
+    specs = []
+    for task_name, opt in itertools.product(grid.tasks, grid.optimizers):
+        task = task_defaults[task_name]
+        if grid.lr_grid:
+            lrs: Sequence[float] = task.lrs
+        else:
+            lrs = grid.lrs or [default_lr(opt)]
+        for lr, seed in itertools.product(lrs, grid.seeds):
+            specs.append(
+                RunSpec(
+                    task=task_name,
+                    optimizer=opt,
+                    lr=float(lr),
+                    seed=int(seed),
+                    steps=grid.steps or task.steps,
+                    batch_size=grid.batch_size or task.batch_size,
+                    params=dict(grid.params),
+                    schedule=grid.schedule,
+                    study=grid.study,
+                )
+            )
+    # the same spec twice in one request (e.g. --lr 0.1,0.1) is one run
+    return list({s.spec_hash: s for s in specs}.values())
+
+
+def validate_grid(grid: Grid) -> None:
+    if not grid.tasks:
+        raise UserError("no task given; pass --task NAME (see `adaptbench tasks`)")
+    if not grid.optimizers:
+        raise UserError("no optimizer given; pass --optim NAME (see `adaptbench optims`)")
+    for opt in grid.optimizers:
+        check_optimizer(opt, grid.params)
+    check_schedule(grid.schedule)
+    for lr in grid.lrs:
+        if not (math.isfinite(lr) and lr > 0):
+            raise UserError(f"learning rate must be a positive number, got {lr!r}")
+    if not grid.seeds:
+        raise UserError("no seeds: pass --seeds N with N >= 1, or --seed S")
+    for seed in grid.seeds:
+        if seed < 0:
+            raise UserError(f"seeds must be >= 0, got {seed}")
+    if grid.steps is not None and grid.steps <= 0:
+        raise UserError(f"--steps must be a positive integer, got {grid.steps}")
+    if grid.batch_size is not None and grid.batch_size <= 0:
+        raise UserError(f"--batch-size must be a positive integer, got {grid.batch_size}")

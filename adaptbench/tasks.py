@@ -1,0 +1,195 @@
+"""The `Task` type and the registry that finds tasks in `tasks/` and in user task folders.
+
+A task file is a Python module that defines a module-level list ``TASKS`` of `Task` values.
+Built-in task files live in the repository's ``tasks/`` folder (installed as
+``adaptbench.builtin_tasks``); users add folders with ``--tasks-dir DIR`` or the
+``ADAPTBENCH_TASKS`` variable (several folders separated by ``os.pathsep``). Files whose name
+starts with ``_`` are helpers and are not scanned.
+
+This module does not import torch; task files do, when they are loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adaptbench.errors import UserError, unknown
+
+TASK_TYPES = (
+    "sparse",
+    "dense",
+    "vision",
+    "sequence",
+    "regression",
+    "convex",
+    "nonconvex",
+)
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+@dataclass
+class Problem:
+    """What a task builds for one seed on one device: data splits, a fresh model, loss and metric.
+
+    Each split is ``(inputs, targets)``, tensors already on the device whose first dimension
+    indexes examples, so the training loop can slice batches by index.
+    ``loss(output, targets)`` returns the mean loss as a 0-d tensor (the training objective);
+    ``metric(output, targets)`` returns the mean metric over the examples as a 0-d tensor.
+    ``extras`` carries optional task-specific values (e.g. a trajectory to record).
+    """
+
+    model: Any  # torch.nn.Module
+    train: tuple[Any, Any]
+    val: tuple[Any, Any]
+    test: tuple[Any, Any]
+    loss: Callable[[Any, Any], Any]
+    metric: Callable[[Any, Any], Any]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A benchmark problem: how to build it from a seed, plus what reports need to know about it.
+
+    ``build(seed, device)`` must be deterministic in ``seed``: the data split, the model's
+    initial weights and anything random the task does all follow from it.
+    """
+
+    name: str
+    task_type: str
+    description: str
+    build: Callable[[int, Any], Problem]
+    metric: str = "accuracy"
+    higher_is_better: bool = True
+    steps: int = 500
+    batch_size: int = 64
+    eval_every: int = 50
+    lrs: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    target: float | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not NAME_RE.match(self.name):
+            problems.append(f"name {self.name!r} must be lowercase letters, digits and '-'")
+        if not self.task_type or not NAME_RE.match(self.task_type):
+            problems.append(f"task_type {self.task_type!r} must be a lowercase word")
+        if not callable(self.build):
+            problems.append("build must be a function build(seed, device) -> Problem")
+        for key in ("steps", "batch_size", "eval_every"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value <= 0:
+                problems.append(f"{key} must be a positive integer, got {value!r}")
+        if not self.lrs or any(not (isinstance(lr, (int, float)) and lr > 0) for lr in self.lrs):
+            problems.append(f"lrs must be positive numbers, got {self.lrs!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def builtin_dir() -> Path:
+    """The folder holding the built-in task files (installed, or the source checkout's)."""
+    try:
+        pkg = importlib.import_module("adaptbench.builtin_tasks")
+        return Path(pkg.__file__).parent  # type: ignore[arg-type]
+    except ImportError:
+        return Path(__file__).resolve().parent.parent / "tasks"
+
+
+def _task_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
+
+
+def _load_module(path: Path, builtin: bool) -> Any:
+    if builtin:
+        try:
+            return importlib.import_module(f"adaptbench.builtin_tasks.{path.stem}")
+        except ModuleNotFoundError as exc:
+            if not exc.name or not exc.name.startswith("adaptbench.builtin_tasks"):
+                raise
+    mod_name = f"adaptbench_user_tasks.{abs(hash(str(path.resolve())))}.{path.stem}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"task file {path}: cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tasks_in(path: Path, builtin: bool) -> list[Task]:
+    try:
+        module = _load_module(path, builtin)
+    except UserError:
+        raise
+    except Exception as exc:  # a broken user file must name itself, not crash the CLI
+        raise UserError(f"task file {path}: {type(exc).__name__}: {exc}") from exc
+    tasks = getattr(module, "TASKS", None)
+    if tasks is None:
+        raise UserError(
+            f"task file {path}: defines no TASKS list; add `TASKS = [Task(...)]` "
+            "(see README, 'Writing a task')"
+        )
+    if not isinstance(tasks, (list, tuple)) or not all(isinstance(t, Task) for t in tasks):
+        raise UserError(f"task file {path}: TASKS must be a list of adaptbench.tasks.Task values")
+    return [t if t.source else _with_source(t, str(path)) for t in tasks]
+
+
+def _with_source(task: Task, source: str) -> Task:
+    from dataclasses import replace
+
+    return replace(task, source=source)
+
+
+def user_dirs(tasks_dirs: Sequence[str | Path] = ()) -> list[Path]:
+    """User task folders: those given explicitly, then those in ``ADAPTBENCH_TASKS``."""
+    raw: list[str | Path] = list(tasks_dirs)
+    env = os.environ.get("ADAPTBENCH_TASKS", "")
+    raw += [p for p in env.split(os.pathsep) if p]
+    dirs = []
+    for item in raw:
+        path = Path(item).expanduser()
+        if not path.is_dir():
+            raise UserError(f"tasks folder {str(item)!r} does not exist or is not a folder")
+        if path.resolve() not in [d.resolve() for d in dirs]:
+            dirs.append(path)
+    return dirs
+
+
+_CACHE: dict[tuple[str, ...], dict[str, Task]] = {}
+
+
+def load_tasks(tasks_dirs: Sequence[str | Path] = ()) -> dict[str, Task]:
+    """All tasks by name: the built-in ones and those in user folders. Names must be unique."""
+    dirs = user_dirs(tasks_dirs)
+    key = tuple(str(d.resolve()) for d in dirs)
+    if key in _CACHE:
+        return _CACHE[key]
+    found: dict[str, Task] = {}
+    folders = [(builtin_dir(), True)] + [(d, False) for d in dirs]
+    for folder, builtin in folders:
+        for path in _task_files(folder):
+            for task in _tasks_in(path, builtin):
+                if task.name in found:
+                    raise UserError(
+                        f"task name {task.name!r} is defined twice: in {found[task.name].source} "
+                        f"and in {task.source}; rename one of them"
+                    )
+                found[task.name] = task
+    _CACHE[key] = found
+    return found
+
+
+def get_task(name: str, tasks_dirs: Sequence[str | Path] = ()) -> Task:
+    """One task by name, or a UserError that suggests the closest name."""
+    tasks = load_tasks(tasks_dirs)
+    if name not in tasks:
+        raise unknown("task", name, tasks)
+    return tasks[name]

@@ -1,0 +1,1 @@
+"""Built-in benchmark tasks: each module here defines a ``TASKS`` list (``_`` files are helpers)."""
