@@ -10,10 +10,21 @@ import sys
 from enum import Enum
 from typing import Annotated, Any
 
-import click
 import typer
 
 from adaptbench.errors import UserError
+
+
+def _click_class(name: str) -> type[Exception]:
+    """A click exception class as this Typer uses it (Typer may vendor its own click)."""
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == name:
+            return cls
+    raise ImportError(name)
+
+
+_ClickException = _click_class("ClickException")
+_UsageError = _click_class("UsageError")
 
 app = typer.Typer(
     help="Benchmark deep-learning optimizers: queue runs, train them, report with statistics.",
@@ -344,19 +355,19 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         print(f"adaptbench: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        exc.show()
-        sys.exit(0)
-    except click.UsageError as exc:
+    except _UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()
+            sys.exit(0)
         hint = f"; see `{exc.ctx.command_path} --help`" if exc.ctx else ""
         print(f"adaptbench: error: {exc.format_message()}{hint}", file=sys.stderr)
         sys.exit(2)
-    except click.ClickException as exc:
+    except _ClickException as exc:
         print(f"adaptbench: error: {exc.format_message()}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("adaptbench: interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:

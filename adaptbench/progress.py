@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,12 +19,24 @@ def run_with_progress(engine: Any, run_ids: Sequence[int], tasks_dirs: Sequence[
 
     pending = [i for i, s in queue.statuses(engine, run_ids).items() if s == "queued"]
     flag = worker.StopFlag()
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     worker.install_signal_handlers(flag)
+    try:
+        return _work(engine, run_ids, pending, tasks_dirs, console, flag)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _work(engine: Any, run_ids: Sequence[int], pending: list[int], tasks_dirs: Sequence[str],
+          console: Console, flag: worker.StopFlag) -> dict[str, int]:
+    from adaptbench import queue
+
     opts = worker.WorkerOptions(tasks_dirs=tasks_dirs)
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=not console.is_terminal or False,
+    with Progress(*columns, console=console,
                   disable=not console.is_terminal) as bar:
         overall = bar.add_task("all runs", total=len(pending))
         current = bar.add_task("", total=1, visible=False)

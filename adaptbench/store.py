@@ -244,7 +244,7 @@ def ensure_schema(engine: Engine) -> None:
         inspector = sa.inspect(engine)
         has_runs = inspector.has_table("runs")
         has_meta = inspector.has_table("adaptbench_meta")
-    except OperationalError as exc:
+    except sa.exc.DBAPIError as exc:
         raise UserError(f"cannot open database {engine.url!r}: {exc.orig}") from None
     except SQLAlchemyError as exc:
         raise UserError(f"cannot open database {engine.url!r}: {exc}") from None

@@ -1,0 +1,107 @@
+"""Every mistake a user can make: one line on stderr, exit 2, no traceback, database untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+
+import pytest
+
+BAD_RUNS = [
+    (["-o", "adm", "-t", "sparse-text"], "did you mean 'adam'"),
+    (["-o", "adam", "-t", "sprase-text"], "did you mean 'sparse-text'"),
+    (["-o", "adam", "-t", "sparse-text", "--lr", "0"], "positive number"),
+    (["-o", "adam", "-t", "sparse-text", "--lr", "-1e-3"], "positive number"),
+    (["-o", "adam", "-t", "sparse-text", "--lr", "fast"], "not a number"),
+    (["-o", "adam", "-t", "sparse-text", "--lr", "nan"], "positive number"),
+    (["-o", "adam", "-t", "sparse-text", "--seed", "-1"], "seeds must be >= 0"),
+    (["-o", "adam", "-t", "sparse-text", "--seeds", "0"], "--seeds must be at least 1"),
+    (["-o", "adam", "-t", "sparse-text", "--steps", "-5"], "--steps must be a positive"),
+    (["-o", "adam", "-t", "sparse-text", "--steps", "0"], "--steps must be a positive"),
+    (["-o", "adam", "-t", "sparse-text", "--batch-size", "0"], "--batch-size"),
+    (["-o", "adam", "-t", "sparse-text", "--opt", "betas"], "malformed"),
+    (["-o", "adam", "-t", "sparse-text", "--opt", "=3"], "malformed"),
+    (["-o", "adam", "-t", "sparse-text", "--opt", "momentum=0.9"], "no hyperparameter 'momentum'"),
+    (["-o", "adam", "-t", "sparse-text", "--opt", "eps=tiny"], "not a number"),
+    (["-o", "adam", "-t", "sparse-text", "--schedule", "cosin"], "did you mean 'cosine'"),
+    (["-o", "adam", "-t", "sparse-text", "--device", "tpu"], "unknown device"),
+    (["-o", "nosuchmodule:factory", "-t", "sparse-text"], "cannot be loaded"),
+    (["-t", "sparse-text"], "no optimizer given"),
+    (["-o", "adam"], "no task given"),
+    (["-o", "adam", "-t", "sparse-text", "--seeds", "two"], "--seeds"),
+    (["-o", "adam", "-t", "sparse-text", "--tasks-dir", "no/such/folder"], "does not exist"),
+]
+
+
+def _assert_one_line_error(result, expected: str) -> None:
+    assert result.code == 2, (result.code, result.err)
+    assert "Traceback" not in result.err
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1, result.err
+    assert expected in lines[0], lines[0]
+    assert lines[0].startswith("adaptbench: error: ")
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _dump(path) -> str:
+    """The database's whole content as SQL (independent of WAL checkpoints)."""
+    with sqlite3.connect(path) as conn:
+        return "\n".join(conn.iterdump())
+
+
+@pytest.mark.parametrize("command", ["run", "queue"])
+@pytest.mark.parametrize(("args", "expected"), BAD_RUNS, ids=[" ".join(a) for a, _ in BAD_RUNS])
+def test_bad_grid_input(cli, workdir, command, args, expected):
+    result = cli(command, *args)
+    _assert_one_line_error(result, expected)
+    assert not (workdir / "results.db").exists()
+
+
+def test_bad_input_leaves_an_existing_database_untouched(cli, workdir):
+    assert cli("queue", "-o", "adam", "-t", "sparse-text", "--seeds", "2").code == 0
+    db = workdir / "results.db"
+    before = _dump(db)
+    for args, expected in BAD_RUNS:
+        _assert_one_line_error(cli("queue", *args), expected)
+    assert _dump(db) == before
+    assert "2" in cli("status").out
+
+
+@pytest.mark.parametrize(
+    ("db", "expected"),
+    [
+        ("foo://x/y", "unknown database dialect 'foo'"),
+        ("postgresql+nodriver://u@h/d", "unknown database dialect"),
+        ("sqlite:///no/such/folder/r.db", "does not exist"),
+        ("not a url://", "malformed"),
+    ],
+)
+def test_bad_database_url(cli, workdir, db, expected):
+    _assert_one_line_error(cli("queue", "-o", "adam", "-t", "sparse-text", "--db", db), expected)
+
+
+def test_database_path_that_is_a_folder(cli, workdir):
+    (workdir / "adir").mkdir()
+    _assert_one_line_error(cli("status", "--db", "adir"), "is a folder")
+
+
+def test_database_inside_a_file_is_unwritable(cli, workdir):
+    (workdir / "afile").write_text("x")
+    _assert_one_line_error(cli("queue", "-o", "adam", "-t", "sparse-text", "--db", "afile/r.db"), "cannot create database")
+
+
+def test_a_file_that_is_not_a_database(cli, workdir):
+    (workdir / "notes.db").write_text("these are my notes, not a database\n" * 50)
+    before = _digest(workdir / "notes.db")
+    _assert_one_line_error(cli("status", "--db", "notes.db"), "cannot open database")
+    assert _digest(workdir / "notes.db") == before
+
+
+def test_unknown_command_and_bad_choices(cli, workdir):
+    _assert_one_line_error(cli("bogus"), "No such command")
+    assert cli("queue", "-o", "adam", "-t", "sparse-text", "--seeds", "1").code == 0
+    _assert_one_line_error(cli("report", "--format", "xml"), "--format")
+    _assert_one_line_error(cli("worker", "--jobs", "0"), "--jobs")

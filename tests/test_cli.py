@@ -1,0 +1,151 @@
+"""The CLI end to end: run, queue + worker, report, listing commands and pipeline output."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from tests.conftest import invoke
+
+FAST = ["--steps", "30"]
+
+
+def db_runs(path="results.db") -> pd.DataFrame:
+    with sqlite3.connect(path) as conn:
+        return pd.read_sql("SELECT * FROM runs ORDER BY id", conn)
+
+
+def test_run_creates_database_with_three_done_runs_and_prints_summary(cli, workdir):
+    r = cli("run", "--optim", "rmsprop", "--task", "sparse-text", *FAST)
+    assert r.code == 0, r.err
+    runs = db_runs()
+    assert list(runs["status"]) == ["done"] * 3
+    assert sorted(runs["seed"]) == [0, 1, 2]
+    assert set(runs["lr"]) == {1e-3}  # rmsprop's conventional default
+    assert "sparse-text" in r.out and "rmsprop" in r.out
+    with sqlite3.connect("results.db") as conn:
+        points = conn.execute("SELECT COUNT(*) FROM curve_points").fetchone()[0]
+    assert points > 0
+
+
+def test_run_twice_adds_nothing(cli, workdir):
+    args = ["run", "-o", "adam", "-t", "tabular-mlp", "--seeds", "2", *FAST]
+    assert cli(*args).code == 0
+    before = db_runs()
+    r = cli(*args)
+    assert r.code == 0
+    assert "0 new" in r.err
+    after = db_runs()
+    assert len(after) == 2
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_grid_expansion_from_comma_lists_and_repeats(cli, workdir):
+    r = cli("queue", "-o", "adam,sgd", "-o", "momentum", "-t", "sparse-text",
+            "--lr", "0.01,0.1", "--seed", "3", "--seed", "5", "--format", "json")
+    assert r.code == 0, r.err
+    queued = json.loads(r.out)
+    assert len(queued) == 3 * 2 * 2
+    runs = db_runs()
+    assert set(runs["optimizer"]) == {"adam", "sgd", "momentum"}
+    assert set(runs["seed"]) == {3, 5}
+    assert set(runs["status"]) == {"queued"}
+
+
+def test_queue_prints_ids_one_per_line_when_piped(cli, workdir):
+    r = cli("queue", "-o", "adam", "-t", "sparse-text", "--seeds", "2")
+    assert r.code == 0
+    assert r.out.split() == ["1", "2"]
+
+
+def test_queue_then_worker_stores_the_same_metrics_as_run(workdir):
+    common = ["-o", "adam", "-t", "tabular-mlp", "--seeds", "2", *FAST]
+    assert invoke("run", *common, "--db", "a.db").code == 0
+    assert invoke("queue", *common, "--db", "b.db").code == 0
+    assert set(db_runs("b.db")["status"]) == {"queued"}
+    w = invoke("worker", "--db", "b.db")
+    assert w.code == 0, w.err
+    cols = ["task", "optimizer", "lr", "seed", "spec_hash", "status", "final_train_loss",
+            "final_val_metric", "final_test_metric", "final_test_loss", "best_val_metric"]
+    pd.testing.assert_frame_equal(db_runs("a.db")[cols], db_runs("b.db")[cols])
+
+
+def test_detach_only_queues(cli, workdir):
+    r = cli("run", "-o", "adam", "-t", "sparse-text", "--detach")
+    assert r.code == 0
+    assert set(db_runs()["status"]) == {"queued"}
+    s = cli("status", "--format", "json")
+    counts = {row["status"]: row["runs"] for row in json.loads(s.out)}
+    assert counts["queued"] == 3 and counts["done"] == 0
+
+
+def test_report_csv_mean_and_ci_match_scipy(cli, workdir):
+    assert cli("run", "-o", "adam", "-t", "tabular-mlp", "--seeds", "4", *FAST).code == 0
+    r = cli("report", "--format", "csv")
+    assert r.code == 0, r.err
+    table = pd.read_csv(io.StringIO(r.out))
+    assert {"mean", "ci_low", "ci_high", "n"} <= set(table.columns)
+    row = table.iloc[0]
+    values = db_runs()["final_test_metric"].to_numpy()
+    mean = values.mean()
+    low, high = sps.t.interval(0.95, len(values) - 1, loc=mean, scale=sps.sem(values))
+    assert row["n"] == 4
+    assert row["mean"] == pytest.approx(mean, rel=1e-12)
+    assert row["ci_low"] == pytest.approx(low, rel=1e-9)
+    assert row["ci_high"] == pytest.approx(high, rel=1e-9)
+
+
+def test_report_json_and_markdown(cli, workdir):
+    assert cli("run", "-o", "adam,sgd", "-t", "sparse-text", "--seeds", "2", *FAST).code == 0
+    records = json.loads(cli("report", "--format", "json").out)
+    assert {r["optimizer"] for r in records} == {"adam", "sgd"}
+    md = cli("report", "--format", "markdown").out
+    assert md.count("|") > 10 and "adam" in md
+    wins = pd.read_csv(io.StringIO(cli("report", "wins", "--format", "csv").out))
+    pair = wins.set_index(["optimizer", "opponent"])["win_rate"]
+    assert pair[("adam", "sgd")] + pair[("sgd", "adam")] == pytest.approx(1.0)
+
+
+def test_piped_table_has_no_colour_or_box_drawing(cli, workdir):
+    assert cli("run", "-o", "adam", "-t", "sparse-text", "--seeds", "1", *FAST).code == 0
+    for args in (["report"], ["ls"], ["status"], ["tasks"], ["optims"]):
+        out = cli(*args).out
+        assert out.strip(), args
+        assert "\x1b[" not in out, args
+        assert not any(0x2500 <= ord(ch) <= 0x257F for ch in out), args
+
+
+def test_tasks_and_optims_list_json(cli):
+    tasks = json.loads(cli("tasks", "--format", "json").out)
+    names = {t["name"] for t in tasks}
+    assert {"sparse-text", "tabular-mlp", "digits-cnn"} <= names
+    assert len({t["type"] for t in tasks}) >= 3
+    optims = json.loads(cli("optims", "--format", "json").out)
+    names = {o["name"] for o in optims if o["kind"] == "optimizer"}
+    assert {"sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad",
+            "adadelta", "adamax", "nadam", "radam"} <= names
+
+
+def test_ls_filters(cli, workdir):
+    assert cli("queue", "-o", "adam,sgd", "-t", "sparse-text", "--seeds", "2").code == 0
+    rows = json.loads(cli("ls", "--optim", "sgd", "--format", "json").out)
+    assert len(rows) == 2 and {r["optimizer"] for r in rows} == {"sgd"}
+
+
+def test_read_commands_do_not_create_a_database(cli, workdir):
+    for args in (["report"], ["status"], ["ls"]):
+        r = cli(*args)
+        assert r.code == 2
+        assert "no results database" in r.err
+    assert not (workdir / "results.db").exists()
+
+
+def test_db_from_environment(cli, workdir, monkeypatch):
+    monkeypatch.setenv("ADAPTBENCH_DB", str(workdir / "env.db"))
+    assert cli("queue", "-o", "adam", "-t", "sparse-text", "--seeds", "1").code == 0
+    assert (workdir / "env.db").exists() and not (workdir / "results.db").exists()
