@@ -50,7 +50,7 @@ def render(
 ) -> None:
     """Write a DataFrame to the console (stdout by default) as table, csv, json or markdown.
 
-    A named or non-default index becomes leading columns. `title` is shown above a table or
+    A named index becomes leading columns; an unnamed one is not shown. `title` is shown above a table or
     Markdown table and left out of CSV and JSON, which stay plain data.
     """
     if fmt not in FORMATS:
@@ -71,10 +71,10 @@ def render(
 
 
 def _flat(df: pd.DataFrame) -> pd.DataFrame:
-    """The frame with a meaningful index turned into columns and column names as strings."""
-    if not isinstance(df.index, pd.RangeIndex) or any(name is not None for name in df.index.names):
-        df = df.reset_index()
-    df = df.copy()
+    """The frame with a named index turned into columns (an unnamed one is just row labels,
+    e.g. left by filtering, and is dropped) and column names as strings."""
+    named = any(name is not None for name in df.index.names)
+    df = df.reset_index(drop=not named)
     df.columns = [str(c) for c in df.columns]
     return df
 
@@ -169,7 +169,7 @@ def _is_numeric(series: pd.Series) -> bool:
 
 def _cells(df: pd.DataFrame) -> dict[str, list[str]]:
     """The display text of every cell, column by column."""
-    return {column: [_formatter(column, df[column])(v) for v in df[column]] for column in df.columns}
+    return {c: [_formatter(c, df[c])(v) for v in df[c]] for c in df.columns}
 
 
 def _formatter(column: str, series: pd.Series) -> Callable[[Any], str]:

@@ -26,12 +26,42 @@ from adaptbench.errors import UserError
 RESULT_STATUSES = ("done", "diverged")
 SPLITS = ("train", "val", "test")
 
-SUMMARY_COLUMNS = [
-    "task", "task_type", "optimizer", "lr", "metric_name", "n", "diverged",
-    "mean", "ci_low", "ci_high", "loss_mean", "loss_ci_low", "loss_ci_high",
-]
-SELECT_COLUMNS = ["task", "task_type", "optimizer", "lr", "val_mean", "n", "diverged"]
-WIN_COLUMNS = ["task_type", "optimizer", "opponent", "win_rate", "tasks", "pairs"]
+# Output schemas (column -> dtype), so that empty results keep their types and merge cleanly.
+_S, _F, _I = object, float, int
+SUMMARY_SCHEMA = {
+    "task": _S, "task_type": _S, "optimizer": _S, "lr": _F, "metric_name": _S, "n": _I,
+    "diverged": _I, "mean": _F, "ci_low": _F, "ci_high": _F, "loss_mean": _F,
+    "loss_ci_low": _F, "loss_ci_high": _F,
+}
+SELECT_SCHEMA = {
+    "task": _S, "task_type": _S, "optimizer": _S, "lr": _F, "val_mean": _F, "n": _I,
+    "diverged": _I,
+}
+TASK_RATE_SCHEMA = {
+    "task": _S, "task_type": _S, "optimizer": _S, "opponent": _S, "win_rate": _F, "pairs": _I,
+}
+WIN_SCHEMA = {
+    "task_type": _S, "optimizer": _S, "opponent": _S, "win_rate": _F, "tasks": _I, "pairs": _I,
+}
+RANK_SCHEMA = {"task_type": _S, "task": _S, "optimizer": _S, "rank": _F, "seeds": _I}
+FRIEDMAN_SCHEMA = {
+    "task_type": _S, "optimizers": _I, "tasks": _I, "statistic": _F, "p_value": _F,
+}
+PAIRWISE_SCHEMA = {
+    "task_type": _S, "optimizer": _S, "opponent": _S, "tasks": _I, "win_rate": _F,
+    "statistic": _F, "p_value": _F, "p_holm": _F,
+}
+RATIO_SCHEMA = {"task_type": _S, "task": _S, "optimizer": _S, "cost": _F, "ratio": _F}
+PROFILE_SCHEMA = {"task_type": _S, "optimizer": _S, "tau": _F, "fraction": _F}
+SUMMARY_COLUMNS = list(SUMMARY_SCHEMA)
+SELECT_COLUMNS = list(SELECT_SCHEMA)
+WIN_COLUMNS = list(WIN_SCHEMA)
+
+
+def _table(rows: list[dict] | pd.DataFrame, schema: dict[str, type]) -> pd.DataFrame:
+    """Rows as a DataFrame with exactly the schema's columns, in order, and dtypes."""
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=list(schema))
+    return df[list(schema)].astype(schema).reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -157,7 +187,7 @@ def summary(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
             "mean": value.mean, "ci_low": value.low, "ci_high": value.high,
             "loss_mean": loss.mean, "loss_ci_low": loss.low, "loss_ci_high": loss.high,
         })
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return _table(rows, SUMMARY_SCHEMA)
 
 
 def _signed(values: pd.Series, higher_is_better: pd.Series) -> pd.Series:
@@ -177,9 +207,9 @@ def select_lr(runs: pd.DataFrame) -> pd.DataFrame:
     res = results_only(runs)
     _check_unique(res)
     if res.empty:
-        return pd.DataFrame(columns=SELECT_COLUMNS)
+        return _table([], SELECT_SCHEMA)
     done = res["status"] == "done"
-    val = res["final_val_metric"].where(done)
+    val = res["final_val_metric"].astype(float).where(done)
     frame = res.assign(
         _val=val,
         _key=_signed(val, res["higher_is_better"]),
@@ -200,19 +230,22 @@ def select_lr(runs: pd.DataFrame) -> pd.DataFrame:
         ascending=[True, True, True, False, True], na_position="last", kind="mergesort",
     )
     best = per_lr.groupby(["task", "optimizer"], sort=True).head(1)
-    best = best.assign(n=best["n"].astype(int), diverged=best["diverged"].astype(int))
-    return best[SELECT_COLUMNS].sort_values(["task", "optimizer"]).reset_index(drop=True)
+    return _table(best.sort_values(["task", "optimizer"]), SELECT_SCHEMA)
 
 
 def tuned_summary(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
     """`summary` restricted to the lr that `select_lr` picked for each (task, optimizer)."""
     chosen = select_lr(runs)[["task", "optimizer", "lr"]]
-    return summary(runs, metric).merge(chosen, on=["task", "optimizer", "lr"])[SUMMARY_COLUMNS]
+    return _table(summary(runs, metric).merge(chosen, on=["task", "optimizer", "lr"]),
+                  SUMMARY_SCHEMA)
 
 
 def tuned_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The result runs at each (task, optimizer)'s tuned lr, with `score`: test metric
-    oriented so larger is better, -inf for a diverged run, NaN for a done run without one."""
+    """The result runs at each (task, optimizer)'s tuned lr, with a `score` to compare them by.
+
+    `score` is the final test metric oriented so that larger is better, -inf for a diverged run
+    (the worst; two diverged runs tie) and NaN for a done run without a test metric.
+    """
     res = results_only(runs)
     chosen = select_lr(res)[["task", "optimizer", "lr"]]
     at = res.merge(chosen, on=["task", "optimizer", "lr"])
@@ -240,19 +273,19 @@ def pairwise_task_rates(runs: pd.DataFrame) -> pd.DataFrame:
     task_type = _per_task(results_only(runs), "task_type")
     rows = []
     for task, table in _task_scores(runs).items():
-        for a, b in permutations(table.columns, 2):
-            both = table[[a, b]].dropna()
-            if both.empty:
+        values = table.to_numpy(dtype=float)  # seeds × optimizers, -inf = diverged
+        for i, j in permutations(range(values.shape[1]), 2):
+            both = ~np.isnan(values[:, i]) & ~np.isnan(values[:, j])
+            if not both.any():
                 continue
-            sa, sb = both[a].to_numpy(), both[b].to_numpy()
+            sa, sb = values[both, i], values[both, j]
             scores = (sa > sb) + 0.5 * (sa == sb)
             rows.append({
-                "task": task, "task_type": task_type[task], "optimizer": a, "opponent": b,
-                "win_rate": float(scores.mean()), "pairs": len(both),
+                "task": task, "task_type": task_type[task], "optimizer": table.columns[i],
+                "opponent": table.columns[j], "win_rate": float(scores.mean()),
+                "pairs": int(both.sum()),
             })
-    return pd.DataFrame(
-        rows, columns=["task", "task_type", "optimizer", "opponent", "win_rate", "pairs"]
-    )
+    return _table(rows, TASK_RATE_SCHEMA)
 
 
 def win_rates(runs: pd.DataFrame) -> pd.DataFrame:
@@ -264,12 +297,10 @@ def win_rates(runs: pd.DataFrame) -> pd.DataFrame:
     win_rate, tasks (tasks that contributed), pairs (paired seeds over those tasks).
     """
     per_task = pairwise_task_rates(runs)
-    if per_task.empty:
-        return pd.DataFrame(columns=WIN_COLUMNS)
     out = per_task.groupby(["task_type", "optimizer", "opponent"], sort=True).agg(
         win_rate=("win_rate", "mean"), tasks=("task", "nunique"), pairs=("pairs", "sum"),
     )
-    return out.reset_index()[WIN_COLUMNS]
+    return _table(out.reset_index(), WIN_SCHEMA)
 
 
 def win_matrix(rates: pd.DataFrame, task_type: str) -> pd.DataFrame:
@@ -280,3 +311,133 @@ def win_matrix(rates: pd.DataFrame, task_type: str) -> pd.DataFrame:
     matrix = matrix.reindex(index=names, columns=names).astype(float)
     matrix.index.name, matrix.columns.name = "optimizer", "opponent"
     return matrix
+
+
+def holm(p_values: Iterable[float]) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values, in the input order (NaN stays NaN, not counted)."""
+    p = np.asarray(list(p_values), dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    order = valid[np.argsort(p[valid], kind="mergesort")]
+    m, running = len(order), 0.0
+    for i, index in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def ranks(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean rank of each optimizer per task (1 = best), over the seeds every optimizer has.
+
+    Scores are `tuned_runs` scores, so a diverged run ranks last and ties share the average
+    rank. Columns: task_type, task, optimizer, rank, seeds.
+    """
+    task_type = _per_task(results_only(runs), "task_type")
+    rows = []
+    for task, table in _task_scores(runs).items():
+        complete = table.dropna()
+        if complete.empty or table.shape[1] < 2:
+            continue
+        per_seed = complete.rank(axis=1, ascending=False, method="average")
+        for optimizer, rank in per_seed.mean().items():
+            rows.append({"task_type": task_type[task], "task": task, "optimizer": optimizer,
+                         "rank": float(rank), "seeds": len(complete)})
+    return _table(rows, RANK_SCHEMA)
+
+
+def friedman(runs: pd.DataFrame) -> pd.DataFrame:
+    """Friedman test per task type: do the optimizers' per-task mean ranks differ?
+
+    Blocks are the tasks on which every optimizer of the task type has paired seeds (others are
+    left out: filter the optimizers to keep more); needs at least 3 optimizers and 2 such tasks.
+    Task types that fall short get no row. Columns: task_type, optimizers,
+    tasks, statistic, p_value.
+    """
+    table = ranks(runs)
+    rows = []
+    for kind, part in table.groupby("task_type", sort=True):
+        wide = part.pivot(index="task", columns="optimizer", values="rank").dropna()
+        if wide.shape[1] < 3 or wide.shape[0] < 2:
+            continue
+        result = sps.friedmanchisquare(*(wide[c].to_numpy() for c in wide.columns))
+        rows.append({"task_type": kind, "optimizers": wide.shape[1], "tasks": wide.shape[0],
+                     "statistic": float(result.statistic), "p_value": float(result.pvalue)})
+    return _table(rows, FRIEDMAN_SCHEMA)
+
+
+def pairwise_tests(runs: pd.DataFrame) -> pd.DataFrame:
+    """Wilcoxon signed-rank test per pair of optimizers over tasks, Holm-corrected per task type.
+
+    The paired value per task is the per-task win rate minus ½ (scale-free, and diverged runs
+    count as losses); tasks where they tie are dropped by the test ('wilcox' zero method).
+    Columns: task_type, optimizer, opponent, tasks, win_rate (unweighted mean over tasks),
+    statistic, p_value, p_holm. One row per unordered pair (optimizer < opponent).
+    """
+    per_task = pairwise_task_rates(runs)
+    per_task = per_task[per_task["optimizer"] < per_task["opponent"]]
+    rows = []
+    for (kind, a, b), part in per_task.groupby(["task_type", "optimizer", "opponent"], sort=True):
+        diff = part["win_rate"].to_numpy() - 0.5
+        if np.all(diff == 0):  # no task separates them; scipy would warn and give p = 1
+            statistic, p_value = 0.0, 1.0
+        else:
+            result = sps.wilcoxon(diff, zero_method="wilcox")
+            statistic, p_value = float(result.statistic), float(result.pvalue)
+        rows.append({"task_type": kind, "optimizer": a, "opponent": b, "tasks": len(part),
+                     "win_rate": float(part["win_rate"].mean()), "statistic": statistic,
+                     "p_value": p_value})
+    out = _table([{**row, "p_holm": math.nan} for row in rows], PAIRWISE_SCHEMA)
+    for _, index in out.groupby("task_type").groups.items():
+        out.loc[index, "p_holm"] = holm(out.loc[index, "p_value"])
+    return out
+
+
+def performance_ratios(runs: pd.DataFrame) -> pd.DataFrame:
+    """Dolan–Moré performance ratios of steps to target, per task and optimizer at tuned lrs.
+
+    Cost is the median over seeds of steps_to_target, a run that diverged or never reached
+    the target costing ∞ (so an optimizer failing on half the seeds or more fails the task).
+    Ratio = cost / best cost on the task (∞ if the optimizer failed or every optimizer did).
+    Only tasks with a target, run by every optimizer present in the task type, are used.
+    Columns: task_type, task, optimizer, cost, ratio.
+    """
+    at = tuned_runs(runs)
+    has_target = at.groupby("task")["target"].transform(lambda t: t.notna().any())
+    at = at[has_target.astype(bool)]
+    reached = at["steps_to_target"].astype(float).where(at["status"] == "done", np.inf)
+    at = at.assign(cost=reached.fillna(np.inf))
+    cost = at.groupby(["task_type", "task", "optimizer"], sort=True)["cost"].median()
+    cost = cost.reset_index()
+    cost["ratio"] = np.inf
+    kept = []
+    for _, part in cost.groupby("task_type", sort=True):
+        wide = part.pivot(index="task", columns="optimizer", values="cost").dropna()
+        wide = wide.clip(lower=1)  # a target met at step 0 counts as 1 step: ratios stay defined
+        best = wide.min(axis=1)
+        ratio = wide.div(best, axis=0).where(np.isfinite(wide.to_numpy()), np.inf)
+        long = ratio.stack().rename("ratio").reset_index()
+        kept.append(part.drop(columns="ratio").merge(long, on=["task", "optimizer"]))
+    if not kept:
+        return _table([], RATIO_SCHEMA)
+    return _table(pd.concat(kept, ignore_index=True), RATIO_SCHEMA)
+
+
+def performance_profile(runs: pd.DataFrame) -> pd.DataFrame:
+    """Dolan–Moré performance profile per task type: the fraction of tasks within τ of best.
+
+    ρ(τ) = share of the task type's tasks whose ratio is ≤ τ, given at every τ where some
+    profile steps (the finite ratios), so the rows are the exact step functions.
+    Columns: task_type, optimizer, tau, fraction.
+    """
+    ratios = performance_ratios(runs)
+    rows = []
+    for kind, part in ratios.groupby("task_type", sort=True):
+        finite = part["ratio"][np.isfinite(part["ratio"])]
+        taus = np.unique(np.concatenate([[1.0], finite.to_numpy(float)]))
+        tasks = part["task"].nunique()
+        for optimizer, mine in part.groupby("optimizer", sort=True):
+            values = mine["ratio"].to_numpy(float)
+            for tau in taus:
+                rows.append({"task_type": kind, "optimizer": optimizer, "tau": float(tau),
+                             "fraction": float((values <= tau).sum() / tasks)})
+    return _table(rows, PROFILE_SCHEMA)

@@ -11,7 +11,9 @@ This module does not import torch; task files do, when they are loaded.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import re
@@ -94,39 +96,58 @@ class Task:
             raise ValueError("; ".join(problems))
 
 
+BUILTIN_PACKAGE = "adaptbench.builtin_tasks"
+
+
 def builtin_dir() -> Path:
     """The folder holding the built-in task files (installed, or the source checkout's)."""
-    try:
-        pkg = importlib.import_module("adaptbench.builtin_tasks")
-        return Path(pkg.__file__).parent  # type: ignore[arg-type]
-    except ImportError:
-        return Path(__file__).resolve().parent.parent / "tasks"
+    return Path(_package_for(None).__path__[0])
+
+
+def _package_for(folder: Path | None) -> Any:
+    """The package a task folder's files are imported into, so that relative imports between
+    them (``from ._common import ...``) work: the installed ``adaptbench.builtin_tasks`` for the
+    built-in folder, a synthetic package per user folder."""
+    if folder is None:
+        try:
+            return importlib.import_module(BUILTIN_PACKAGE)
+        except ImportError:  # a source checkout that is not installed: tasks/ beside the package
+            folder, name = Path(__file__).resolve().parent.parent / "tasks", BUILTIN_PACKAGE
+    else:
+        digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
+        name = f"adaptbench_user_tasks_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    init = folder / "__init__.py"
+    if init.exists():
+        spec = importlib.util.spec_from_file_location(
+            name, init, submodule_search_locations=[str(folder)]
+        )
+    else:
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [str(folder)]
+    if spec is None:
+        raise UserError(f"tasks folder {str(folder)!r} cannot be imported")
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    if spec.loader is not None:
+        spec.loader.exec_module(package)
+    return package
 
 
 def _task_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
 
 
-def _load_module(path: Path, builtin: bool) -> Any:
-    if builtin:
-        try:
-            return importlib.import_module(f"adaptbench.builtin_tasks.{path.stem}")
-        except ModuleNotFoundError as exc:
-            if not exc.name or not exc.name.startswith("adaptbench.builtin_tasks"):
-                raise
-    mod_name = f"adaptbench_user_tasks.{abs(hash(str(path.resolve())))}.{path.stem}"
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    if spec is None or spec.loader is None:
-        raise UserError(f"task file {path}: cannot be loaded as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    spec.loader.exec_module(module)
-    return module
+def _load_module(path: Path, package: Any) -> Any:
+    if not path.stem.isidentifier():
+        raise UserError(f"task file {path}: the file name must be a Python identifier (letters, digits, _)")
+    return importlib.import_module(f"{package.__name__}.{path.stem}")
 
 
-def _tasks_in(path: Path, builtin: bool) -> list[Task]:
+def _tasks_in(path: Path, package: Any) -> list[Task]:
     try:
-        module = _load_module(path, builtin)
+        module = _load_module(path, package)
     except UserError:
         raise
     except Exception as exc:  # a broken user file must name itself, not crash the CLI
@@ -173,10 +194,10 @@ def load_tasks(tasks_dirs: Sequence[str | Path] = ()) -> dict[str, Task]:
     if key in _CACHE:
         return _CACHE[key]
     found: dict[str, Task] = {}
-    folders = [(builtin_dir(), True)] + [(d, False) for d in dirs]
-    for folder, builtin in folders:
-        for path in _task_files(folder):
-            for task in _tasks_in(path, builtin):
+    packages = [_package_for(None)] + [_package_for(d) for d in dirs]
+    for package in packages:
+        for path in _task_files(Path(package.__path__[0])):
+            for task in _tasks_in(path, package):
                 if task.name in found:
                     raise UserError(
                         f"task name {task.name!r} is defined twice: in {found[task.name].source} "

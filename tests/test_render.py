@@ -1,0 +1,191 @@
+"""Tests for adaptbench.render: data formats keep every number; tables stay plain off-terminal."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from adaptbench import render as rd
+from adaptbench import stats
+
+ANSI = re.compile(r"\x1b\[")
+BOX_DRAWING = re.compile("[\u2500-\u257f]")
+
+
+def sample() -> pd.DataFrame:
+    return pd.DataFrame({
+        "task": ["mnist", "mnist", "text|pipe"],
+        "optimizer": ["adam", "sgd[bold]", "rmsprop"],
+        "lr": [3e-4, 0.1, 1.5e-5],
+        "n": [3, 1, 0],
+        "mean": [0.1 + 0.2, 0.912345678901234, math.nan],
+        "ci_low": [1e-300, math.nan, -math.inf],
+        "steps_to_target": [120.0, math.nan, 3000.0],
+        "higher_is_better": [True, False, True],
+    })
+
+
+def plain_console() -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    return Console(file=buffer, force_terminal=False, width=40), buffer
+
+
+def rendered(df: pd.DataFrame, fmt: str, title: str | None = None) -> str:
+    console, buffer = plain_console()
+    rd.render(df, fmt, title=title, console=console)
+    return buffer.getvalue()
+
+
+def test_csv_round_trips_exactly():
+    df = sample()
+    back = pd.read_csv(io.StringIO(rendered(df, "csv", title="ignored")))
+    assert list(back.columns) == list(df.columns)
+    numeric = ["lr", "n", "mean", "ci_low", "steps_to_target"]
+    # Exact equality, NaN in the same places: full precision survives.
+    np.testing.assert_array_equal(back[numeric].to_numpy(float), df[numeric].to_numpy(float))
+    assert back["task"].tolist() == df["task"].tolist()
+    assert back["higher_is_better"].tolist() == df["higher_is_better"].tolist()
+
+
+def test_csv_of_a_real_summary_round_trips():
+    runs = pd.DataFrame([
+        {"task": "t", "task_type": "vision", "optimizer": "adam", "lr": 1e-3, "seed": s,
+         "status": "done", "metric_name": "accuracy", "higher_is_better": True,
+         "final_test_metric": v, "final_test_loss": 1 - v}
+        for s, v in enumerate([0.9013, 0.8877, 0.9102])
+    ])
+    table = stats.summary(runs)
+    back = pd.read_csv(io.StringIO(rendered(table, "csv")))
+    pd.testing.assert_frame_equal(back, table, check_dtype=False)
+
+
+def test_json_is_records_with_nulls_and_full_precision():
+    records = json.loads(rendered(sample(), "json"))
+    assert isinstance(records, list) and len(records) == 3
+    first, second, third = records
+    assert first["mean"] == 0.1 + 0.2 and first["ci_low"] == 1e-300
+    assert first["lr"] == 3e-4 and first["n"] == 3 and first["higher_is_better"] is True
+    assert second["mean"] == 0.912345678901234 and second["ci_low"] is None
+    assert third["mean"] is None and third["ci_low"] is None  # NaN and -inf both become null
+    assert third["task"] == "text|pipe"
+
+
+def test_unnamed_index_left_by_filtering_is_not_shown():
+    df = sample()
+    filtered = df[df["n"] > 0]  # index 0, 1
+    assert rendered(filtered.iloc[1:], "csv").splitlines()[0] == ",".join(df.columns)
+    assert json.loads(rendered(filtered.iloc[1:], "json"))[0]["optimizer"] == "sgd[bold]"
+
+
+def test_nullable_integers_render():
+    df = pd.DataFrame({"task": ["a", "b"],
+                       "steps_to_target": pd.array([120, None], dtype="Int64")})
+    assert json.loads(rendered(df, "json")) == [{"task": "a", "steps_to_target": 120},
+                                                {"task": "b", "steps_to_target": None}]
+    assert rendered(df, "csv").splitlines() == ["task,steps_to_target", "a,120", "b,"]
+    assert rendered(df, "table").split() == ["task", "steps_to_target", "a", "120", "b", "-"]
+
+
+def test_json_is_strict():
+    text = rendered(sample(), "json")
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard {name} in JSON"))
+
+
+def test_json_and_csv_carry_a_named_index():
+    rates = stats.win_rates(pd.DataFrame([
+        {"task": "t", "task_type": "dense", "optimizer": o, "lr": 0.1, "seed": 0,
+         "status": "done", "higher_is_better": True, "final_val_metric": v,
+         "final_test_metric": v}
+        for o, v in [("adam", 0.9), ("sgd", 0.8)]
+    ]))
+    matrix = stats.win_matrix(rates, "dense")
+    records = json.loads(rendered(matrix, "json"))
+    assert records == [{"optimizer": "adam", "adam": None, "sgd": 1.0},
+                       {"optimizer": "sgd", "adam": 0.0, "sgd": None}]
+    assert rendered(matrix, "csv").splitlines()[0] == "optimizer,adam,sgd"
+
+
+def test_plain_table_has_no_escape_codes_and_no_box_drawing():
+    text = rendered(sample(), "table", title="Summary")
+    assert not ANSI.search(text)
+    assert not BOX_DRAWING.search(text)
+    assert text.isascii()
+    lines = text.splitlines()
+    assert lines[0].strip() == "Summary"
+    # Never wrapped to the 40-column console: one line per row, whole values.
+    assert len(lines) == 1 + 1 + 3
+    assert lines[1].split() == list(sample().columns)
+    assert lines[2].split() == ["mnist", "adam", "3e-04", "3", "0.3", "1e-300", "120", "yes"]
+    assert lines[3].split() == ["mnist", "sgd[bold]", "0.1", "1", "0.9123", "-", "-", "no"]
+    assert lines[4].split() == ["text|pipe", "rmsprop", "1.5e-05", "0", "-", "-inf", "3000",
+                                "yes"]
+
+
+def test_table_on_stdout_when_piped_is_plain(capsys):
+    rd.render(sample(), "table", title="Summary")
+    out = capsys.readouterr().out
+    assert "adam" in out and not ANSI.search(out) and not BOX_DRAWING.search(out)
+
+
+def test_table_on_a_terminal_is_drawn():
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, color_system="standard", width=120)
+    rd.render(sample(), "table", console=console)
+    assert BOX_DRAWING.search(buffer.getvalue())
+    assert "sgd[bold]" in buffer.getvalue()  # cell text is not read as markup
+
+
+def test_consoles_follow_no_color(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert rd.stdout_console().no_color and rd.stderr_console().no_color
+    assert rd.stderr_console().stderr
+    monkeypatch.delenv("NO_COLOR")
+    assert not rd.stdout_console().no_color
+
+
+def test_markdown_pipe_table():
+    text = rendered(sample(), "markdown", title="Summary")
+    lines = text.splitlines()
+    assert lines[:2] == ["**Summary**", ""]
+    assert lines[2] == ("| task | optimizer | lr | n | mean | ci_low | steps_to_target "
+                        "| higher_is_better |")
+    assert lines[3] == "|---|---|---:|---:|---:|---:|---:|---|"
+    assert lines[4] == "| mnist | adam | 3e-04 | 3 | 0.3 | 1e-300 | 120 | yes |"
+    assert lines[6].startswith("| text\\|pipe | rmsprop | 1.5e-05 | 0 | - |")
+    assert len(lines) == 7
+
+
+def test_empty_frames_render():
+    empty = stats.summary(pd.DataFrame(columns=["task", "optimizer", "lr", "seed", "status"]))
+    assert rendered(empty, "csv").strip() == ",".join(stats.SUMMARY_COLUMNS)
+    assert json.loads(rendered(empty, "json")) == []
+    assert rendered(empty, "markdown").count("\n") == 2
+    assert "ci_low" in rendered(empty, "table")
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.1, "0.1"), (3e-3, "0.003"), (1e-3, "0.001"), (3e-4, "3e-04"), (1.5e-5, "1.5e-05"),
+    (1.25e-4, "1.25e-04"), (1.0, "1"), (0.0, "0"),
+])
+def test_format_lr(value, text):
+    assert rd.format_lr(value) == text
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.912345, "0.9123"), (12345.678, "1.235e+04"), (-0.5, "-0.5"), (math.inf, "inf"),
+    (math.nan, "-"), (1234.5, "1234"),
+])
+def test_format_number(value, text):
+    assert rd.format_number(value) == text
+
+
+def test_unknown_format_is_refused():
+    with pytest.raises(ValueError, match="format"):
+        rd.render(sample(), "xlsx", console=plain_console()[0])
