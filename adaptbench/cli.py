@@ -219,14 +219,23 @@ def worker(
     wait: Annotated[bool, typer.Option("--wait", help="Keep polling for new runs instead of exiting when the queue is empty.")] = False,
     max_runs: Annotated[int | None, typer.Option("--max-runs", help="Stop after this many runs (per process).")] = None,
     lease: Annotated[float, typer.Option("--lease", help="Lease in seconds; a run whose worker stops renewing it is requeued.")] = 60.0,
+    run_timeout: Annotated[float | None, typer.Option("--run-timeout", help="Fail a run still training after this many seconds (a stuck task).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Override the device each run asked for.")] = None,
     tasks_dir: TasksDirOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Train queued runs until the queue is empty (or forever with --wait)."""
+    """Train queued runs until the queue is empty (or forever with --wait).
+
+    Each run trains in a child process: a run that crashes, runs out of memory or passes
+    --run-timeout is stored as failed with the reason, and the worker goes on. Ctrl-C or SIGTERM
+    puts the current run back in the queue at once; a second Ctrl-C quits immediately.
+    """
+    import signal
+
     from adaptbench import worker as worker_mod
     from adaptbench.devices import check_device_request
     from adaptbench.store import make_engine
+    from adaptbench.tasks import user_dirs
 
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
@@ -234,25 +243,92 @@ def worker(
         raise UserError(f"--lease must be a positive number of seconds, got {lease}")
     if max_runs is not None and max_runs < 1:
         raise UserError(f"--max-runs must be at least 1, got {max_runs}")
+    if run_timeout is not None and run_timeout <= 0:
+        raise UserError(f"--run-timeout must be a positive number of seconds, got {run_timeout}")
     if device is not None:
         check_device_request(device)
+    user_dirs(tasks_dir or [])  # a missing folder is an error now, not a failure of every run
     engine = make_engine(db)
     opts = worker_mod.WorkerOptions(
-        db=db, lease_seconds=lease, max_runs=max_runs, wait=wait, device=device, tasks_dirs=tasks_dir or []
+        db=db, lease_seconds=lease, max_runs=max_runs, wait=wait, device=device,
+        tasks_dirs=tasks_dir or [], run_timeout=run_timeout, isolate=True,
     )
     if jobs == 1:
         flag = worker_mod.StopFlag()
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         worker_mod.install_signal_handlers(flag)
         try:
             tally = worker_mod.work(engine, opts, events=worker_mod.log_events(), flag=flag)
         except KeyboardInterrupt:
             tally = {"interrupted": 1}
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
     else:
         tally = worker_mod.work_parallel(opts, jobs)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(tally.items())) or "no runs"
     print(f"worker finished: {summary}", file=sys.stderr)
+    if "refused" in tally:
+        raise typer.Exit(2)
     if "interrupted" in tally or "requeued" in tally:
         raise typer.Exit(130)
+
+
+RunIdsArg = Annotated[list[int] | None, typer.Argument(help="Run ids (see `adaptbench ls`).", show_default=False)]
+
+
+def _selection(run_ids: list[int] | None, task: ListOpt, optim: ListOpt, study: ListOpt, status_: ListOpt) -> Any:
+    from adaptbench.queue import Selection
+    from adaptbench.spec import split_list
+
+    return Selection(
+        run_ids=tuple(run_ids or ()), tasks=tuple(split_list(task)), optimizers=tuple(split_list(optim)),
+        studies=tuple(split_list(study)), statuses=tuple(split_list(status_)),
+    )
+
+
+@app.command()
+def cancel(
+    run_ids: RunIdsArg = None,
+    task: TaskOpt = None,
+    optim: OptimOpt = None,
+    study: Annotated[ListOpt, typer.Option("--study", help="Study label(s).")] = None,
+    status_: Annotated[ListOpt, typer.Option("--status", help="queued and/or running [default: both].")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Cancel every queued and running run.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Cancel queued and running runs (by id or filter); a running run's worker drops it at its next heartbeat."""
+    from adaptbench import queue
+    from adaptbench.store import make_engine
+
+    sel = _selection(run_ids, task, optim, study, status_)
+    queue.check_statuses(sel.statuses, queue.ACTIVE)
+    if sel.is_empty() and not all_runs:
+        raise UserError("say which runs to cancel: run ids, --task, --optim, --study, or --all")
+    n = queue.cancel(make_engine(db, create=False), sel)
+    print(f"cancelled {n['queued'] + n['running']} run(s): {n['queued']} queued, {n['running']} running",
+          file=sys.stderr)
+
+
+@app.command()
+def retry(
+    run_ids: RunIdsArg = None,
+    task: TaskOpt = None,
+    optim: OptimOpt = None,
+    study: Annotated[ListOpt, typer.Option("--study", help="Study label(s).")] = None,
+    status_: Annotated[ListOpt, typer.Option("--status", help="failed, diverged and/or cancelled [default: failed; with run ids: any of them].")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Queue failed (or diverged / cancelled) runs again; their old results are deleted."""
+    from adaptbench import queue
+    from adaptbench.store import make_engine
+
+    sel = _selection(run_ids, task, optim, study, status_)
+    queue.check_statuses(sel.statuses, queue.RETRYABLE)
+    n = queue.retry(make_engine(db, create=False), sel)
+    detail = ", ".join(f"{v} {k}" for k, v in n.items() if v)
+    print(f"queued {sum(n.values())} run(s) again{': ' + detail if detail else ''}; "
+          "start a worker to train them", file=sys.stderr)
 
 
 @app.command()

@@ -1,9 +1,12 @@
-"""The run queue, which is the `runs` table: enqueue, claim, heartbeat, finish, requeue.
+"""The run queue, which is the `runs` table: enqueue, claim, heartbeat, finish, requeue, cancel, retry.
 
 Every state change is one short write transaction. A worker holds a run through a *claim*: the
-run's `worker` column and its `attempts` count at claim time. Heartbeats, finishing and releasing
-all require that claim to be current, so a worker whose lease was reaped can never overwrite the
-retry that another worker is running.
+run's `worker` column (unique per worker process) and its `attempts` count at claim time.
+Heartbeats, finishing and releasing all require that claim to be current, so a worker whose lease
+was reaped can never overwrite the retry that another worker is running.
+
+Leases are compared with the database's clock on PostgreSQL (workers on many machines need not
+agree on the time) and with the local clock on SQLite (whose workers share one machine).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from adaptbench.errors import UserError, did_you_mean
 from adaptbench.spec import RunSpec
 from adaptbench.store import CurvePoint, Run, read, utcnow, write
 
@@ -27,6 +31,14 @@ DEFAULT_LEASE_SECONDS = 60.0
 MAX_ATTEMPTS = 3
 ACTIVE = ("queued", "running")
 RESULT_STATUSES = ("done", "diverged")
+STATUSES = ("queued", "running", "done", "diverged", "failed", "cancelled")
+RETRYABLE = ("failed", "diverged", "cancelled")
+OUTCOME_COLUMNS = (
+    "final_train_loss", "final_val_loss", "final_test_loss", "final_train_metric",
+    "final_val_metric", "final_test_metric", "best_val_metric", "best_val_step",
+    "steps_to_target", "wall_seconds", "diverged_at_step", "device", "torch_version",
+    "package_version", "host",
+)
 
 
 def new_worker_id() -> str:
@@ -53,6 +65,17 @@ class Enqueued:
     status: str
 
 
+def _now(conn: Connection) -> Any:
+    """'Now' in naive UTC for lease arithmetic: the server's clock on PostgreSQL."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.timezone("UTC", sa.func.statement_timestamp(), type_=sa.DateTime)
+    return utcnow()
+
+
+def _later(now: Any, seconds: float) -> Any:
+    return now + timedelta(seconds=seconds)
+
+
 def enqueue(
     engine: Engine,
     specs: Sequence[RunSpec],
@@ -62,55 +85,65 @@ def enqueue(
     """Queue the specs; a spec whose hash is already stored is left as it is (no duplicate).
 
     `task_info` maps task name -> Task (type, metric, target, eval_every are stored with the run
-    so that reports never need to load task code).
+    so that reports never need to load task code). Two processes queueing the same spec at the
+    same moment still store it once (INSERT ... ON CONFLICT DO NOTHING).
     """
-    out: list[Enqueued] = []
     hashes = [s.spec_hash for s in specs]
     with write(engine) as conn:
-        existing: dict[str, tuple[int, str]] = {}
-        for chunk in _chunks(hashes, 500):
-            rows = conn.execute(
-                sa.select(Run.spec_hash, Run.id, Run.status).where(Run.spec_hash.in_(chunk))
-            )
-            existing.update({h: (i, st) for h, i, st in rows})
+        existing = _ids_of(conn, hashes)
         now = utcnow()
+        rows: list[dict[str, Any]] = []
         for spec in specs:
-            h = spec.spec_hash
-            if h in existing:
-                out.append(Enqueued(existing[h][0], h, False, existing[h][1]))
+            if spec.spec_hash in existing:
                 continue
+            existing[spec.spec_hash] = (0, "queued")  # a repeat in `specs` is not inserted twice
             task = task_info[spec.task]
-            run_id = conn.execute(
-                sa.insert(Run)
-                .values(
-                    spec_hash=h,
-                    task=spec.task,
-                    task_type=task.task_type,
-                    metric_name=task.metric,
-                    higher_is_better=task.higher_is_better,
-                    target=task.target,
-                    optimizer=spec.optimizer,
-                    params=json.dumps(dict(spec.params), sort_keys=True),
-                    schedule=spec.schedule,
-                    lr=spec.lr,
-                    seed=spec.seed,
-                    steps=spec.steps,
-                    batch_size=spec.batch_size,
-                    eval_every=task.eval_every,
-                    study=spec.study,
-                    device_request=device_request,
-                    status="queued",
-                    attempts=0,
-                    created_at=now,
-                )
-                .returning(Run.id)
-            ).scalar_one()
-            existing[h] = (run_id, "queued")
-            out.append(Enqueued(run_id, h, True, "queued"))
+            rows.append(dict(
+                spec_hash=spec.spec_hash, task=spec.task, task_type=task.task_type,
+                metric_name=task.metric, higher_is_better=task.higher_is_better,
+                target=task.target, optimizer=spec.optimizer,
+                params=json.dumps(dict(spec.params), sort_keys=True), schedule=spec.schedule,
+                lr=spec.lr, seed=spec.seed, steps=spec.steps, batch_size=spec.batch_size,
+                eval_every=task.eval_every, study=spec.study, device_request=device_request,
+                status="queued", attempts=0, created_at=now,
+            ))
+        new: dict[str, int] = {}
+        for chunk in _chunks(rows, 500):
+            stmt = _insert_ignoring_duplicates(conn).returning(Run.id, Run.spec_hash)
+            new.update({h: i for i, h in conn.execute(stmt, list(chunk))})
+        # rows another process inserted between our SELECT and INSERT (PostgreSQL)
+        existing.update(_ids_of(conn, [r["spec_hash"] for r in rows if r["spec_hash"] not in new]))
+    out, seen = [], set()
+    for h in hashes:
+        if h in new:
+            out.append(Enqueued(new[h], h, h not in seen, "queued"))
+        else:
+            out.append(Enqueued(existing[h][0], h, False, existing[h][1]))
+        seen.add(h)
     return out
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+def _insert_ignoring_duplicates(conn: Connection) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        return sa.insert(Run)
+    return insert(Run).on_conflict_do_nothing(index_elements=["spec_hash"])
+
+
+def _ids_of(conn: Connection, hashes: Sequence[str]) -> dict[str, tuple[int, str]]:
+    out: dict[str, tuple[int, str]] = {}
+    for chunk in _chunks(hashes, 500):
+        rows = conn.execute(
+            sa.select(Run.spec_hash, Run.id, Run.status).where(Run.spec_hash.in_(list(chunk)))
+        )
+        out.update({h: (i, st) for h, i, st in rows})
+    return out
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -131,26 +164,37 @@ def spec_of(row: Any) -> RunSpec:
 
 def requeue_expired(engine: Engine, max_attempts: int = MAX_ATTEMPTS) -> int:
     """Return runs whose lease has expired to the queue, or fail them after `max_attempts`."""
-    now = utcnow()
-    expired = sa.and_(Run.status == "running", Run.lease_expires_at < now)
     with write(engine) as conn:
-        failed = conn.execute(
-            sa.update(Run)
-            .where(expired, Run.attempts >= max_attempts)
-            .values(
-                status="failed",
-                finished_at=now,
-                worker=None,
-                lease_expires_at=None,
-                error=f"lease expired on each of {max_attempts} attempts (worker killed or stuck?)",
-            )
-        ).rowcount
-        requeued = conn.execute(
-            sa.update(Run)
-            .where(expired, Run.attempts < max_attempts)
-            .values(status="queued", worker=None, lease_expires_at=None)
-        ).rowcount
-    return (failed or 0) + (requeued or 0)
+        return _requeue_expired(conn, max_attempts)
+
+
+def _requeue_expired(conn: Connection, max_attempts: int) -> int:
+    now = _now(conn)
+    expired = sa.select(Run.id).where(Run.status == "running", Run.lease_expires_at < now)
+    if conn.dialect.name != "sqlite":
+        # rows another claimer is reaping right now are skipped, not waited for (no deadlocks)
+        expired = expired.with_for_update(skip_locked=True)
+    ids = list(conn.execute(expired).scalars())
+    if not ids:
+        return 0
+    mine = sa.and_(Run.id.in_(ids), Run.status == "running")
+    conn.execute(
+        sa.update(Run)
+        .where(mine, Run.attempts >= max_attempts)
+        .values(
+            status="failed", finished_at=now, worker=None, lease_expires_at=None,
+            error=(
+                f"lease expired on each of {max_attempts} attempts: its workers were killed "
+                "or lost contact with the database (see worker --lease)"
+            ),
+        )
+    )
+    conn.execute(
+        sa.update(Run)
+        .where(mine, Run.attempts < max_attempts)
+        .values(status="queued", worker=None, lease_expires_at=None)
+    )
+    return len(ids)
 
 
 def claim(
@@ -162,34 +206,36 @@ def claim(
 ) -> Claim | None:
     """Atomically take the oldest queued run (optionally among `run_ids`), or None if none is left.
 
-    SQLite: the UPDATE runs inside BEGIN IMMEDIATE, so no two workers can pick the same row.
-    PostgreSQL: the sub-select locks its row FOR UPDATE SKIP LOCKED, so concurrent claimers
-    skip each other's rows instead of waiting or colliding.
+    Expired leases are reaped first, in the same transaction.
+    SQLite: the transaction begins IMMEDIATE (it holds the write lock), so no two workers can
+    pick the same row. PostgreSQL: the sub-select locks its row FOR UPDATE SKIP LOCKED, so
+    concurrent claimers skip each other's rows instead of waiting or colliding.
     """
-    requeue_expired(engine, max_attempts)
-    now = utcnow()
-    pick = sa.select(Run.id).where(Run.status == "queued")
-    if run_ids is not None:
-        if not run_ids:
-            return None
-        pick = pick.where(Run.id.in_(list(run_ids)))
-    pick = pick.order_by(Run.id).limit(1)
-    if engine.dialect.name != "sqlite":
-        pick = pick.with_for_update(skip_locked=True)
-    stmt = (
-        sa.update(Run)
-        .where(Run.id == pick.scalar_subquery(), Run.status == "queued")
-        .values(
-            status="running",
-            worker=worker,
-            attempts=Run.attempts + 1,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            started_at=now,
-            error=None,
-        )
-        .returning(*Run.__table__.columns)
-    )
+    if run_ids is not None and not run_ids:
+        return None
     with write(engine) as conn:
+        _requeue_expired(conn, max_attempts)
+        now = _now(conn)
+        pick = sa.select(Run.id).where(Run.status == "queued")
+        if run_ids is not None:
+            pick = pick.where(Run.id.in_(list(run_ids)))
+        pick = pick.order_by(Run.id).limit(1)
+        if conn.dialect.name != "sqlite":  # SQLite has no row locks: the IMMEDIATE lock suffices
+            pick = pick.with_for_update(skip_locked=True)
+        stmt = (
+            sa.update(Run)
+            .where(Run.id == pick.scalar_subquery(), Run.status == "queued")
+            .values(
+                status="running",
+                worker=worker,
+                attempts=Run.attempts + 1,
+                lease_expires_at=_later(now, lease_seconds),
+                started_at=now,
+                finished_at=None,
+                error=None,
+            )
+            .returning(*Run.__table__.columns)
+        )
         row = conn.execute(stmt).first()
     if row is None:
         return None
@@ -209,9 +255,7 @@ def heartbeat(engine: Engine, c: Claim, lease_seconds: float = DEFAULT_LEASE_SEC
     """Extend the lease; False when the run is no longer ours (reaped, cancelled)."""
     with write(engine) as conn:
         n = conn.execute(
-            sa.update(Run)
-            .where(_held(c))
-            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+            sa.update(Run).where(_held(c)).values(lease_expires_at=_later(_now(conn), lease_seconds))
         ).rowcount
     return n == 1
 
@@ -225,7 +269,7 @@ def finish(engine: Engine, c: Claim, outcome: Mapping[str, Any], curve: Sequence
         n = conn.execute(
             sa.update(Run)
             .where(_held(c))
-            .values(**outcome, finished_at=utcnow(), lease_expires_at=None)
+            .values(**outcome, finished_at=_now(conn), lease_expires_at=None)
         ).rowcount
         if n != 1:
             return False
@@ -235,14 +279,127 @@ def finish(engine: Engine, c: Claim, outcome: Mapping[str, Any], curve: Sequence
 
 
 def release(engine: Engine, c: Claim) -> bool:
-    """Put a held run back in the queue at once (the worker was interrupted)."""
+    """Put a held run back in the queue at once (its worker was interrupted).
+
+    An interruption is not the run's fault, so it does not count towards MAX_ATTEMPTS.
+    """
     with write(engine) as conn:
         n = conn.execute(
             sa.update(Run)
             .where(_held(c))
-            .values(status="queued", worker=None, lease_expires_at=None, started_at=None)
+            .values(
+                status="queued", worker=None, lease_expires_at=None, started_at=None,
+                attempts=Run.attempts - 1,
+            )
         ).rowcount
     return n == 1
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which runs `cancel` / `retry` act on: explicit ids and/or filters (empty = any)."""
+
+    run_ids: Sequence[int] = ()
+    tasks: Sequence[str] = ()
+    optimizers: Sequence[str] = ()
+    studies: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+
+    def is_empty(self) -> bool:
+        return not (self.run_ids or self.tasks or self.optimizers or self.studies)
+
+
+def check_statuses(statuses: Sequence[str], allowed: Sequence[str], option: str = "--status") -> None:
+    for st in statuses:
+        if st not in allowed:
+            raise UserError(
+                f"{option} {st!r} is not allowed here{did_you_mean(st, allowed)}; "
+                f"choose from: {', '.join(allowed)}"
+            )
+
+
+def _select(conn: Connection, sel: Selection, default_statuses: Sequence[str]) -> list[tuple[int, str]]:
+    """(id, status) of the runs a selection names; unknown ids or filter values are errors."""
+    if sel.run_ids:
+        known = {i for (i,) in conn.execute(sa.select(Run.id).where(Run.id.in_(list(sel.run_ids))))}
+        missing = sorted(set(sel.run_ids) - known)
+        if missing:
+            raise UserError(f"no run with id {', '.join(map(str, missing))} in this database")
+    for column, values, option in (
+        (Run.task, sel.tasks, "--task"),
+        (Run.optimizer, sel.optimizers, "--optim"),
+        (Run.study, sel.studies, "--study"),
+    ):
+        if values:
+            stored = set(conn.execute(sa.select(column).distinct()).scalars())
+            for v in values:
+                if v not in stored:
+                    raise UserError(f"{option} {v!r}: no stored run has it{did_you_mean(v, stored)}")
+    stmt = sa.select(Run.id, Run.status).order_by(Run.id)
+    for column, values in (
+        (Run.id, sel.run_ids), (Run.task, sel.tasks), (Run.optimizer, sel.optimizers),
+        (Run.study, sel.studies),
+    ):
+        if values:
+            stmt = stmt.where(column.in_(list(values)))
+    if not sel.run_ids or sel.statuses:
+        stmt = stmt.where(Run.status.in_(list(sel.statuses or default_statuses)))
+    return [(i, st) for i, st in conn.execute(stmt)]
+
+
+def _refuse(rows: list[tuple[int, str]], bad: Sequence[str], verb: str, allowed: str) -> None:
+    wrong = [f"{i} ({st})" for i, st in rows if st in bad]
+    if wrong:
+        shown = ", ".join(wrong[:10]) + (", ..." if len(wrong) > 10 else "")
+        raise UserError(
+            f"cannot {verb} run {shown}: only {allowed} runs can be; nothing was changed"
+        )
+
+
+def cancel(engine: Engine, sel: Selection) -> dict[str, int]:
+    """Cancel queued and running runs; a running run's worker stops at its next heartbeat.
+
+    Returns how many were cancelled from each status. Explicit ids of finished runs are an error
+    (and nothing changes).
+    """
+    check_statuses(sel.statuses, ACTIVE)
+    with write(engine) as conn:
+        rows = _select(conn, sel, ACTIVE)
+        _refuse(rows, ("done", "diverged", "failed"), "cancel", "queued or running")
+        out = {"queued": 0, "running": 0}
+        for status in ACTIVE:
+            ids = [i for i, st in rows if st == status]
+            for chunk in _chunks(ids, 500):
+                out[status] += conn.execute(
+                    sa.update(Run)
+                    .where(Run.id.in_(list(chunk)), Run.status == status)
+                    .values(status="cancelled", worker=None, lease_expires_at=None,
+                            finished_at=_now(conn))
+                ).rowcount
+    return out
+
+
+def retry(engine: Engine, sel: Selection) -> dict[str, int]:
+    """Queue failed / diverged / cancelled runs again from scratch (their old results and curve
+    are deleted); by default only failed runs. Returns how many were requeued from each status."""
+    check_statuses(sel.statuses, RETRYABLE)
+    with write(engine) as conn:
+        rows = _select(conn, sel, ("failed",))
+        _refuse(rows, ("running", "done"), "retry", "failed, diverged or cancelled")
+        out = {st: 0 for st in RETRYABLE}
+        ids_by_status = {st: [i for i, s in rows if s == st] for st in RETRYABLE}
+        cleared = {c: None for c in OUTCOME_COLUMNS}
+        for status, ids in ids_by_status.items():
+            for chunk in _chunks(ids, 500):
+                n = conn.execute(
+                    sa.update(Run)
+                    .where(Run.id.in_(list(chunk)), Run.status == status)
+                    .values(status="queued", attempts=0, worker=None, lease_expires_at=None,
+                            started_at=None, finished_at=None, error=None, **cleared)
+                ).rowcount
+                out[status] += n
+                conn.execute(sa.delete(CurvePoint).where(CurvePoint.run_id.in_(list(chunk))))
+    return out
 
 
 def counts(engine: Engine, study: str | None = None) -> dict[str, int]:
@@ -257,7 +414,8 @@ def counts(engine: Engine, study: str | None = None) -> dict[str, int]:
 def statuses(engine: Engine, run_ids: Sequence[int]) -> dict[int, str]:
     with read(engine) as conn:
         out: dict[int, str] = {}
-        for chunk in _chunks(list(run_ids), 500):  # type: ignore[arg-type]
-            rows = conn.execute(sa.select(Run.id, Run.status).where(Run.id.in_(chunk)))
+        for chunk in _chunks(list(run_ids), 500):
+            rows = conn.execute(sa.select(Run.id, Run.status).where(Run.id.in_(list(chunk))))
             out.update({run_id: status for run_id, status in rows})
         return out
+

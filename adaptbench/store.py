@@ -1,8 +1,12 @@
 """The results database: SQLAlchemy models, engines from URLs, schema versioning.
 
 SQLite (the default, ``sqlite:///results.db`` in the working folder) runs in WAL mode with a busy
-timeout, and every write transaction begins IMMEDIATE, so concurrent workers queue up for the
-write lock instead of failing with "database is locked". PostgreSQL URLs use the same models.
+timeout (``ADAPTBENCH_BUSY_TIMEOUT`` seconds), and every write transaction begins IMMEDIATE, so
+concurrent workers queue up for the write lock instead of failing with "database is locked".
+SQLite is for workers on one machine: a database on a network file system, or in memory, is
+refused. PostgreSQL URLs (``postgresql+psycopg://...``) use the same models and queries; there,
+each worker connects only while it reads or writes, so hundreds of workers stay far below the
+server's connection limit.
 """
 
 from __future__ import annotations
@@ -18,12 +22,22 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import NullPool
 
 from adaptbench.errors import UserError
 
 SCHEMA_VERSION = 1
 DEFAULT_URL = "sqlite:///results.db"
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
+MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING, which claiming relies on
+# File systems on which SQLite's locks and WAL shared memory are unreliable (types as Linux names
+# them). Not every network file system can be recognised: see the README, "Scaling out".
+NETWORK_FS = {
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs", "lustre",
+    "gpfs", "beegfs", "orangefs", "pvfs2", "davfs", "fuse.sshfs", "fuse.glusterfs", "fuse.cephfs",
+    "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "fuse.juicefs",
+}
+SCHEMA_LOCK_KEY = 0x61646170  # PostgreSQL advisory lock held while creating the schema
 
 
 def utcnow() -> datetime:
@@ -39,6 +53,8 @@ class Run(Base):
     """One run: its spec, its place in the queue's lifecycle, its outcome and provenance."""
 
     __tablename__ = "runs"
+    # claiming picks the oldest queued run: one index walk instead of a sort
+    __table_args__ = (sa.Index("ix_runs_status_id", "status", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     spec_hash: Mapped[str] = mapped_column(sa.String(32), unique=True)
@@ -117,6 +133,11 @@ def resolve_url(db: str | None) -> str:
     url = db or os.environ.get("ADAPTBENCH_DB") or DEFAULT_URL
     if "://" not in url:
         url = f"sqlite:///{url}"
+    # psycopg 3 is the driver adaptbench installs (extra `postgres`); SQLAlchemy's default for a
+    # bare postgresql:// URL is psycopg2
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix):]
     return url
 
 
@@ -135,9 +156,44 @@ def _busy_timeout_ms() -> int:
 
 def _sqlite_path(url: sa.URL) -> Path | None:
     database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    if not database or database == ":memory:" or "mode=memory" in str(url):
+        raise UserError(
+            f"{str(url)!r} is an in-memory SQLite database, which each connection and process "
+            "sees empty; give a file, e.g. --db results.db"
+        )
+    if database.startswith("file:"):
         return None
     return Path(database)
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The type of the file system holding `path` ('ext4', 'nfs4', ...), or None if unknown.
+
+    Linux only (from /proc/self/mounts); elsewhere None.
+    """
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as f:
+            mounts = [line.split()[1:3] for line in f if len(line.split()) >= 3]
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best, best_type = "", None
+    for point, fstype in mounts:
+        point = point.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, best_type = point, fstype
+    return best_type
+
+
+def _refuse_network_fs(path: Path) -> None:
+    fstype = filesystem_type(path if path.exists() else path.parent if str(path.parent) else Path("."))
+    if fstype in NETWORK_FS:
+        raise UserError(
+            f"database {str(path)!r} is on a network file system ({fstype}), where SQLite's "
+            "locking is unreliable and results can be lost; put it on a local disk, or use "
+            "PostgreSQL to share one queue between machines (--db postgresql+psycopg://...)"
+        )
 
 
 def _check_sqlite_file(path: Path, create: bool) -> None:
@@ -159,6 +215,17 @@ def _check_sqlite_file(path: Path, create: bool) -> None:
         raise UserError(f"cannot create database {str(path)!r}: folder {str(parent)!r} is not writable")
 
 
+def _check_sqlite_version() -> None:
+    import sqlite3
+
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        need = ".".join(map(str, MIN_SQLITE))
+        raise UserError(
+            f"this Python's SQLite is {sqlite3.sqlite_version}; adaptbench needs {need} or newer "
+            "(for atomic claims); use a newer Python or PostgreSQL"
+        )
+
+
 def make_engine(db: str | None = None, create: bool = True) -> Engine:
     """An engine for the URL (see `resolve_url`), with the schema created or checked.
 
@@ -176,12 +243,16 @@ def make_engine(db: str | None = None, create: bool = True) -> Engine:
     is_sqlite = url.get_backend_name() == "sqlite"
     kwargs: dict = {}
     if is_sqlite:
+        _check_sqlite_version()
         path = _sqlite_path(url)
         if path is not None:
             _check_sqlite_file(path, create)
+            _refuse_network_fs(path)
         kwargs["connect_args"] = {"timeout": _busy_timeout_ms() / 1000}
     else:
-        kwargs["pool_pre_ping"] = True
+        # a connection per transaction: workers write rarely (claim, heartbeat, finish), and
+        # idle pooled connections would count against the server's max_connections
+        kwargs["poolclass"] = NullPool
     try:
         engine = sa.create_engine(url, **kwargs)
     except NoSuchModuleError:
@@ -241,36 +312,58 @@ def read(engine: Engine) -> Iterator[Connection]:
 def ensure_schema(engine: Engine) -> None:
     """Create the tables on first use; refuse a database written by another schema version."""
     try:
-        inspector = sa.inspect(engine)
-        has_runs = inspector.has_table("runs")
-        has_meta = inspector.has_table("adaptbench_meta")
-    except sa.exc.DBAPIError as exc:
-        raise UserError(f"cannot open database {engine.url!r}: {exc.orig}") from None
+        has_meta = sa.inspect(engine).has_table("adaptbench_meta")
+        if not has_meta:
+            _create_schema(engine)
+        with read(engine) as conn:
+            version = conn.execute(
+                sa.select(Meta.value).where(Meta.key == "schema_version")
+            ).scalar_one_or_none()
+    except OperationalError as exc:
+        raise UserError(f"cannot open database {engine.url!r}: {_first_line(exc.orig)}") from None
     except SQLAlchemyError as exc:
-        raise UserError(f"cannot open database {engine.url!r}: {exc}") from None
-    if has_runs and not has_meta:
-        raise UserError(
-            f"database {engine.url!r} has a 'runs' table that adaptbench did not write; "
-            "use another database"
-        )
-    if not has_meta:
-        try:
-            with write(engine) as conn:
-                Base.metadata.create_all(conn)
-                conn.execute(sa.insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
-        except sa.exc.IntegrityError:
-            pass  # another process created it at the same moment
-        except sa.exc.ProgrammingError:
-            pass  # PostgreSQL: a concurrent CREATE TABLE won the race
-        except OperationalError as exc:
-            raise UserError(f"cannot create tables in {engine.url!r}: {exc.orig}") from None
-    with read(engine) as conn:
-        version = conn.execute(
+        raise UserError(f"cannot open database {engine.url!r}: {_first_line(exc)}") from None
+    _check_version(engine, version)
+
+
+def _create_schema(engine: Engine) -> None:
+    with write(engine) as conn:
+        if conn.dialect.name == "postgresql":  # serialise concurrent first uses
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+        inspector = sa.inspect(conn)
+        if inspector.has_table("runs") and not inspector.has_table("adaptbench_meta"):
+            raise UserError(
+                f"database {engine.url!r} has a 'runs' table that adaptbench did not write; "
+                "use another database"
+            )
+        Base.metadata.create_all(conn)  # only the missing tables
+        has_version = conn.execute(
             sa.select(Meta.value).where(Meta.key == "schema_version")
         ).scalar_one_or_none()
-    if version is None or int(version) != SCHEMA_VERSION:
-        raise UserError(
-            f"database {engine.url!r} has schema version {version}, this adaptbench uses "
-            f"{SCHEMA_VERSION}; export it with the adaptbench that wrote it, or use a new "
+        if has_version is None:
+            conn.execute(sa.insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+
+def _check_version(engine: Engine, version: str | None) -> None:
+    try:
+        found = int(version) if version is not None else None
+    except ValueError:
+        found = None
+    if found == SCHEMA_VERSION:
+        return
+    if found is not None and found > SCHEMA_VERSION:
+        advice = "a newer adaptbench wrote it; upgrade adaptbench (pip install -U adaptbench)"
+    else:
+        advice = (
+            "an older adaptbench wrote it; read or export it with that version, or start a new "
             "database (--db)"
         )
+    raise UserError(
+        f"database {engine.url!r} has schema version {version}, this adaptbench uses "
+        f"{SCHEMA_VERSION}: {advice}"
+    )
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

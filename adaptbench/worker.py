@@ -1,6 +1,13 @@
 """Workers: the claim -> execute -> finish loop, in this process or in N processes.
 
-torch is imported lazily (only when a run is executed), so importing this module is cheap.
+A worker holds one run at a time under a lease that a heartbeat thread renews. With
+`isolate=True` (what `adaptbench worker` uses) each run trains in a child process
+(`runner.ChildRunner`): the worker never imports torch, enforces `run_timeout`, and survives a
+task that crashes the interpreter or runs out of memory. Without it (`adaptbench run`) the run
+trains here and torch is imported lazily, so importing this module is cheap.
+
+Signals: the first SIGINT/SIGTERM hands the current run back to the queue and stops the worker;
+a second one stops it at once (the run's lease then expires and another worker retries it).
 """
 
 from __future__ import annotations
@@ -11,16 +18,19 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
-from adaptbench import queue
+from adaptbench import queue, runner
 from adaptbench.errors import UserError
 from adaptbench.queue import Claim
+
+T = TypeVar("T")
+DB_RETRIES = 6  # a database that stays unreachable this long (about a minute) stops the worker
 
 
 @dataclass
@@ -31,11 +41,13 @@ class WorkerOptions:
     lease_seconds: float = queue.DEFAULT_LEASE_SECONDS
     max_runs: int | None = None  # stop after this many runs
     wait: bool = False  # poll for new work instead of exiting when the queue is empty
-    poll_seconds: float = 2.0
+    poll_seconds: float = 1.0
     device: str | None = None  # override each run's stored device request
     tasks_dirs: Sequence[str] = ()
-    threads: int | None = None  # torch intra-op threads for this process
+    threads: int | None = None  # torch intra-op threads for the training process
     max_attempts: int = queue.MAX_ATTEMPTS
+    run_timeout: float | None = None  # fail a run still training after this many seconds
+    isolate: bool = False  # train in a child process (required for run_timeout)
 
 
 @dataclass
@@ -71,7 +83,7 @@ class Heartbeat:
                 if not queue.heartbeat(self._engine, self._claim, self._lease):
                     self._flag.lost_lease.add(self._claim.run_id)
                     return
-            except Exception:  # a transient DB error: the lease has slack for the next beat
+            except Exception:  # noqa: BLE001 -- a transient DB error: the lease has slack for the next beat
                 continue
 
     def __enter__(self) -> Heartbeat:
@@ -83,62 +95,69 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-def _error_text(exc: BaseException) -> str:
-    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    text = "".join(lines[-6:])
-    return text[-4000:]
+def execute_claim(
+    engine: Engine,
+    claim: Claim,
+    opts: WorkerOptions,
+    flag: StopFlag,
+    events: Events,
+    child: runner.ChildRunner | None = None,
+) -> str:
+    """Train one claimed run (here, or in `child`) and store its outcome.
 
-
-def execute_claim(engine: Engine, claim: Claim, opts: WorkerOptions, flag: StopFlag, events: Events) -> str:
-    """Train one claimed run and store its outcome; returns the final status (or 'requeued')."""
-    from adaptbench import devices, train
-    from adaptbench.tasks import get_task
-
-    try:
-        task = get_task(claim.spec.task, opts.tasks_dirs)
-        device = devices.choose(opts.device or claim.device_request)
-    except UserError as exc:
-        outcome = {"status": "failed", "error": str(exc)}
-        queue.finish(engine, claim, outcome, [])
-        events.finished(claim, "failed", outcome)
-        return "failed"
+    Returns the final status, 'requeued' (handed back after a signal) or 'lost' (the lease was
+    taken over, or the run cancelled: its result is not stored). Raises UserError, after handing
+    the run back, when this worker cannot train it (a task or device it does not have).
+    """
+    flag.lost_lease.discard(claim.run_id)  # this worker may have lost it on an earlier attempt
+    job = runner.Job(claim.spec, opts.device or claim.device_request, tuple(map(str, opts.tasks_dirs)))
 
     def should_stop() -> bool:
         return flag.requested or claim.run_id in flag.lost_lease
 
-    try:
-        with Heartbeat(engine, claim, opts.lease_seconds, flag):
-            result = train.execute(
-                claim.spec, task, device,
-                progress=lambda step, total: events.progress(claim, step, total),
-                should_stop=should_stop,
-            )
-    except (train.Interrupted, KeyboardInterrupt):
-        queue.release(engine, claim)
-        events.finished(claim, "requeued", {})
-        return "requeued"
-    except Exception as exc:  # the task raised or ran out of memory: a result, not a worker crash
-        outcome = {"status": "failed", "error": _error_text(exc)}
-        queue.finish(engine, claim, outcome, [])
-        events.finished(claim, "failed", outcome)
-        return "failed"
-    outcome = {**result.outcome(), **provenance()}
-    if not queue.finish(engine, claim, outcome, result.curve):
-        events.finished(claim, "lost", outcome)  # reaped meanwhile: the retry's result wins
-        return "lost"
-    events.finished(claim, result.status, outcome)
-    return result.status
+    def progress(step: int, total: int) -> None:
+        events.progress(claim, step, total)
+
+    with Heartbeat(engine, claim, opts.lease_seconds, flag):
+        if child is None:
+            outcome = runner.run_here(job, progress, should_stop)
+        else:
+            outcome = child.run(job, opts.run_timeout, should_stop, progress)
+    if claim.run_id in flag.lost_lease:
+        status = "lost"
+    elif outcome.status == "refused":
+        _with_retries(queue.release, engine, claim)
+        raise UserError(f"{outcome.columns['error']} (run {claim.run_id} was handed back to the queue)")
+    elif outcome.status == "stopped":
+        _with_retries(queue.release, engine, claim)
+        status = "requeued"
+    elif _with_retries(queue.finish, engine, claim, outcome.columns, outcome.curve):
+        status = outcome.status
+    else:
+        status = "lost"  # reaped or cancelled meanwhile: the retry's result wins
+    events.finished(claim, status, outcome.columns)
+    return status
 
 
-def provenance() -> dict[str, str]:
-    """Versions and host stored with every result."""
-    import socket
+def _with_retries(fn: Callable[..., T], *args: Any) -> T:
+    """Call a queue function, retrying while the database is unreachable (a restart, a network
+    blip, SQLite's busy timeout); a claim's token keeps a retried write from applying twice."""
+    for attempt in range(DB_RETRIES):
+        try:
+            return fn(*args)
+        except DBAPIError as exc:
+            if attempt == DB_RETRIES - 1 or not _transient(exc):
+                raise
+            print(f"adaptbench worker: database error, retrying: {str(exc.orig).strip()[:200]}",
+                  file=sys.stderr, flush=True)
+            time.sleep(min(30.0, 0.5 * 2**attempt))
+    raise AssertionError("unreachable")
 
-    import torch
 
-    from adaptbench import __version__
+def _transient(exc: DBAPIError) -> bool:
+    from sqlalchemy.exc import OperationalError
 
-    return {"torch_version": torch.__version__, "package_version": __version__, "host": socket.gethostname()}
+    return exc.connection_invalidated or isinstance(exc, OperationalError)
 
 
 def work(
@@ -151,36 +170,54 @@ def work(
     """Claim and execute runs until the queue (or `run_ids`) is drained; counts per outcome."""
     events = events or Events()
     flag = flag or StopFlag()
-    if opts.threads:
+    if opts.threads and not opts.isolate:
         import torch
 
         torch.set_num_threads(opts.threads)
+    child = runner.ChildRunner(opts.threads) if opts.isolate else None
     worker_id = queue.new_worker_id()
     tally: dict[str, int] = {}
     done = 0
-    while not flag.requested and (opts.max_runs is None or done < opts.max_runs):
-        claim = queue.claim(engine, worker_id, opts.lease_seconds, run_ids, opts.max_attempts)
-        if claim is None:
-            if opts.wait and not flag.requested:
-                _sleep(opts.poll_seconds, flag)
-                continue
-            break
-        events.claimed(claim)
-        try:
-            status = execute_claim(engine, claim, opts, flag, events)
-        except KeyboardInterrupt:
-            queue.release(engine, claim)
-            raise
-        tally[status] = tally.get(status, 0) + 1
-        if status != "requeued":
-            done += 1
+    try:
+        while not flag.requested and (opts.max_runs is None or done < opts.max_runs):
+            claim = _with_retries(
+                queue.claim, engine, worker_id, opts.lease_seconds, run_ids, opts.max_attempts
+            )
+            if claim is None:
+                if opts.wait and not flag.requested:
+                    _sleep(opts.poll_seconds, flag)
+                    continue
+                break
+            events.claimed(claim)
+            try:
+                status = execute_claim(engine, claim, opts, flag, events, child)
+            except UserError:
+                raise  # the run is already back in the queue
+            except BaseException:  # a second signal, or a bug: hand the run back before leaving
+                if child is not None:
+                    child.kill()
+                _release_quietly(engine, claim)
+                raise
+            tally[status] = tally.get(status, 0) + 1
+            if status != "requeued":
+                done += 1
+    finally:
+        if child is not None:
+            child.close()
     return tally
+
+
+def _release_quietly(engine: Engine, claim: Claim) -> None:
+    try:
+        queue.release(engine, claim)
+    except BaseException:  # noqa: BLE001 -- leaving anyway: the lease will expire instead
+        pass
 
 
 def _sleep(seconds: float, flag: StopFlag) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end and not flag.requested:
-        time.sleep(min(0.1, end - time.monotonic()))
+        time.sleep(max(0.0, min(0.1, end - time.monotonic())))
 
 
 def install_signal_handlers(flag: StopFlag) -> None:
@@ -204,11 +241,14 @@ def _child(opts: WorkerOptions, result_queue: Any) -> None:
     # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM, once per press,
     # so each press counts once here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    engine = make_engine(opts.db)
     try:
+        engine = make_engine(opts.db)
         tally = work(engine, opts, events=log_events(), flag=flag)
     except KeyboardInterrupt:
         tally = {"interrupted": 1}
+    except UserError as exc:
+        print(f"adaptbench: error: {exc}", file=sys.stderr, flush=True)
+        tally = {"refused": 1}
     result_queue.put(tally)
 
 
@@ -218,10 +258,12 @@ def log_events() -> Events:
     def finished(c: Claim, status: str, outcome: dict[str, Any]) -> None:
         s = c.spec
         extra = ""
-        if status == "done":
-            extra = f" test_metric={outcome.get('final_test_metric'):.4g} ({outcome.get('wall_seconds', 0):.1f}s)"
+        if status == "done" and outcome.get("final_test_metric") is not None:
+            extra = f" test_metric={outcome['final_test_metric']:.4g} ({outcome.get('wall_seconds') or 0:.1f}s)"
         elif status == "failed":
-            extra = " error=" + (outcome.get("error") or "").strip().splitlines()[-1][:200]
+            extra = " error=" + ((outcome.get("error") or "").strip().splitlines() or [""])[-1][:200]
+        elif status == "lost":
+            extra = " (not stored: the run was cancelled, or its lease expired and it was requeued)"
         print(
             f"run {c.run_id} {status}: {s.task} {s.optimizer} lr={s.lr:g} seed={s.seed}{extra}",
             file=sys.stderr,
@@ -258,7 +300,7 @@ def work_parallel(opts: WorkerOptions, jobs: int) -> dict[str, int]:
     for _ in procs:
         try:
             part = results.get(timeout=1)
-        except Exception:  # a child that crashed reports nothing; its runs' leases expire
+        except Exception:  # noqa: BLE001 -- a child that crashed reports nothing; its runs' leases expire
             tally["crashed"] = tally.get("crashed", 0) + 1
             continue
         for k, v in part.items():

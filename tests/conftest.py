@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
@@ -44,3 +45,68 @@ def workdir(tmp_path, monkeypatch):
 def cli(workdir):
     """`cli("run", "--optim", ...)` -> Result(code, out, err), in a fresh working folder."""
     return invoke
+
+
+# --- PostgreSQL: one throwaway server on loopback per test session ---------------------------
+
+def _pgserver_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fixtures" / "pgserver.py"
+    spec = importlib.util.spec_from_file_location("adaptbench_tests_pgserver", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server started for this session (initdb in a temp folder, loopback port).
+
+    Skipped only when no server binary is installed; .ci/postgres.sh installs one, so CI never
+    skips. ADAPTBENCH_TEST_POSTGRES=postgresql+psycopg://USER@HOST:PORT/DB uses a running
+    server instead (the user must be allowed to create databases).
+    """
+    pgserver = _pgserver_module()
+    external = os.environ.get("ADAPTBENCH_TEST_POSTGRES")
+    if external:
+        yield _ExternalPostgres(external)
+        return
+    if pgserver.find_bindir() is None:
+        pytest.skip(
+            "no PostgreSQL server binaries (initdb, pg_ctl, postgres) on PATH or in "
+            "/usr/lib/postgresql/*/bin; install them (Debian: apt-get install postgresql, "
+            "see .ci/postgres.sh) to run the PostgreSQL tests"
+        )
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.fail("PostgreSQL is installed but psycopg 3 is not: pip install '.[postgres]'")
+    with pgserver.TempPostgres() as server:
+        yield server
+
+
+class _ExternalPostgres:
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def create_database(self, name: str) -> str:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self._url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        engine.dispose()
+        return str(sa.engine.make_url(self._url).set(database=name).render_as_string(hide_password=False))
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request):
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    return postgres_server.create_database(name)

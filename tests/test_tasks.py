@@ -1,0 +1,154 @@
+"""The built-in tasks: one row per task below, and every test runs over the whole table.
+
+A new built-in task is tested by adding its row: its type, and an optimizer, learning rate and
+short budget with which a few training steps must visibly improve the validation metric.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from adaptbench import train
+from adaptbench.spec import RunSpec
+from adaptbench.tasks import TASK_TYPES, Problem, Task, builtin_dir, load_tasks
+
+CPU = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What the tests expect of one built-in task, and a short run known to make progress."""
+
+    name: str
+    task_type: str
+    optimizer: str
+    lr: float
+    steps: int
+
+
+TASK_TABLE = [
+    TaskInfo("sparse-text", "sparse", "adagrad", 3e-2, 100),
+    TaskInfo("hashed-ctr", "sparse", "adam", 1e-2, 100),
+    TaskInfo("tabular-mlp", "dense", "adam", 1e-2, 100),
+    TaskInfo("digits-cnn", "vision", "adam", 1e-2, 50),
+    TaskInfo("digits-autoencoder", "vision", "adam", 1e-2, 100),
+    TaskInfo("char-rnn", "sequence", "adam", 1e-2, 100),
+    TaskInfo("reverse-attention", "sequence", "adam", 1e-2, 100),
+    TaskInfo("diabetes-mlp", "regression", "rmsprop", 1e-3, 50),
+    TaskInfo("logistic-regression", "convex", "adam", 1e-2, 50),
+    TaskInfo("noisy-quadratic", "convex", "adam", 1e-2, 200),
+    TaskInfo("rosenbrock", "nonconvex", "adam", 3e-2, 300),
+]
+INFOS = {info.name: info for info in TASK_TABLE}
+
+
+@pytest.fixture(params=[info.name for info in TASK_TABLE])
+def task(request) -> Task:
+    return load_tasks()[request.param]
+
+
+def splits_of(problem: Problem) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    return {"train": problem.train, "val": problem.val, "test": problem.test}
+
+
+def better_or_equal(a: float, b: float, higher_is_better: bool) -> bool:
+    return a >= b if higher_is_better else a <= b
+
+
+# --- the table and the registry agree ----------------------------------------------------------
+
+
+def test_table_lists_every_builtin_task():
+    folder = builtin_dir().resolve()
+    builtin = {n for n, t in load_tasks().items() if Path(t.source).resolve().parent == folder}
+    assert builtin == set(INFOS)
+    assert len(INFOS) >= 10
+    assert len({info.task_type for info in TASK_TABLE}) >= 7
+
+
+def test_metadata(task):
+    info = INFOS[task.name]
+    assert task.task_type == info.task_type and task.task_type in TASK_TYPES
+    assert task.description and "\n" not in task.description
+    assert task.metric and task.target is not None
+    assert task.steps % task.eval_every == 0
+    lrs = list(task.lrs)
+    assert lrs == sorted(lrs) and len(lrs) >= 7, "lr grid: ascending, wide"
+    ratios = [b / a for a, b in zip(lrs, lrs[1:])]
+    assert max(ratios) / min(ratios) < 1.2, "lr grid: (near) log-spaced, e.g. 1-3-10"
+
+
+# --- build: determinism, devices, splits ------------------------------------------------------
+
+
+def test_build_is_deterministic_in_the_seed(task):
+    rng_before = torch.random.get_rng_state()
+    a, b, c = task.build(0, CPU), task.build(0, CPU), task.build(1, CPU)
+    assert torch.equal(rng_before, torch.random.get_rng_state()), "build must not move global RNG"
+
+    for name, (x, y) in splits_of(a).items():
+        bx, by = splits_of(b)[name]
+        assert torch.equal(x, bx) and torch.equal(y, by), f"{name} split differs for one seed"
+    params_a = [p.detach() for p in a.model.parameters()]
+    params_b = [p.detach() for p in b.model.parameters()]
+    assert all(torch.equal(p, q) for p, q in zip(params_a, params_b)), "initial weights differ"
+
+    def same(p: Problem, q: Problem) -> bool:
+        data = all(
+            x.shape == qx.shape and torch.equal(x, qx) and torch.equal(y, qy)
+            for (x, y), (qx, qy) in zip(splits_of(p).values(), splits_of(q).values())
+        )
+        weights = all(torch.equal(s, t) for s, t in zip(p.model.parameters(), q.model.parameters()))
+        return data and weights
+
+    assert not same(a, c), "seeds 0 and 1 build the same problem"
+
+
+def test_splits_are_sane(task):
+    problem = task.build(0, CPU)
+    sizes = {}
+    for name, (x, y) in splits_of(problem).items():
+        assert x.device == CPU and y.device == CPU
+        assert x.shape[0] == y.shape[0] > 0
+        sizes[name] = x.shape[0]
+    assert sizes["train"] >= sizes["val"] and sizes["train"] >= sizes["test"]
+    assert sizes["train"] >= task.batch_size
+    assert all(p.device == CPU for p in problem.model.parameters())
+
+
+def test_loss_and_metric_are_means_over_examples(task):
+    # The training loop evaluates a split in chunks and averages them weighted by size.
+    problem = task.build(0, CPU)
+    x, y = problem.val
+    cut = max(1, x.shape[0] // 3)
+    with torch.no_grad():
+        whole_loss = problem.loss(problem.model(x), y)
+        whole_metric = problem.metric(problem.model(x), y)
+        parts = [(x[:cut], y[:cut]), (x[cut:], y[cut:])]
+        outs = [(problem.model(px), py, px.shape[0]) for px, py in parts]
+        chunk_metric = sum(float(problem.metric(o, py)) * k for o, py, k in outs) / x.shape[0]
+    assert whole_loss.dim() == 0 and whole_metric.dim() == 0
+    assert math.isfinite(float(whole_loss)) and math.isfinite(float(whole_metric))
+    assert float(whole_metric) == pytest.approx(chunk_metric, rel=1e-4, abs=1e-6)
+
+
+# --- training makes progress ------------------------------------------------------------------
+
+
+def test_short_run_improves_the_metric(task):
+    info = INFOS[task.name]
+    spec = RunSpec(task.name, info.optimizer, info.lr, 0, info.steps, task.batch_size)
+    result = train.execute(spec, task, CPU)
+    assert result.status == "done"
+    val = [p["metric"] for p in result.curve if p["split"] == "val"]
+    start, end = val[0], result.final["final_val_metric"]
+    hib = task.higher_is_better
+    assert not better_or_equal(start, task.target, hib), "the untrained model already hits the target"
+    # At least a fifth of the way from the untrained model to the target.
+    progress = (end - start) / (task.target - start)
+    assert progress >= 0.2, f"val {task.metric} went {start:.4g} -> {end:.4g} (target {task.target})"
