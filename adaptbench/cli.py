@@ -60,7 +60,7 @@ def _grid_options(
     optim: ListOpt,
     task: ListOpt,
     lr: ListOpt,
-    seeds: int,
+    seeds: int | None,
     seed: list[int] | None,
     steps: int | None,
     batch_size: int | None,
@@ -69,18 +69,28 @@ def _grid_options(
     study: str,
     lr_grid: bool,
 ) -> Any:
-    from adaptbench.spec import Grid, parse_lr, parse_opts, split_list
+    """The Grid the options describe. A preset study (`--study adaptive-lr`) fills in what the
+    options leave open: its optimizers, every task (resolved in `_expand`), each task's lr grid
+    and its number of seeds."""
+    from adaptbench.spec import STUDY_PRESETS, Grid, parse_lr, parse_opts, split_list
 
-    if seeds < 1 and not seed:
+    if seeds is not None and seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     lrs = [parse_lr(x) for x in split_list(lr)]
     if lrs and lr_grid:
         raise UserError("give either --lr values or --lr-grid, not both")
+    optimizers = [o.lower() if ":" not in o else o for o in split_list(optim)]
+    preset = STUDY_PRESETS.get(study)
+    if preset is not None:
+        optimizers = optimizers or list(preset.optimizers)
+        lr_grid = lr_grid or not lrs
+        seeds = seeds or preset.seeds
+    n_seeds = seeds if seeds is not None else 3
     return Grid(
         tasks=split_list(task),
-        optimizers=[o.lower() if ":" not in o else o for o in split_list(optim)],
+        optimizers=optimizers,
         lrs=lrs,
-        seeds=list(seed) if seed else list(range(seeds)),
+        seeds=list(seed) if seed else list(range(n_seeds)),
         steps=steps,
         batch_size=batch_size,
         params=parse_opts(opt or []),
@@ -92,10 +102,14 @@ def _grid_options(
 
 def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict[str, Any]]:
     from adaptbench.devices import check_device_request
-    from adaptbench.spec import expand, validate_grid
-    from adaptbench.tasks import get_task
+    from dataclasses import replace
+
+    from adaptbench.spec import STUDY_PRESETS, expand, validate_grid
+    from adaptbench.tasks import get_task, load_tasks
 
     check_device_request(device)
+    if not grid.tasks and grid.study in STUDY_PRESETS:
+        grid = replace(grid, tasks=sorted(load_tasks(tasks_dir or [])))
     validate_grid(grid)
     task_info = {name: get_task(name, tasks_dir or []) for name in grid.tasks}
     return expand(grid, task_info), task_info
@@ -105,13 +119,13 @@ OptimOpt = Annotated[ListOpt, typer.Option("--optim", "-o", help="Optimizer(s): 
 TaskOpt = Annotated[ListOpt, typer.Option("--task", "-t", help="Task(s): repeat or comma list; see `adaptbench tasks`.")]
 LrOpt = Annotated[ListOpt, typer.Option("--lr", help="Learning rate(s), comma list [default: the optimizer's conventional lr].")]
 LrGridOpt = Annotated[bool, typer.Option("--lr-grid", help="Use each task's default lr grid.")]
-SeedsOpt = Annotated[int, typer.Option("--seeds", help="Number of seeds: 0..N-1.")]
+SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="Number of seeds: 0..N-1 [default: 3; 5 for --study adaptive-lr].", show_default=False)]
 SeedOpt = Annotated[list[int] | None, typer.Option("--seed", help="Explicit seed (repeatable); overrides --seeds.")]
 StepsOpt = Annotated[int | None, typer.Option("--steps", help="Training steps [default: the task's].")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Batch size [default: the task's].")]
 ScheduleOpt = Annotated[str, typer.Option("--schedule", help="Learning-rate schedule; see `adaptbench optims`.")]
 OptOpt = Annotated[ListOpt, typer.Option("--opt", help="Optimizer hyperparameter key=value (repeatable), e.g. betas=0.9,0.99.")]
-StudyOpt = Annotated[str, typer.Option("--study", help="Label grouping these runs.")]
+StudyOpt = Annotated[str, typer.Option("--study", help="Label grouping these runs; the preset 'adaptive-lr' queues the runs `report claims` needs (adam, rmsprop, adagrad, sgd, momentum x every task x its lr grid x 5 seeds; --task/--optim/--seeds/--lr narrow it).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps.")]
 
 
@@ -130,7 +144,7 @@ def run(
     task: TaskOpt = None,
     lr: LrOpt = None,
     lr_grid: LrGridOpt = False,
-    seeds: SeedsOpt = 3,
+    seeds: SeedsOpt = None,
     seed: SeedOpt = None,
     steps: StepsOpt = None,
     batch_size: BatchOpt = None,
@@ -191,7 +205,7 @@ def queue_cmd(
     task: TaskOpt = None,
     lr: LrOpt = None,
     lr_grid: LrGridOpt = False,
-    seeds: SeedsOpt = 3,
+    seeds: SeedsOpt = None,
     seed: SeedOpt = None,
     steps: StepsOpt = None,
     batch_size: BatchOpt = None,
@@ -332,7 +346,11 @@ def retry(
 
 
 @app.command()
-def status(db: DbOpt = None, study: StudyOpt = "", fmt: FormatOpt = Format.table) -> None:
+def status(
+    db: DbOpt = None,
+    study: Annotated[str, typer.Option("--study", help="Only runs with this study label.")] = "",
+    fmt: FormatOpt = Format.table,
+) -> None:
     """Number of runs per status."""
     import pandas as pd
 

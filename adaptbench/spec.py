@@ -123,6 +123,27 @@ class Grid:
     lr_grid: bool = False  # True: each task's own default lr grid instead of `lrs`
 
 
+@dataclass(frozen=True)
+class StudyPreset:
+    """A named study whose grid is fixed by the questions it answers (options may narrow it)."""
+
+    name: str
+    optimizers: tuple[str, ...]
+    seeds: int
+    description: str
+
+
+STUDY_PRESETS: dict[str, StudyPreset] = {
+    "adaptive-lr": StudyPreset(
+        "adaptive-lr",
+        ("adam", "rmsprop", "adagrad", "sgd", "momentum"),
+        5,
+        "the runs `adaptbench report claims` needs: adam, rmsprop, adagrad, sgd, momentum x every "
+        "task x the task's lr grid x 5 seeds",
+    ),
+}
+
+
 def expand(grid: Grid, task_defaults: Mapping[str, Any]) -> list[RunSpec]:
     """All RunSpecs of a grid (tasks x optimizers x lrs x seeds), validated, in a stable order.
 

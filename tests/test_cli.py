@@ -149,3 +149,28 @@ def test_db_from_environment(cli, workdir, monkeypatch):
     monkeypatch.setenv("ADAPTBENCH_DB", str(workdir / "env.db"))
     assert cli("queue", "-o", "adam", "-t", "sparse-text", "--seeds", "1").code == 0
     assert (workdir / "env.db").exists() and not (workdir / "results.db").exists()
+
+
+def test_adaptive_lr_preset_queues_exactly_the_claims_grid(cli, workdir):
+    from adaptbench.tasks import load_tasks
+
+    tasks = load_tasks()
+    r = cli("queue", "--study", "adaptive-lr", "--format", "json")
+    assert r.code == 0, r.err
+    runs = db_runs()
+    optims = {"adam", "rmsprop", "adagrad", "sgd", "momentum"}
+    assert set(runs["optimizer"]) == optims
+    assert set(runs["task"]) == set(tasks)
+    assert set(runs["seed"]) == {0, 1, 2, 3, 4}
+    assert set(runs["study"]) == {"adaptive-lr"}
+    assert len(runs) == len(optims) * 5 * sum(len(t.lrs) for t in tasks.values())
+    for name, task in tasks.items():
+        assert sorted(set(runs[runs["task"] == name]["lr"])) == sorted(task.lrs)
+
+
+def test_adaptive_lr_preset_narrowed_by_options(cli, workdir):
+    r = cli("queue", "--study", "adaptive-lr", "-t", "sparse-text", "-o", "adam,sgd",
+            "--lr", "0.01,0.1", "--seeds", "2")
+    assert r.code == 0, r.err
+    runs = db_runs()
+    assert len(runs) == 2 * 2 * 2 and set(runs["lr"]) == {0.01, 0.1}
