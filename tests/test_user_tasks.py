@@ -90,3 +90,21 @@ def test_broken_task_file_names_the_file_and_the_problem(cli, workdir, body, exp
     assert "Traceback" not in r.err
     assert len(r.err.strip().splitlines()) == 1
     assert "linear.py" in r.err and expected in r.err
+
+
+def test_the_readme_example_task_runs(cli, workdir):
+    """The task file shown in README.md's 'Writing a task' works as written."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Writing a task", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    folder = workdir / "mytasks"
+    folder.mkdir()
+    (folder / "sine.py").write_text(code)
+    r = cli("run", "-o", "adam", "-t", "sine-mlp", "--tasks-dir", str(folder), "--seeds", "2")
+    assert r.code == 0, r.err
+    rows = json.loads(cli("ls", "--format", "json").out)
+    assert [row["status"] for row in rows] == ["done", "done"]
+    assert all(row["final_test_metric"] < 0.5 for row in rows)  # it learned something
