@@ -152,7 +152,7 @@ def to_table(df: pd.DataFrame, title: str | None = None, plain: bool = False) ->
 
 def plain_table(df: pd.DataFrame, title: str | None = None) -> str:
     """The table as plain ASCII text at its natural width: no colour, no box, no wrapping."""
-    table = to_table(df, title, plain=True)
+    table = to_table(df, None, plain=True)  # the title goes on its own line, never wrapped
     probe = Console(file=io.StringIO(), width=1_000_000, color_system=None)
     width = Measurement.get(probe, probe.options, table).maximum
     out = Console(
@@ -160,7 +160,8 @@ def plain_table(df: pd.DataFrame, title: str | None = None) -> str:
         no_color=True, highlight=False, emoji=False, legacy_windows=False,
     )
     out.print(table)
-    return "".join(line.rstrip() + "\n" for line in out.file.getvalue().splitlines())
+    lines = out.file.getvalue().splitlines()
+    return "".join(line.rstrip() + "\n" for line in ([title] if title else []) + lines)
 
 
 def _is_numeric(series: pd.Series) -> bool:
