@@ -402,22 +402,27 @@ def ls_cmd(
 
 @app.command()
 def tasks(tasks_dir: TasksDirOpt = None, fmt: FormatOpt = Format.table) -> None:
-    """List the tasks (built-in and from task folders)."""
+    """List the tasks (built-in and from task folders) with their size, budget and measured run time."""
     import pandas as pd
 
     from adaptbench import render
-    from adaptbench.tasks import load_tasks
+    from adaptbench.tasks import load_tasks, measured
 
     rows = [
         {
             "name": t.name, "type": t.task_type, "metric": t.metric,
-            "better": "higher" if t.higher_is_better else "lower", "steps": t.steps,
-            "batch_size": t.batch_size, "eval_every": t.eval_every,
+            "better": "higher" if t.higher_is_better else "lower",
+            "params": measured(t).get("params"), "examples": measured(t).get("examples"),
+            "steps": t.steps, "batch_size": t.batch_size, "eval_every": t.eval_every,
+            "seconds": measured(t).get("seconds"),
             "lrs": ",".join(f"{x:g}" for x in t.lrs), "target": t.target, "description": t.description,
         }
         for t in load_tasks(tasks_dir or []).values()
     ]
-    render.render(pd.DataFrame(rows), fmt.value, title="tasks")
+    render.render(
+        pd.DataFrame(rows), fmt.value,
+        title="tasks (seconds: one default run on one CPU thread, from benchmarks/task_timing.py)",
+    )
 
 
 @app.command()

@@ -12,10 +12,14 @@ server's connection limit.
 from __future__ import annotations
 
 import os
+import random
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -95,6 +99,8 @@ class Run(Base):
     steps_to_target: Mapped[int | None] = mapped_column(sa.Integer)
     wall_seconds: Mapped[float | None] = mapped_column(sa.Float)
     diverged_at_step: Mapped[int | None] = mapped_column(sa.Integer)
+    # JSON [[step, [p0, p1, ...]], ...] for tasks that expose their parameters (2-D functions)
+    trajectory: Mapped[str | None] = mapped_column(sa.Text)
     # provenance
     device: Mapped[str | None] = mapped_column(sa.String(100))
     torch_version: Mapped[str | None] = mapped_column(sa.String(50))
@@ -280,7 +286,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {busy}")
-        cur.execute("PRAGMA journal_mode = WAL")
+        _use_wal(cur, busy)
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
@@ -289,6 +295,31 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("adaptbench_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _use_wal(cur: Any, busy_ms: int) -> None:
+    """Put the database in WAL mode (a lasting property of the file), once.
+
+    Switching a new file to WAL while other processes open it can fail with "database is
+    locked" at once, without waiting for the busy timeout: so check first, and retry.
+    """
+    deadline = time.monotonic() + busy_ms / 1000
+    while True:
+        try:
+            mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.lower() != "wal":
+                mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
+    if mode.lower() != "wal":
+        raise UserError(
+            f"SQLite could not put the database in WAL mode (it stays in {mode!r} mode), which "
+            "concurrent workers need; is it on a network or read-only file system? Use a local "
+            "disk, or PostgreSQL"
+        )
 
 
 @contextmanager

@@ -214,3 +214,33 @@ def get_task(name: str, tasks_dirs: Sequence[str | Path] = ()) -> Task:
     if name not in tasks:
         raise unknown("task", name, tasks)
     return tasks[name]
+
+
+TIMINGS_FILE = "timings.json"
+
+
+def measured(task: Task) -> dict[str, Any]:
+    """What benchmarks/task_timing.py measured for a task: params, examples and the mean
+    seconds of one default run (on one CPU thread), read from ``timings.json`` beside the task
+    file; empty when the task was never measured. Nothing is measured at listing time."""
+    if not task.source:
+        return {}
+    data = _timings(Path(task.source).parent / TIMINGS_FILE)
+    size = data.get("size", {}).get(task.name, {})
+    out = {"params": size.get("params"), "examples": size.get("examples"),
+           "seconds": data.get("seconds", {}).get(task.name)}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+_TIMINGS: dict[Path, dict[str, Any]] = {}
+
+
+def _timings(path: Path) -> dict[str, Any]:
+    import json
+
+    if path not in _TIMINGS:
+        try:
+            _TIMINGS[path] = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, ValueError):
+            _TIMINGS[path] = {}  # a damaged timings file only loses the listing's figures
+    return _TIMINGS[path]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ class RunResult:
     wall_seconds: float
     device: str
     curve: list[dict[str, Any]] = field(default_factory=list)
+    trajectory: list[tuple[int, list[float]]] | None = None  # (step, parameters) when recorded
 
     def outcome(self) -> dict[str, Any]:
         """The columns of the `runs` row this result fills in."""
@@ -48,6 +50,7 @@ class RunResult:
             "diverged_at_step": self.diverged_at_step,
             "wall_seconds": self.wall_seconds,
             "device": self.device,
+            "trajectory": None if self.trajectory is None else json.dumps(self.trajectory),
         }
 
 
@@ -113,6 +116,13 @@ def execute(
     diverged_at: int | None = None
     first_loss: float | None = None
     window_sum, window_n = 0.0, 0
+    tracked = problem.extras.get("trajectory_params")
+    track_every = int(problem.extras.get("trajectory_every", task.eval_every))
+    trajectory: list[tuple[int, list[float]]] | None = None if tracked is None else []
+
+    def track(step: int) -> None:
+        if trajectory is not None and (step % track_every == 0 or step == spec.steps):
+            trajectory.append((step, tracked.detach().flatten().cpu().tolist()))
 
     def record(step: int) -> None:
         nonlocal best_val, best_step, to_target, window_sum, window_n
@@ -137,6 +147,7 @@ def execute(
                     to_target = step
 
     record(0)
+    track(0)
     for step in range(spec.steps):
         if should_stop is not None and should_stop():
             raise Interrupted()
@@ -163,6 +174,7 @@ def execute(
         done = step + 1
         if done % task.eval_every == 0 or done == spec.steps:
             record(done)
+        track(done)
         if progress is not None:
             progress(done, spec.steps)
 
@@ -189,4 +201,5 @@ def execute(
         wall_seconds=time.perf_counter() - started,
         device=devices.describe(device),
         curve=curve,
+        trajectory=trajectory,
     )

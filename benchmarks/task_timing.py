@@ -4,13 +4,18 @@ For each task, one run per optimizer (adam, rmsprop, adagrad, sgd) at the task's
 and batch size, seed 0, through `adaptbench.train.execute` -- the code path a worker runs, build
 and evaluations (validation and test every `eval_every` steps, all splits at the end) included.
 The learning rate is the middle of the task's grid; a run that diverges stops early and would
-under-state the time, so it is repeated at the next smaller grid learning rate.
+under-state the time, so it is repeated at the next smaller grid learning rate. A 10-step run
+of each task first absorbs one-time costs (imports, first kernel calls, cached data sets).
 
     python benchmarks/task_timing.py                      # table only
     python benchmarks/task_timing.py --json               # also write tasks/timings.json
     python benchmarks/task_timing.py --tasks sparse-text,char-rnn --json out.json
 
-The JSON holds ``{"seconds": {task: mean seconds over the optimizers}, "machine": {...}}``.
+The table shows wall-clock seconds per optimizer, their mean, and the mean process CPU seconds
+(close to the wall time on an idle machine, and still meaningful on a busy one). The JSON holds
+``{"seconds": {task: mean wall seconds}, "cpu_seconds": {task: ...}, "size": {task:
+{"params": ..., "examples": ...}}, "machine": {...}}`` (`adaptbench tasks` shows it);
+tasks not timed this time keep their previous entries.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import json
 import platform
 import statistics
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +41,28 @@ OPTIMIZERS = ("adam", "rmsprop", "adagrad", "sgd")
 DEFAULT_JSON = Path(__file__).resolve().parent.parent / "tasks" / "timings.json"
 
 
-def timed_run(task: Task, optimizer: str, device: Any) -> tuple[float, float, str]:
-    """(seconds, lr, status) of one default-length run; retries smaller lrs if it diverges."""
+@dataclass(frozen=True)
+class Timing:
+    """One timed run: wall-clock and process CPU seconds, the lr used and the run's status."""
+
+    seconds: float
+    cpu_seconds: float
+    lr: float
+    status: str
+
+
+def timed_run(task: Task, optimizer: str, device: Any) -> Timing:
+    """One default-length run, timed; retried at smaller lrs while it diverges."""
     lrs = sorted(task.lrs)
     middle = len(lrs) // 2
     for lr in reversed(lrs[: middle + 1]):
         spec = RunSpec(task.name, optimizer, lr, 0, task.steps, task.batch_size)
+        cpu_start = time.process_time()
         result = execute(spec, task, device)
+        timing = Timing(result.wall_seconds, time.process_time() - cpu_start, lr, result.status)
         if result.status == "done":
-            return result.wall_seconds, lr, result.status
-    return result.wall_seconds, lr, result.status
+            break
+    return timing
 
 
 def describe_problem(task: Task, device: Any) -> tuple[int, int]:
@@ -73,33 +92,39 @@ def main(argv: list[str] | None = None) -> int:
     optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
 
     header = f"{'task':20} {'type':10} {'params':>8} {'examples':>8} {'steps':>6}"
-    header += "".join(f" {o:>8}" for o in optimizers) + f" {'seconds':>8}"
+    header += "".join(f" {o:>8}" for o in optimizers) + f" {'seconds':>8} {'cpu':>8}"
     print(f"# one default run per optimizer, device {devices.describe(device)}, "
           f"{args.threads} thread(s), torch {torch.__version__}")
     print(header)
     mean_seconds: dict[str, float] = {}
+    mean_cpu: dict[str, float] = {}
+    sizes: dict[str, dict[str, int]] = {}
     any_diverged = False
     for name in names:
         task = tasks[name]
         params, examples = describe_problem(task, device)
+        sizes[name] = {"params": params, "examples": examples}
+        warm_up = RunSpec(task.name, optimizers[0], min(task.lrs), 0, 10, task.batch_size)
+        execute(warm_up, task, device)  # one-time costs (lazy imports, first kernels) go here
         runs = [timed_run(task, opt, device) for opt in optimizers]
-        mean_seconds[name] = round(statistics.mean(s for s, _, _ in runs), 3)
-        any_diverged |= any(status != "done" for _, _, status in runs)
+        mean_seconds[name] = round(statistics.mean(r.seconds for r in runs), 3)
+        mean_cpu[name] = round(statistics.mean(r.cpu_seconds for r in runs), 3)
+        any_diverged |= any(r.status != "done" for r in runs)
         cells = "".join(
-            f" {s:>8.2f}" if status == "done" else f" {s:>7.2f}!" for s, _, status in runs
+            f" {r.seconds:>8.2f}" if r.status == "done" else f" {r.seconds:>7.2f}!" for r in runs
         )
         print(f"{name:20} {task.task_type:10} {params:>8} {examples:>8} {task.steps:>6}"
-              f"{cells} {mean_seconds[name]:>8.2f}", flush=True)
+              f"{cells} {mean_seconds[name]:>8.2f} {mean_cpu[name]:>8.2f}", flush=True)
     if any_diverged:
         print("(! = diverged at every lr tried, so the run stopped early)")
 
     if args.json:
         path = Path(args.json)
-        existing: dict[str, Any] = {}
-        if path.exists():
-            existing = json.loads(path.read_text()).get("seconds", {})
+        old: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
         payload = {
-            "seconds": {**existing, **mean_seconds},
+            "seconds": {**old.get("seconds", {}), **mean_seconds},
+            "cpu_seconds": {**old.get("cpu_seconds", {}), **mean_cpu},
+            "size": {**old.get("size", {}), **sizes},
             "machine": {
                 "device": devices.describe(device),
                 "threads": args.threads,

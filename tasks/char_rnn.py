@@ -4,13 +4,14 @@ The language: 13 characters ('a'-'l' and space); a fixed lexicon of 60 words of 
 sentences are a first-order Markov chain over words whose transition rows are drawn from a
 Dirichlet(0.1) (so each word has a few likely successors), written with single spaces. A model
 must learn spelling (nearly deterministic inside a word) and word transitions (uncertain at
-each space). The run seed draws the text (4,000 windows of 33 characters, split 60/20/20) and
-the initial weights.
+each space); the source's entropy rate is about 0.6 bits per character, and windows that start
+mid-word cost a little more. The run seed draws the text (4,000 windows of 33 characters, split
+60/20/20) and the initial weights.
 
 Model (Karpathy's char-rnn, in miniature): embedding 13 -> 16, one LSTM layer of 64 units
 (Hochreiter & Schmidhuber 1997), linear read-out to 13 logits at each position; inputs are 32
-characters, targets the same window shifted by one. Loss: cross-entropy in nats; metric: bits per character (the same
-cross-entropy / ln 2), lower is better.
+characters, targets the same window shifted by one. Loss: cross-entropy in nats; metric: bits
+per character (the same cross-entropy / ln 2), lower is better.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch import nn
 
 from adaptbench.tasks import Problem, Task
 
-from ._common import make_model, split_indices, to_device
+from ._common import make_model, split_indices, splits
 
 WORLD_SEED = 4_000_037
 LETTERS = 12
@@ -88,10 +89,7 @@ def build(seed: int, device: torch.device) -> Problem:
     text = make_text(seed, WINDOWS * (WINDOW + 1))
     windows = text[: WINDOWS * (WINDOW + 1)].reshape(WINDOWS, WINDOW + 1)
     parts = split_indices(WINDOWS, np.random.RandomState(seed + 1))
-    train, val, test = [
-        (to_device(windows[idx, :-1], device, torch.long), to_device(windows[idx, 1:], device, torch.long))
-        for idx in parts
-    ]
+    train, val, test = splits(windows[:, :-1], windows[:, 1:], parts, device, torch.long)
     model = make_model(seed, device, CharRNN)
     return Problem(model, train, val, test, cross_entropy, bits_per_character)
 
@@ -110,7 +108,7 @@ TASKS = [
         steps=600,
         batch_size=32,
         eval_every=50,
-        lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0),
+        lrs=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 30.0),
         target=1.0,
     )
 ]

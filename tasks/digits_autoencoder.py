@@ -3,9 +3,10 @@
 The 1,797 images of ``sklearn.datasets.load_digits`` are flattened to 64 pixels in [0, 1]
 (pixel / 16, no further scaling, so the metric is in pixel units); the run seed draws the
 60/20/20 split and the initial weights. Model: 64 -> 32 -> 8 -> 32 -> 64 with ReLU on the hidden
-layers and a linear output (an 8-number bottleneck; PCA with 8 components, the best linear code,
-reaches a reconstruction MSE near 0.027). Loss and metric: mean squared reconstruction error
-per pixel, lower is better.
+layers and a linear output: an 8-number bottleneck. For scale: the mean train image has a
+validation MSE near 0.073 (a run that collapses to it plateaus there), PCA with 8 components,
+the best linear code, about 0.025. Loss and metric: mean squared reconstruction error per
+pixel, lower is better.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ TASKS = [
         steps=1000,
         batch_size=64,
         eval_every=50,
-        lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0),
+        lrs=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 30.0),
         target=0.04,
     )
 ]

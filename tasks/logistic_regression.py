@@ -69,6 +69,6 @@ TASKS = [
         batch_size=32,
         eval_every=25,
         lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0),
-        target=0.1,
+        target=0.07,
     )
 ]

@@ -10,7 +10,7 @@ seed) puts an equal share of the initial loss on every direction, so the flat di
 how far a run gets.
 
 The training set holds 20,000 sampled examples (the run seed draws them); its empirical minimum
-is within d sigma^2 / (2 n) = 8e-4 of the true one. Metric: the exact excess risk
+has an excess risk of d sigma^2 / (2 n) = 8e-4 on average. Metric: the exact excess risk
 1/2 theta^T H theta (the expected loss minus its floor d / 2), computed from the parameters, so
 it is the same on every split; lower is better. ``extras["trajectory_params"]`` is theta.
 """

@@ -49,6 +49,7 @@ def build(seed: int, device: torch.device) -> Problem:
     ]
     extras = {
         "trajectory_params": model.point,
+        "trajectory_every": 10,  # steps between recorded points, for smooth trajectory plots
         "optimum": torch.tensor([1.0, 1.0], device=device),
     }
     return Problem(model, *splits, loss=mean_value, metric=mean_value, extras=extras)

@@ -48,10 +48,7 @@ def build(seed: int, device: torch.device) -> Problem:
     """The tabular-mlp problem for ``seed`` on ``device``."""
     x, y = _dataset()
     parts = split_indices(EXAMPLES, np.random.RandomState(seed))
-    x_train, x_val, x_test = standardize(x[parts[0]], x[parts[1]], x[parts[2]])
-    order = np.concatenate(parts)
-    x_all = np.empty_like(x)
-    x_all[order] = np.concatenate([x_train, x_val, x_test])
+    x_all = standardize(x[parts[0]], x)[1]  # train statistics, applied to every split
     train, val, test = splits(x_all, y, parts, device)
     model = make_model(seed, device, lambda: mlp([FEATURES, 64, 64, CLASSES]))
     return Problem(model, train, val, test, cross_entropy, accuracy)

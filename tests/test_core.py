@@ -185,3 +185,21 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+
+
+def test_rosenbrock_trajectory_is_recorded_and_stored(cli, workdir):
+    import json as _json
+
+    task = get_task("rosenbrock")
+    result = train.execute(spec(task="rosenbrock", optimizer="adam", lr=1e-2, steps=50, batch_size=1), task, CPU)
+    steps = [s for s, _ in result.trajectory]
+    assert steps == list(range(0, 51, 10))
+    x0, y0 = result.trajectory[0][1]
+    assert abs(x0 + 1.2) < 0.3 and abs(y0 - 1.0) < 0.3  # the documented start, jittered
+    # the last recorded point is the point whose value is the final metric
+    x, y = result.trajectory[-1][1]
+    assert (1 - x) ** 2 + 100 * (y - x * x) ** 2 == pytest.approx(result.final["final_test_metric"], rel=1e-4)
+    assert cli("run", "-o", "adam", "-t", "rosenbrock", "--steps", "30", "--seeds", "1").code == 0
+    row = _json.loads(cli("ls", "--all", "--format", "json").out)[0]
+    stored = _json.loads(row["trajectory"])
+    assert [s for s, _ in stored] == [0, 10, 20, 30] and len(stored[0][1]) == 2
