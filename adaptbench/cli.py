@@ -476,4 +476,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m adaptbench.cli` runs this file as `__main__`; the commands are registered on
+    # the importable `adaptbench.cli`, so run that module's entry point.
+    from adaptbench.cli import main as _main
+
+    _main()

@@ -70,6 +70,45 @@ def render(
     console.file.flush()
 
 
+def render_sections(
+    sections: list[tuple[str, str | None, pd.DataFrame]], fmt: str, console: Console | None = None
+) -> None:
+    """Several named tables as one output: each (name, title, frame) in turn.
+
+    table / markdown: the tables one after another, each under its title. JSON: one object
+    mapping each name to its list of records. CSV: one table whose first column, `table`,
+    names the section a row belongs to and whose other columns are the union of the sections'
+    (empty where a section has no such column): `pd.read_csv(...).groupby("table")` gives the
+    sections back.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"Invalid format: {fmt!r} (choose from {', '.join(FORMATS)})")
+    console = console or stdout_console()
+    if fmt in ("table", "markdown"):
+        for i, (_, title, df) in enumerate(sections):
+            if i and fmt == "markdown":
+                console.file.write("\n")
+            render(df, fmt, title=title, console=console)
+        return
+    if fmt == "json":
+        payload = {name: json.loads(to_json(_flat(df))) for name, _, df in sections}
+        text = json.dumps(payload, allow_nan=False) + "\n"
+    else:
+        frames = []
+        for name, _, df in sections:
+            df = _flat(df)
+            for column in df.columns:  # keep integers integral where another section has none
+                if pd.api.types.is_integer_dtype(df[column]):
+                    df[column] = df[column].astype("Int64")
+                elif pd.api.types.is_bool_dtype(df[column]):
+                    df[column] = df[column].astype("boolean")
+            df.insert(0, "table", name)
+            frames.append(df)
+        text = to_csv(pd.concat(frames, ignore_index=True)) if frames else ""
+    console.file.write(text)
+    console.file.flush()
+
+
 def _flat(df: pd.DataFrame) -> pd.DataFrame:
     """The frame with a named index turned into columns (an unnamed one is just row labels,
     e.g. left by filtering, and is dropped) and column names as strings."""

@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from adaptbench import render as rd
-from adaptbench import stats
+from adaptbench import comparisons, stats
 
 ANSI = re.compile(r"\x1b\[")
 BOX_DRAWING = re.compile("[\u2500-\u257f]")
@@ -99,13 +99,13 @@ def test_json_is_strict():
 
 
 def test_json_and_csv_carry_a_named_index():
-    rates = stats.win_rates(pd.DataFrame([
+    rates = comparisons.win_rates(pd.DataFrame([
         {"task": "t", "task_type": "dense", "optimizer": o, "lr": 0.1, "seed": 0,
          "status": "done", "higher_is_better": True, "final_val_metric": v,
          "final_test_metric": v}
         for o, v in [("adam", 0.9), ("sgd", 0.8)]
     ]))
-    matrix = stats.win_matrix(rates, "dense")
+    matrix = comparisons.win_matrix(rates, "dense")
     records = json.loads(rendered(matrix, "json"))
     assert records == [{"optimizer": "adam", "adam": None, "sgd": 1.0},
                        {"optimizer": "sgd", "adam": 0.0, "sgd": None}]
@@ -189,3 +189,45 @@ def test_format_number(value, text):
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="format"):
         rd.render(sample(), "xlsx", console=plain_console()[0])
+
+
+def sections() -> list[tuple[str, str | None, pd.DataFrame]]:
+    return [
+        ("ranks", "Ranks", pd.DataFrame({"optimizer": ["adam", "sgd"], "rank": [1.25, 1.75],
+                                         "tasks": [4, 4]})),
+        ("tests", "Tests", pd.DataFrame({"optimizer": ["adam"], "p_value": [0.0625],
+                                         "significant": [False]})),
+        ("empty", None, pd.DataFrame({"x": pd.Series(dtype=float)})),
+    ]
+
+
+def render_sections(fmt: str) -> str:
+    console, buffer = plain_console()
+    rd.render_sections(sections(), fmt, console=console)
+    return buffer.getvalue()
+
+
+def test_sections_as_json_are_an_object_of_record_lists():
+    payload = json.loads(render_sections("json"))
+    assert list(payload) == ["ranks", "tests", "empty"]
+    assert payload["ranks"][1] == {"optimizer": "sgd", "rank": 1.75, "tasks": 4}
+    assert payload["tests"] == [{"optimizer": "adam", "p_value": 0.0625, "significant": False}]
+    assert payload["empty"] == []
+
+
+def test_sections_as_csv_stack_with_a_table_column_and_split_back():
+    table = pd.read_csv(io.StringIO(render_sections("csv")))
+    assert list(table.columns[:1]) == ["table"]
+    parts = {name: part.dropna(axis=1, how="all") for name, part in table.groupby("table")}
+    assert parts["ranks"]["rank"].tolist() == [1.25, 1.75]
+    header = render_sections("csv").splitlines()[0]
+    assert header == "table,optimizer,rank,tasks,p_value,significant,x"  # one header: the union
+    assert ",4," in render_sections("csv")  # integers stay integral next to empty cells
+
+
+def test_sections_as_tables_and_markdown_keep_their_titles():
+    text = render_sections("table")
+    assert text.index("Ranks") < text.index("Tests")
+    md = render_sections("markdown")
+    assert "**Ranks**" in md and "**Tests**" in md and "| optimizer | rank | tasks |" in md
+

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from adaptbench import stats
+from adaptbench import comparisons, curves, inference, stats
 from adaptbench.errors import UserError
 
 METRIC_COLUMNS = [
@@ -211,7 +211,7 @@ def test_duplicate_runs_are_refused_not_pooled():
     with pytest.raises(UserError, match="seed=0"):
         stats.summary(runs)
     with pytest.raises(UserError):
-        stats.win_rates(runs)
+        comparisons.win_rates(runs)
 
 
 # ---------------------------------------------------------------- select_lr
@@ -313,8 +313,8 @@ def hand_worked_runs() -> pd.DataFrame:
 
 
 def test_win_rates_hand_worked():
-    out = stats.win_rates(hand_worked_runs())
-    assert list(out.columns) == stats.WIN_COLUMNS
+    out = comparisons.win_rates(hand_worked_runs())
+    assert list(out.columns) == comparisons.WIN_COLUMNS
     got = {(r.task_type, r.optimizer, r.opponent): (r.win_rate, r.tasks, r.pairs)
            for r in out.itertuples()}
     assert got == {
@@ -331,7 +331,7 @@ def test_win_rates_hand_worked():
 
 
 def test_pairwise_task_rates_hand_worked():
-    per_task = stats.pairwise_task_rates(hand_worked_runs())
+    per_task = comparisons.pairwise_task_rates(hand_worked_runs())
     rate = per_task.set_index(["task", "optimizer", "opponent"])
     assert rate.loc[("cls", "adam", "sgd"), "win_rate"] == 0.5
     assert rate.loc[("cls", "adam", "sgd"), "pairs"] == 3
@@ -340,7 +340,7 @@ def test_pairwise_task_rates_hand_worked():
 
 
 def test_win_matrix():
-    matrix = stats.win_matrix(stats.win_rates(hand_worked_runs()), "vision")
+    matrix = comparisons.win_matrix(comparisons.win_rates(hand_worked_runs()), "vision")
     assert list(matrix.index) == list(matrix.columns) == ["adam", "rmsprop", "sgd"]
     assert np.isnan(np.diag(matrix.to_numpy())).all()
     assert matrix.loc["adam", "sgd"] == 0.75 and matrix.loc["sgd", "adam"] == 0.25
@@ -348,8 +348,8 @@ def test_win_matrix():
 
 
 def test_win_rates_of_nothing():
-    out = stats.win_rates(frame([run("t", "adam", 0, 0.9, status="queued")]))
-    assert out.empty and list(out.columns) == stats.WIN_COLUMNS
+    out = comparisons.win_rates(frame([run("t", "adam", 0, 0.9, status="queued")]))
+    assert out.empty and list(out.columns) == comparisons.WIN_COLUMNS
 
 
 def reference_win_rates(runs: pd.DataFrame) -> dict:
@@ -413,7 +413,7 @@ def random_runs(seed: int) -> pd.DataFrame:
 @pytest.mark.parametrize("seed", range(5))
 def test_win_rates_match_reference_on_random_runs(seed):
     runs = random_runs(seed)
-    out = stats.win_rates(runs)
+    out = comparisons.win_rates(runs)
     got = {(r.task_type, r.optimizer, r.opponent): (r.win_rate, r.tasks, r.pairs)
            for r in out.itertuples()}
     ref = reference_win_rates(runs)
@@ -422,7 +422,7 @@ def test_win_rates_match_reference_on_random_runs(seed):
         assert got[key][0] == pytest.approx(ref[key][0], abs=1e-12)
         assert got[key][1:] == ref[key][1:]
     # Each paired comparison is shared: the two directions add up to one.
-    per_task = stats.pairwise_task_rates(runs).set_index(["task", "optimizer", "opponent"])
+    per_task = comparisons.pairwise_task_rates(runs).set_index(["task", "optimizer", "opponent"])
     for (task, a, b), row in per_task.iterrows():
         assert row["win_rate"] + per_task.loc[(task, b, a), "win_rate"] == pytest.approx(1)
 
@@ -432,9 +432,9 @@ def test_win_rates_match_reference_on_random_runs(seed):
 
 def test_holm_hand_worked():
     # Sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> running max 0.06.
-    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert inference.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     # NaN is not a hypothesis: m = 2 here, and adjusted values are capped at 1.
-    adjusted = stats.holm([math.nan, 0.5, 0.6])
+    adjusted = inference.holm([math.nan, 0.5, 0.6])
     assert math.isnan(adjusted[0]) and adjusted[1:].tolist() == [1.0, 1.0]
 
 
@@ -447,7 +447,7 @@ def test_ranks_hand_worked():
         # seed 2: c has no run, so the seed is not a complete block
         run("t", "a", 2, 0.1), run("t", "b", 2, 0.2),
     ])
-    out = stats.ranks(runs).set_index("optimizer")
+    out = comparisons.ranks(runs).set_index("optimizer")
     assert out["rank"].to_dict() == {"a": 1.75, "b": 2.25, "c": 2.0}
     assert set(out["seeds"]) == {2}
 
@@ -464,7 +464,7 @@ def test_friedman_hand_worked():
     values = {"t1": (9, 8, 7), "t2": (9, 7, 8), "t3": (9, 8, 7), "t4": (8, 9, 7)}
     rows = [run(t, o, 0, float(v)) for t, vs in values.items() for o, v in zip("abc", vs)]
     rows.append(run("t5", "a", 0, 1.0))  # incomplete block: left out
-    out = stats.friedman(frame(rows))
+    out = comparisons.friedman(frame(rows))
     assert out[["task_type", "optimizers", "tasks"]].values.tolist() == [["vision", 3, 4]]
     assert out["statistic"].iloc[0] == pytest.approx(4.5)
     assert out["p_value"].iloc[0] == pytest.approx(math.exp(-2.25))
@@ -479,7 +479,7 @@ def test_pairwise_tests_hand_worked():
     for t in range(5):
         rows += [run(f"t{t}", "adam", 0, 0.9), run(f"t{t}", "sgd", 0, 0.5),
                  run(f"t{t}", "lion", 0, 0.9)]
-    out = stats.pairwise_tests(frame(rows)).set_index(["optimizer", "opponent"])
+    out = comparisons.pairwise_tests(frame(rows)).set_index(["optimizer", "opponent"])
     assert list(out.index) == [("adam", "lion"), ("adam", "sgd"), ("lion", "sgd")]
     assert out.loc[("adam", "sgd"), "p_value"] == pytest.approx(0.0625)
     assert out.loc[("adam", "sgd"), "statistic"] == 0
@@ -492,8 +492,8 @@ def test_pairwise_tests_hand_worked():
 @pytest.mark.parametrize("seed", range(2))
 def test_pairwise_tests_match_scipy_on_random_runs(seed):
     runs = random_runs(seed)
-    out = stats.pairwise_tests(runs)
-    per_task = stats.pairwise_task_rates(runs)
+    out = comparisons.pairwise_tests(runs)
+    per_task = comparisons.pairwise_task_rates(runs)
     for row in out.itertuples():
         part = per_task[(per_task.task_type == row.task_type)
                         & (per_task.optimizer == row.optimizer)
@@ -502,7 +502,7 @@ def test_pairwise_tests_match_scipy_on_random_runs(seed):
         if np.any(d != 0):
             assert row.p_value == pytest.approx(sps.wilcoxon(d).pvalue)
     for kind, part in out.groupby("task_type"):
-        assert part["p_holm"].tolist() == pytest.approx(list(stats.holm(part["p_value"])))
+        assert part["p_holm"].tolist() == pytest.approx(list(inference.holm(part["p_value"])))
 
 
 def reach(task: str, optimizer: str, seed: int, steps: float, **kw) -> dict:
@@ -531,7 +531,7 @@ def profile_runs() -> pd.DataFrame:
 
 
 def test_performance_ratios_hand_worked():
-    out = stats.performance_ratios(profile_runs())
+    out = curves.performance_ratios(profile_runs())
     assert list(out.columns) == ["task_type", "task", "optimizer", "cost", "ratio"]
     got = {(r.task, r.optimizer): (r.cost, r.ratio) for r in out.itertuples()}
     assert got == {("t1", "adam"): (120, 1), ("t1", "sgd"): (240, 2),
@@ -540,7 +540,7 @@ def test_performance_ratios_hand_worked():
 
 
 def test_performance_profile_hand_worked():
-    out = stats.performance_profile(profile_runs())
+    out = curves.performance_profile(curves.performance_ratios(profile_runs()))
     got = {(r.optimizer, r.tau): r.fraction for r in out.itertuples()}
     assert got == pytest.approx({("adam", 1.0): 2 / 3, ("adam", 2.0): 2 / 3,
                                  ("sgd", 1.0): 2 / 3, ("sgd", 2.0): 1.0})
@@ -560,26 +560,29 @@ def as_loaded(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-ALL = [stats.summary, stats.tuned_summary, stats.select_lr, stats.pairwise_task_rates,
-       stats.win_rates, stats.ranks, stats.friedman, stats.pairwise_tests,
-       stats.performance_ratios, stats.performance_profile]
+ALL = [stats.summary, stats.tuned_summary, stats.select_lr, comparisons.pairwise_task_rates,
+       comparisons.win_rates, comparisons.ranks, comparisons.mean_ranks, comparisons.friedman,
+       comparisons.pairwise_tests, curves.performance_ratios,
+       lambda runs: curves.performance_profile(curves.performance_ratios(runs)),
+       lambda runs: curves.profile_area(curves.performance_ratios(runs)),
+       lambda runs: stats.lr_sensitivity(runs)[1]]
 
 
-@pytest.mark.parametrize("function", ALL, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("function", ALL, ids=range(len(ALL)))
 def test_every_report_accepts_no_runs(function):
     empty = as_loaded(frame([run("t", "a", 0, 0.5)]).iloc[:0])
     out = function(empty)
     assert out.empty and not any(dtype == object for dtype in out.dtypes[
         [c for c in out.columns if c not in ("task", "task_type", "optimizer", "opponent",
-                                             "metric_name")]])
+                                             "metric_name", "better")]])
 
 
 def test_loaded_dtypes_give_the_same_numbers():
     runs = profile_runs()
-    pd.testing.assert_frame_equal(stats.performance_ratios(as_loaded(runs)),
-                                  stats.performance_ratios(runs))
+    pd.testing.assert_frame_equal(curves.performance_ratios(as_loaded(runs)),
+                                  curves.performance_ratios(runs))
     runs = hand_worked_runs()
-    pd.testing.assert_frame_equal(stats.win_rates(as_loaded(runs)), stats.win_rates(runs))
+    pd.testing.assert_frame_equal(comparisons.win_rates(as_loaded(runs)), comparisons.win_rates(runs))
 
 
 # ---------------------------------------------------------------- imports
@@ -591,12 +594,14 @@ def imported_modules(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "adaptbench":
+            names.update(f"adaptbench.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
     return names
 
 
-@pytest.mark.parametrize("module", ["stats", "render"])
+@pytest.mark.parametrize("module", ["stats", "inference", "comparisons", "curves", "render"])
 def test_module_cannot_reach_torch(module):
     # Follow adaptbench's own imports transitively; outside it, allow only libraries that do
     # not import torch themselves.

@@ -1,0 +1,328 @@
+"""Paired comparisons of optimizers at their tuned lrs: win rates, ranks, tests, A against B.
+
+Every function starts from `stats.tuned_runs`: per (task, optimizer) the lr with the best mean
+validation metric, and at it one score per seed (the final metric of the chosen split, oriented
+so that larger is better; a diverged run scores -inf, the worst, and two diverged runs tie).
+Runs are paired by (task, seed). Per task type, tasks weigh equally: a figure over tasks is a
+mean of per-task figures, never a pool of seeds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from adaptbench import inference
+from adaptbench.errors import UserError
+from adaptbench.stats import N_RESAMPLES, BOOTSTRAP_SEED, table, tuned_runs
+
+ALPHA = 0.05
+_S, _F, _I, _B = object, float, int, bool
+TASK_RATE_SCHEMA = {
+    "task": _S, "task_type": _S, "optimizer": _S, "opponent": _S, "win_rate": _F, "pairs": _I,
+}
+WIN_SCHEMA = {
+    "task_type": _S, "optimizer": _S, "opponent": _S, "win_rate": _F, "ci_low": _F,
+    "ci_high": _F, "tasks": _I, "pairs": _I,
+}
+RANK_SCHEMA = {"task_type": _S, "task": _S, "optimizer": _S, "rank": _F, "seeds": _I}
+MEAN_RANK_SCHEMA = {
+    "task_type": _S, "optimizer": _S, "mean_rank": _F, "tasks": _I, "left_out": _I,
+}
+FRIEDMAN_SCHEMA = {
+    "task_type": _S, "optimizers": _I, "tasks": _I, "statistic": _F, "p_value": _F,
+    "significant": _B,
+}
+PAIRWISE_SCHEMA = {
+    "task_type": _S, "optimizer": _S, "opponent": _S, "tasks": _I, "win_rate": _F,
+    "statistic": _F, "p_value": _F, "p_holm": _F, "significant": _B, "better": _S,
+}
+COMPARE_TASK_SCHEMA = {
+    "task": _S, "task_type": _S, "metric_name": _S, "pairs": _I, "a_mean": _F, "b_mean": _F,
+    "advantage": _F, "ci_low": _F, "ci_high": _F, "effect_size": _F, "p_value": _F,
+    "a_diverged": _I, "b_diverged": _I, "win_rate": _F, "verdict": _S,
+}
+COMPARE_OVERALL_SCHEMA = {
+    "task_type": _S, "tasks": _I, "a_wins": _I, "b_wins": _I, "even": _I, "win_rate": _F,
+    "ci_low": _F, "ci_high": _F, "effect_size": _F, "statistic": _F, "p_value": _F,
+    "verdict": _S,
+}
+WIN_COLUMNS = list(WIN_SCHEMA)
+ALL_TASK_TYPES = "(all)"
+
+
+def _scores(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    at = tuned_runs(runs, metric)
+    return at.loc[at["score"].notna(), ["task", "task_type", "optimizer", "seed", "score"]]
+
+
+def pairwise_task_rates(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
+    """Per task and ordered pair of optimizers: win rate over the seeds both have.
+
+    win 1, tie ½ (exact equality; two diverged runs tie), loss 0; a diverged run loses to a
+    run that did not diverge. Columns: task, task_type, optimizer, opponent, win_rate, pairs.
+    """
+    at = _scores(runs, metric)
+    pairs = at.merge(at[["task", "seed", "optimizer", "score"]], on=["task", "seed"],
+                     suffixes=("", "_b"))
+    pairs = pairs[pairs["optimizer"] != pairs["optimizer_b"]]
+    a, b = pairs["score"].to_numpy(), pairs["score_b"].to_numpy()
+    pairs = pairs.assign(win=(a > b) + 0.5 * (a == b), opponent=pairs["optimizer_b"])
+    out = pairs.groupby(["task", "task_type", "optimizer", "opponent"], sort=True).agg(
+        win_rate=("win", "mean"), pairs=("win", "size"))
+    return table(out.reset_index(), TASK_RATE_SCHEMA)
+
+
+def bootstrap_over_tasks(
+    values: pd.Series, keys: list[pd.Series] | pd.Series, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Mean and percentile-bootstrap interval of per-task values within each group of `keys`.
+
+    9,999 resamples of the group's tasks with seed 0 (`inference.percentile_bootstrap`); a
+    group with one task has no interval. Index: the group keys; columns mean, ci_low, ci_high.
+    """
+    grouped = values.groupby(keys, sort=True)
+    codes = grouped.ngroup().to_numpy()
+    out = grouped.agg(["mean", "size"])
+    low = np.full(len(out), np.nan)
+    high = np.full(len(out), np.nan)
+    order = np.argsort(codes, kind="mergesort")
+    parts = np.split(values.to_numpy(float)[order], np.cumsum(out["size"].to_numpy())[:-1])
+    by_size: dict[int, list[int]] = {}
+    for i, part in enumerate(parts):
+        by_size.setdefault(len(part), []).append(i)
+    for size, index in by_size.items():
+        if size >= 2:
+            lo, hi = inference.percentile_bootstrap(
+                np.stack([parts[i] for i in index]), confidence, N_RESAMPLES, BOOTSTRAP_SEED)
+            low[index], high[index] = lo, hi
+    return pd.DataFrame({"mean": out["mean"], "ci_low": low, "ci_high": high}, index=out.index)
+
+
+def win_rates(runs: pd.DataFrame, metric: str = "test", confidence: float = 0.95) -> pd.DataFrame:
+    """Paired win rate of each optimizer over each other, per task type, at tuned lrs.
+
+    The per-task rate is the mean over the seeds both have (`pairwise_task_rates`); the
+    task-type rate is the unweighted mean over tasks, with a percentile bootstrap interval over
+    tasks (see `bootstrap_over_tasks`; none with one task). Pairs with no common seed in a
+    task type are left out. Columns: task_type, optimizer, opponent, win_rate, ci_low, ci_high,
+    tasks (that contributed), pairs (paired seeds over those tasks).
+    """
+    per_task = pairwise_task_rates(runs, metric).sort_values(
+        ["task_type", "optimizer", "opponent", "task"], kind="mergesort")
+    keys = ["task_type", "optimizer", "opponent"]
+    if per_task.empty:
+        return table([], WIN_SCHEMA)
+    out = per_task.groupby(keys, sort=True).agg(tasks=("task", "size"), pairs=("pairs", "sum"))
+    ci = bootstrap_over_tasks(per_task["win_rate"], [per_task[k] for k in keys], confidence)
+    out = out.join(ci.rename(columns={"mean": "win_rate"}))
+    return table(out.reset_index(), WIN_SCHEMA)
+
+
+def win_matrix(rates: pd.DataFrame, task_type: str, column: str = "win_rate") -> pd.DataFrame:
+    """One task type of `win_rates` as a matrix: rows optimizer, columns opponent, NaN diagonal."""
+    part = rates[rates["task_type"] == task_type]
+    names = sorted(set(part["optimizer"]) | set(part["opponent"]))
+    matrix = part.pivot(index="optimizer", columns="opponent", values=column)
+    matrix = matrix.reindex(index=names, columns=names).astype(float)
+    matrix.index.name, matrix.columns.name = "optimizer", "opponent"
+    return matrix
+
+
+def ranks(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
+    """Mean rank of each optimizer per task (1 = best), over the seeds every optimizer has.
+
+    Scores are `tuned_runs` scores, so a diverged run ranks last and ties share the average
+    rank. Tasks with a single optimizer have no ranks. Columns: task_type, task, optimizer,
+    rank, seeds.
+    """
+    at = _scores(runs, metric)
+    k = at.groupby("task")["optimizer"].transform("nunique")
+    present = at.groupby(["task", "seed"])["optimizer"].transform("size")
+    complete = at[(present == k) & (k >= 2)]
+    if complete.empty:
+        return table([], RANK_SCHEMA)
+    rank = complete.groupby(["task", "seed"])["score"].rank(ascending=False, method="average")
+    out = complete.assign(rank=rank).groupby(["task_type", "task", "optimizer"], sort=True).agg(
+        rank=("rank", "mean"), seeds=("seed", "size"))
+    return table(out.reset_index(), RANK_SCHEMA)
+
+
+def _complete_blocks(per_task: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, int]]:
+    """Per task type, the task × optimizer matrix of ranks over the tasks that have every
+    optimizer of the task type, and how many tasks were left out for lacking one."""
+    out = {}
+    for kind, part in per_task.groupby("task_type", sort=True):
+        wide = part.pivot(index="task", columns="optimizer", values="rank")
+        full = wide.dropna()
+        out[kind] = (full, len(wide) - len(full))
+    return out
+
+
+def mean_ranks(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
+    """Average rank of each optimizer per task type, over the tasks that ran every optimizer.
+
+    The per-task rank is `ranks` (mean over seeds); tasks lacking one of the task type's
+    optimizers are left out (counted in `left_out`), so that every average is over the same
+    tasks and the same number of competitors. Columns: task_type, optimizer, mean_rank, tasks,
+    left_out.
+    """
+    rows = []
+    for kind, (full, left_out) in _complete_blocks(ranks(runs, metric)).items():
+        for optimizer in full.columns:
+            rows.append({"task_type": kind, "optimizer": optimizer,
+                         "mean_rank": float(full[optimizer].mean()) if len(full) else math.nan,
+                         "tasks": len(full), "left_out": left_out})
+    return table(rows, MEAN_RANK_SCHEMA)
+
+
+def friedman(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
+    """Friedman test per task type: do the optimizers' per-task ranks differ?
+
+    Blocks are the tasks `mean_ranks` uses (every optimizer present); needs at least 3
+    optimizers and 2 such tasks, else the task type has no row. `significant`: p < 0.05.
+    Columns: task_type, optimizers, tasks, statistic, p_value, significant.
+    """
+    rows = []
+    for kind, (full, _) in _complete_blocks(ranks(runs, metric)).items():
+        if full.shape[1] < 3 or full.shape[0] < 2:
+            continue
+        result = inference.friedman(full.to_numpy(float))
+        rows.append({"task_type": kind, "optimizers": full.shape[1], "tasks": full.shape[0],
+                     "statistic": result.statistic, "p_value": result.p_value,
+                     "significant": result.p_value < ALPHA})
+    return table(rows, FRIEDMAN_SCHEMA)
+
+
+def pairwise_tests(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
+    """Wilcoxon signed-rank test per pair of optimizers over tasks, Holm-corrected per task type.
+
+    The paired value per task is the per-task win rate minus ½ (scale-free, and diverged runs
+    count as losses); tasks where the pair is even are dropped by the test. `significant`:
+    Holm-adjusted p < 0.05; `better` names the optimizer that wins more when significant.
+    One row per unordered pair (optimizer < opponent). With fewer than 6 tasks no pair can be
+    significant: the smallest two-sided p of the signed-rank test on 5 tasks is 1/16.
+    """
+    per_task = pairwise_task_rates(runs, metric)
+    per_task = per_task[per_task["optimizer"] < per_task["opponent"]]
+    rows = []
+    for (kind, a, b), part in per_task.groupby(["task_type", "optimizer", "opponent"], sort=True):
+        result = inference.wilcoxon(part["win_rate"].to_numpy() - 0.5)
+        rows.append({"task_type": kind, "optimizer": a, "opponent": b, "tasks": len(part),
+                     "win_rate": float(part["win_rate"].mean()),
+                     "statistic": result.statistic, "p_value": result.p_value})
+    out = pd.DataFrame(rows, columns=["task_type", "optimizer", "opponent", "tasks", "win_rate",
+                                      "statistic", "p_value"])
+    out["p_holm"] = np.nan
+    for _, index in out.groupby("task_type").groups.items():
+        out.loc[index, "p_holm"] = inference.holm(out.loc[index, "p_value"])
+    out["significant"] = out["p_holm"] < ALPHA
+    out["better"] = np.where(~out["significant"], "",
+                             np.where(out["win_rate"] > 0.5, out["optimizer"], out["opponent"]))
+    return table(out, PAIRWISE_SCHEMA)
+
+
+def _task_verdict(a: str, b: str, row: dict) -> str:
+    finite, p = row["_finite"], row["p_value"]
+    if finite >= 2 and p < ALPHA:
+        text = f"{a if row['advantage'] > 0 else b} better (p = {p:.2g})"
+    elif finite < 2 and row["a_diverged"] != row["b_diverged"]:
+        worse = a if row["a_diverged"] > row["b_diverged"] else b
+        text = f"{b if worse == a else a} better: {worse} diverged more often"
+    elif finite < 2:
+        text = "too few seeds where both finished to test"
+    else:
+        text = f"no significant difference (p = {p:.2g})"
+    for name, key in ((a, "a_diverged"), (b, "b_diverged")):
+        if row[key]:
+            text += f"; {name} diverged on {row[key]} of {row['pairs']} seeds"
+    return text
+
+
+def _overall_verdict(a: str, b: str, tasks: int, a_wins: int, b_wins: int, p: float) -> str:
+    if p < ALPHA:
+        winner, won = (a, a_wins) if a_wins > b_wins else (b, b_wins)
+        return f"{winner} better: wins {won} of {tasks} tasks (Wilcoxon p = {p:.2g})"
+    text = f"no significant difference over {tasks} task(s) (p = {p:.2g})"
+    if tasks < 6:
+        text += "; fewer than 6 tasks can never give p < 0.05"
+    return text
+
+
+def compare(
+    runs: pd.DataFrame, a: str, b: str, metric: str = "test", confidence: float = 0.95
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Optimizer `a` against `b` at their tuned lrs: per task, and over the tasks of each type.
+
+    Per task (the seeds both have): `a_mean`/`b_mean` are the mean final metrics over the
+    seeds where both finished; `advantage` is their paired mean difference oriented so that a
+    positive value favours `a`, in the metric's units, with a t-interval; `effect_size` is
+    Cohen's d_z (mean / sd of the paired differences); `p_value` a two-sided paired t-test;
+    `win_rate` the paired win rate of `a` (a diverged run loses). Over tasks (per task type and
+    `(all)`): how many tasks each wins (per-task win rate above/below ½), the mean win rate
+    with a bootstrap interval over tasks, the Wilcoxon signed-rank test of the per-task win
+    rates against ½ and its matched-pairs rank-biserial correlation as effect size (+1: `a`
+    wins every task). Each row carries a verdict in words.
+    """
+    if a == b:
+        raise UserError(f"compare needs two different optimizers, got {a!r} twice")
+    at = tuned_runs(runs, metric)
+    stored = sorted(set(at["optimizer"]))
+    for name in (a, b):
+        if name not in stored:
+            raise UserError(f"no results for optimizer {name!r}; stored results have: "
+                            f"{', '.join(stored) or 'none'}")
+    at = at[at["optimizer"].isin([a, b]) & at["score"].notna()]
+    value = at["final_" + metric + "_metric"].astype(float)
+    at = at.assign(value=value, diverged=at["status"] == "diverged")
+    wide = at.pivot(index=["task", "seed"], columns="optimizer",
+                    values=["score", "value", "diverged"]).dropna(
+        subset=[("score", a), ("score", b)])
+    meta = at.groupby("task").agg(task_type=("task_type", "first"),
+                                  metric_name=("metric_name", "first"))
+    rows = []
+    for task, part in wide.groupby(level="task", sort=True):
+        sa, sb = part[("score", a)].to_numpy(float), part[("score", b)].to_numpy(float)
+        both = np.isfinite(sa) & np.isfinite(sb)
+        d = sa[both] - sb[both]
+        ci = inference.t_interval(np.array([d.mean() if len(d) else np.nan]),
+                                  np.array([d.std(ddof=1) if len(d) > 1 else np.nan]),
+                                  np.array([len(d)]), confidence)
+        sd = float(d.std(ddof=1)) if len(d) > 1 else math.nan
+        row = {
+            "task": task, "task_type": meta.loc[task, "task_type"],
+            "metric_name": meta.loc[task, "metric_name"], "pairs": len(part),
+            "a_mean": float(part[("value", a)].to_numpy(float)[both].mean()) if both.any() else math.nan,
+            "b_mean": float(part[("value", b)].to_numpy(float)[both].mean()) if both.any() else math.nan,
+            "advantage": float(d.mean()) if len(d) else math.nan,
+            "ci_low": float(ci[0][0]), "ci_high": float(ci[1][0]),
+            "effect_size": float(d.mean() / sd) if sd and not math.isnan(sd) else math.nan,
+            "p_value": inference.paired_t_test(d).p_value,
+            "a_diverged": int(part[("diverged", a)].astype(bool).sum()),
+            "b_diverged": int(part[("diverged", b)].astype(bool).sum()),
+            "win_rate": float(((sa > sb) + 0.5 * (sa == sb)).mean()),
+            "_finite": int(both.sum()),
+        }
+        row["verdict"] = _task_verdict(a, b, row)
+        rows.append(row)
+    per_task = table(rows, COMPARE_TASK_SCHEMA)
+    overall = []
+    groups = [(kind, part) for kind, part in per_task.groupby("task_type", sort=True)]
+    if len({kind for kind, _ in groups}) > 1:
+        groups.append((ALL_TASK_TYPES, per_task))
+    for kind, part in groups:
+        rates = part["win_rate"].to_numpy(float)
+        test = inference.wilcoxon(rates - 0.5)
+        ci = bootstrap_over_tasks(part["win_rate"], pd.Series(0, index=part.index), confidence)
+        a_wins, b_wins = int((rates > 0.5).sum()), int((rates < 0.5).sum())
+        overall.append({
+            "task_type": kind, "tasks": len(part), "a_wins": a_wins, "b_wins": b_wins,
+            "even": len(part) - a_wins - b_wins, "win_rate": float(rates.mean()),
+            "ci_low": float(ci["ci_low"].iloc[0]), "ci_high": float(ci["ci_high"].iloc[0]),
+            "effect_size": inference.rank_biserial(rates - 0.5),
+            "statistic": test.statistic, "p_value": test.p_value,
+            "verdict": _overall_verdict(a, b, len(part), a_wins, b_wins, test.p_value),
+        })
+    return per_task, table(overall, COMPARE_OVERALL_SCHEMA)

@@ -1,0 +1,270 @@
+"""`adaptbench report ...` end to end: every sub-command on a database from a real (tiny)
+`run --study adaptive-lr`, on synthetic databases, on an empty one, with bad input, and
+without torch."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from scipy import stats as sps
+
+from adaptbench import results
+from adaptbench.store import CurvePoint, Run, make_engine, write
+from tests.conftest import invoke
+
+COMMANDS = [
+    ["report"], ["report", "summary"], ["report", "summary", "--lr", "fixed"],
+    ["report", "summary", "--ci", "bootstrap"], ["report", "wins"], ["report", "ranks"],
+    ["report", "compare", "adam", "sgd"], ["report", "profile"], ["report", "lr"],
+    ["report", "speed"], ["report", "speed", "--metric", "train"], ["report", "claims"],
+]
+FORMATS = ["table", "csv", "json", "markdown"]
+
+
+@pytest.fixture(scope="module")
+def study_db(tmp_path_factory):
+    """A real, tiny adaptive-lr study: 3 of its optimizers x 2 cheap tasks x 2 lrs x 2 seeds."""
+    path = tmp_path_factory.mktemp("study") / "study.db"
+    r = invoke("run", "--study", "adaptive-lr", "-o", "adam,sgd,adagrad",
+               "-t", "noisy-quadratic,rosenbrock", "--lr", "0.01,0.1", "--seeds", "2",
+               "--steps", "20", "--db", str(path))
+    assert r.code == 0, r.err
+    return str(path)
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[1:]) or "bare")
+def test_every_command_in_every_format_on_a_study_database(study_db, args):
+    for fmt in FORMATS:
+        r = invoke(*args, "--db", study_db, "--format", fmt)
+        assert r.code == 0, (args, fmt, r.err)
+        assert "Traceback" not in r.err
+        if fmt == "json":
+            json.loads(r.out)
+        elif fmt == "csv":
+            table = pd.read_csv(io.StringIO(r.out))
+            if "table" in table.columns:  # several sections: one column names each row's
+                assert table["table"].notna().all()
+        else:
+            assert r.out.strip()
+
+
+def test_summary_states_its_protocol(study_db):
+    tuned = invoke("report", "--db", study_db)
+    assert "lr tuned per (task, optimizer) on the mean validation metric" in tuned.out
+    assert "t-interval" in tuned.out
+    fixed = invoke("report", "summary", "--lr", "fixed", "--ci", "bootstrap", "--db", study_db)
+    assert "every lr (fixed-lr protocol)" in fixed.out and "BCa bootstrap" in fixed.out
+    csv = invoke("report", "--db", study_db, "--format", "csv")
+    assert "lr tuned per (task, optimizer)" in csv.err  # data formats carry no title
+
+
+def test_tuned_summary_recomputed_from_the_stored_runs(study_db):
+    r = invoke("report", "--db", study_db, "--format", "csv")
+    table = pd.read_csv(io.StringIO(r.out)).set_index(["task", "optimizer"])
+    with sqlite3.connect(study_db) as conn:
+        runs = pd.read_sql("SELECT * FROM runs", conn)
+    for (task, opt), part in runs.groupby(["task", "optimizer"]):
+        by_lr = {}
+        for lr, group in part.groupby("lr"):
+            div = (group["status"] == "diverged").mean()
+            sign = 1 if group["higher_is_better"].iloc[0] else -1
+            val = group.loc[group["status"] == "done", "final_val_metric"].mean() * sign
+            by_lr[lr] = (div, -val if val == val else np.inf, lr)
+        lr = min(by_lr, key=by_lr.get)
+        row = table.loc[(task, opt)]
+        assert row["lr"] == lr
+        x = part[(part["lr"] == lr) & (part["status"] == "done")]["final_test_metric"].to_numpy()
+        assert row["n"] == len(x)
+        if len(x):
+            assert row["mean"] == pytest.approx(x.mean(), rel=1e-12)
+        if len(x) > 1 and np.ptp(x) > 0:
+            low, high = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+            assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), rel=1e-9)
+
+
+def test_claims_on_the_tiny_study_say_what_is_missing(study_db):
+    r = invoke("report", "claims", "--db", study_db, "--format", "json")
+    out = json.loads(r.out)
+    verdicts = {c["claim"]: c for c in out["claims"]}
+    assert {c["verdict"] for c in verdicts.values()} == {"not enough data"}
+    assert "rmsprop" in verdicts["a"]["reason"] and "0 of 5 seeds" in verdicts["a"]["reason"]
+    missing = {(m["task"], m["optimizer"]): m["seeds"] for m in out["missing"]}
+    assert missing[("rosenbrock", "momentum")] == 0 and missing[("rosenbrock", "adam")] == 2
+
+
+def test_report_help_explains_each_command_in_one_line(study_db):
+    r = invoke("report", "--help")
+    lines = r.out.split("Commands:")[1].strip().splitlines()
+    names = [line.split()[0] for line in lines]
+    assert names == ["summary", "wins", "ranks", "compare", "profile", "lr", "speed", "claims"]
+    assert all(len(line) <= 80 for line in lines)
+
+
+# ---------------------------------------------------------------- synthetic databases
+
+
+def synthetic_db(path, rows: list[dict], points: list[dict] = ()) -> str:
+    """A database with these runs (and curve points), written through the real schema."""
+    engine = make_engine(str(path))
+    base = {"metric_name": "accuracy", "higher_is_better": True, "target": 0.7, "params": "{}",
+            "schedule": "constant", "steps": 100, "batch_size": 32, "eval_every": 20,
+            "study": "", "task_type": "dense", "status": "done"}
+    with write(engine) as conn:
+        for i, row in enumerate(rows):
+            full = {**base, **row}
+            full.setdefault("final_val_metric", full.get("final_test_metric"))
+            conn.execute(sa.insert(Run).values(spec_hash=f"h{i}", **full))
+        if points:
+            conn.execute(sa.insert(CurvePoint), list(points))
+    engine.dispose()
+    return str(path)
+
+
+def test_compare_on_a_synthetic_database(workdir):
+    rows = []
+    for t in range(6):
+        for s in range(3):
+            rows += [dict(task=f"t{t}", optimizer="adam", lr=0.01, seed=s, final_test_metric=0.9),
+                     dict(task=f"t{t}", optimizer="sgd", lr=0.1, seed=s, final_test_metric=0.5)]
+    db = synthetic_db(workdir / "s.db", rows)
+    out = json.loads(invoke("report", "compare", "adam", "sgd", "--db", db, "--format", "json").out)
+    overall = out["overall"][0]
+    assert overall["tasks"] == 6 and overall["a_wins"] == 6
+    assert overall["p_value"] == pytest.approx(2 / 64)
+    assert overall["verdict"].startswith("adam better: wins 6 of 6 tasks")
+    assert all(t["verdict"].startswith("no significant difference") or "adam better" in t["verdict"]
+               for t in out["tasks"])
+
+
+def test_filters_apply_to_every_command(workdir):
+    rows = [dict(task=t, task_type=k, optimizer=o, lr=0.01, seed=s, final_test_metric=v + s / 100)
+            for t, k in (("a", "dense"), ("b", "sparse")) for o, v in (("adam", 0.9), ("sgd", 0.8))
+            for s in range(2)]
+    db = synthetic_db(workdir / "f.db", rows)
+    for args in (["report"], ["report", "wins"], ["report", "lr"], ["report", "ranks"]):
+        out = invoke(*args, "--db", db, "--task-type", "sparse", "--format", "csv").out
+        assert "dense" not in out and "sparse" in out, args
+    out = invoke("report", "--db", db, "--optim", "adam", "--task", "a", "--format", "json").out
+    assert [(r["task"], r["optimizer"]) for r in json.loads(out)] == [("a", "adam")]
+
+
+def test_speed_reads_the_curves_at_budget_fractions(workdir):
+    rows = [dict(task="t", optimizer=o, lr=0.01, seed=0, final_test_metric=v)
+            for o, v in (("early", 0.8), ("late", 0.9))]
+    curve = {"early": [0.5, 0.8, 0.8, 0.8, 0.8, 0.8], "late": [0.5, 0.3, 0.5, 0.7, 0.9, 0.9]}
+    points = [dict(run_id=i + 1, step=step, split="val", loss=1 - v, metric=v, elapsed=0.0)
+              for i, o in enumerate(curve) for step, v in zip(range(0, 101, 20), curve[o])]
+    db = synthetic_db(workdir / "c.db", rows, points)
+    out = json.loads(invoke("report", "speed", "--db", db, "--format", "json").out)
+    ranks = {r["optimizer"]: (r["rank_10"], r["rank_25"], r["rank_100"]) for r in out["by_task"]}
+    assert ranks == {"early": (1.5, 1.0, 2.0), "late": (1.5, 2.0, 1.0)}
+
+
+def test_every_command_on_an_empty_database(workdir):
+    make_engine(str(workdir / "empty.db")).dispose()
+    for args in COMMANDS:
+        if args[1:2] == ["compare"]:
+            continue
+        r = invoke(*args, "--db", "empty.db")
+        assert r.code == 0, (args, r.err)
+    r = invoke("report", "claims", "--db", "empty.db", "--format", "json")
+    assert {c["verdict"] for c in json.loads(r.out)["claims"]} == {"not enough data"}
+
+
+BAD = [
+    (["report", "compare", "adam", "lion"], "no results for optimizer 'lion'"),
+    (["report", "compare", "adam", "adam"], "two different optimizers"),
+    (["report", "summary", "--ci", "wald"], "--ci"),
+    (["report", "--format", "xml"], "--format"),
+    (["report", "lr", "--within", "-5"], "--within"),
+    (["report", "profile", "--metric", "train"], "use --metric val or test"),
+    (["report", "wins", "--metric", "validation"], "--metric"),
+]
+
+
+@pytest.mark.parametrize("args,expected", BAD, ids=lambda x: " ".join(x) if isinstance(x, list) else "")
+def test_bad_input_is_one_line_and_exit_2(workdir, args, expected):
+    rows = [dict(task="t", optimizer=o, lr=0.01, seed=0, final_test_metric=0.5) for o in ("adam", "sgd")]
+    db = synthetic_db(workdir / "b.db", rows)
+    r = invoke(*args, "--db", db)
+    assert r.code == 2, (r.code, r.err)
+    assert "Traceback" not in r.err
+    assert len([line for line in r.err.splitlines() if line.strip()]) == 1, r.err
+    assert expected in r.err
+
+
+def test_loaders_agree_and_curves_near_fractions_keep_the_nearest(study_db):
+    engine = make_engine(study_db, create=False)
+    full = results.load_runs(engine)
+    columns = ["id", "task", "lr", "seed", "higher_is_better", "final_test_metric", "steps_to_target"]
+    fast = results.load_columns(engine, columns)
+    pd.testing.assert_frame_equal(fast.astype({"steps_to_target": float}),
+                                  full[columns].astype({"steps_to_target": float}),
+                                  check_dtype=False)
+    assert results.load_curves(engine, []).empty
+
+
+def test_curves_near_fractions_keep_the_nearest_evaluations(workdir):
+    # Two runs evaluated every 20 steps, of 100 and of 60 steps (the last evaluation at 60).
+    rows = [dict(task="t", optimizer="a", lr=0.01, seed=0, steps=100, final_test_metric=0.5),
+            dict(task="t", optimizer="b", lr=0.01, seed=0, steps=60, final_test_metric=0.5)]
+    points = [dict(run_id=r, step=step, split=split, loss=1.0, metric=0.5, elapsed=0.0)
+              for r, last in ((1, 100), (2, 60)) for step in range(0, last + 1, 20)
+              for split in ("val", "test")]
+    engine = make_engine(synthetic_db(workdir / "n.db", rows, points), create=False)
+    everything = results.load_curves(engine, [1, 2], ["val"])
+    near = results.load_curves(engine, [1, 2], ["val"], near=(0.1, 1.0))
+    assert set(everything["split"]) == {"val"} and len(everything) == 6 + 4
+    # |step - f * steps| <= 20: run 1 -> 0, 20 (10% = 10) and 80, 100; run 2 -> 0, 20 and 40, 60
+    got = {(r, s) for r, s in zip(near["run_id"], near["step"])}
+    assert got == {(1, 0), (1, 20), (1, 80), (1, 100), (2, 0), (2, 20), (2, 40), (2, 60)}
+
+
+PROBE = """
+import sys
+from adaptbench.cli import main
+for args in {commands!r}:
+    try:
+        main(args + ["--db", sys.argv[1], "--format", "csv"])
+    except SystemExit as exc:
+        assert exc.code in (0, None), (args, exc.code)
+print("TORCH" if "torch" in sys.modules else "NO-TORCH", file=sys.stderr)
+"""
+
+
+def test_no_report_command_imports_torch(study_db):
+    commands = [c for c in COMMANDS if c != ["report"]] + [["report"]]
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(commands=commands), study_db],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stderr.strip().splitlines()[-1] == "NO-TORCH", proc.stderr
+
+
+def test_postgresql_gives_the_same_reports_as_sqlite(workdir, postgres_url):
+    rows, points = [], []
+    for t, kind in (("a", "dense"), ("b", "sparse")):
+        for o, v in (("adam", 0.9), ("sgd", 0.7), ("rmsprop", 0.8)):
+            for lr in (0.01, 0.1):
+                for s in range(3):
+                    rows.append(dict(task=t, task_type=kind, optimizer=o, lr=lr, seed=s,
+                                     final_test_metric=v - lr + s / 50, steps_to_target=40,
+                                     final_test_loss=1 - v))
+                    points += [dict(run_id=len(rows), step=step, split=split, loss=1 - v * step / 100,
+                                    metric=v * step / 100, elapsed=0.0)
+                               for step in range(0, 101, 20) for split in ("train", "val")]
+    lite = synthetic_db(workdir / "same.db", rows, points)
+    pg = synthetic_db(postgres_url, rows, points)
+    for args in (["report"], ["report", "wins"], ["report", "ranks"],
+                 ["report", "compare", "adam", "sgd"], ["report", "profile"], ["report", "lr"],
+                 ["report", "speed"], ["report", "claims"]):
+        a = invoke(*args, "--db", lite, "--format", "csv")
+        b = invoke(*args, "--db", pg, "--format", "csv")
+        assert a.code == b.code == 0, (args, a.err, b.err)
+        assert a.out == b.out, args

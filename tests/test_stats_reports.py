@@ -1,0 +1,375 @@
+"""Tests for the report statistics: summary intervals, lr sensitivity, win-rate intervals, ranks,
+A-against-B comparisons, profiles, ranks along the budget and the three claims. Each figure is
+checked against scipy or a case worked out by hand in the test."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from adaptbench import claims, comparisons, curves, stats
+from adaptbench.errors import UserError
+from tests.test_stats import diverged, frame, profile_runs, random_runs, run
+
+
+# ---------------------------------------------------------------- summary, vectorised
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_summary_matches_scipy_group_by_group(seed):
+    runs = random_runs(seed)
+    out = stats.summary(runs).set_index(["task", "optimizer", "lr"])
+    res = runs[runs["status"].isin(["done", "diverged"])]
+    for key, group in res.groupby(["task", "optimizer", "lr"]):
+        row = out.loc[key]
+        x = group.loc[group["status"] == "done", "final_test_metric"].to_numpy(float)
+        assert row["n"] == len(x)
+        assert row["diverged"] == (group["status"] == "diverged").sum()
+        if len(x) == 0:
+            assert math.isnan(row["mean"])
+            continue
+        assert row["mean"] == pytest.approx(x.mean())
+        if len(x) == 1:
+            assert math.isnan(row["ci_low"])
+        elif np.ptp(x) == 0:
+            assert row["ci_low"] == row["ci_high"] == x[0]
+        else:
+            low, high = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+            assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+
+
+def test_summary_bootstrap_is_scipys_bca_per_group():
+    # Metrics in quarters add up exactly, so scipy's resample means equal ours bit for bit.
+    rng = np.random.default_rng(0)
+    rows = [run("t", opt, s, float(rng.integers(0, 5)) / 4, lr=lr)
+            for opt in ("adam", "sgd") for lr in (0.01, 0.1) for s in range(6)]
+    out = stats.summary(frame(rows), ci="bootstrap").set_index(["optimizer", "lr"])
+    for (opt, lr), group in frame(rows).groupby(["optimizer", "lr"]):
+        x = group["final_test_metric"].to_numpy(float)
+        ref = sps.bootstrap((x,), np.mean, method="BCa", rng=np.random.default_rng(0))
+        got = out.loc[(opt, lr)]
+        assert (got["ci_low"], got["ci_high"]) == pytest.approx(
+            tuple(ref.confidence_interval), rel=1e-12)
+    with pytest.raises(UserError, match="interval"):
+        stats.summary(frame(rows), ci="wald")
+
+
+def test_tuned_summary_is_summary_at_the_chosen_lr():
+    runs = random_runs(1)
+    tuned = stats.tuned_summary(runs)
+    chosen = stats.select_lr(runs)
+    merged = stats.summary(runs).merge(chosen[["task", "optimizer", "lr"]])
+    pd.testing.assert_frame_equal(tuned, merged[tuned.columns].reset_index(drop=True))
+
+
+# ---------------------------------------------------------------- lr sensitivity
+
+
+def lr_runs() -> pd.DataFrame:
+    """adam on t (accuracy), two seeds per lr; mean validation metric by lr:
+        1e-4: 0.50   1e-3: 0.78   1e-2: 0.80 (best)   1e-1: 0.77   1: diverged on one seed
+    Within 5% of 0.80 means >= 0.76: 1e-3, 1e-2 and 1e-1 -> band 1e-3..1e-1, 2 decades, 3 lrs.
+    sgd on t: best at the largest lr tried (edge); 1e-2 is within 5% but 1e-1 between is not,
+    so the band is only the best lr.
+    """
+    rows = []
+    for lr, vals in [(1e-4, (0.5, 0.5)), (1e-3, (0.77, 0.79)), (1e-2, (0.8, 0.8)),
+                     (1e-1, (0.76, 0.78))]:
+        rows += [run("t", "adam", s, v, lr=lr) for s, v in enumerate(vals)]
+    rows += [run("t", "adam", 0, 0.9, lr=1.0), diverged("t", "adam", 1, lr=1.0)]
+    for lr, v in [(1e-2, 0.58), (1e-1, 0.5), (1.0, 0.6)]:
+        rows += [run("t", "sgd", s, v, lr=lr) for s in range(2)]
+    return frame(rows)
+
+
+def test_lr_sensitivity_hand_worked():
+    curve, tun = stats.lr_sensitivity(lr_runs(), metric="val", within=5)
+    adam = tun.set_index("optimizer").loc["adam"]
+    assert (adam["best_lr"], adam["lr_low"], adam["lr_high"]) == (1e-2, 1e-3, 1e-1)
+    assert adam["band_decades"] == pytest.approx(2.0)
+    assert (adam["band_lrs"], adam["lrs"], adam["at_edge"]) == (3, 5, False)
+    assert adam["best_mean"] == pytest.approx(0.8)
+    sgd = tun.set_index("optimizer").loc["sgd"]
+    assert (sgd["best_lr"], sgd["band_lrs"], sgd["band_decades"], sgd["at_edge"]) == (1.0, 1, 0.0, True)
+    row = curve.set_index(["optimizer", "lr"]).loc[("adam", 1.0)]
+    assert (row["n"], row["diverged"], bool(row["in_band"])) == (1, 1, False)
+    assert curve.set_index(["optimizer", "lr"]).loc[("adam", 1e-2), "best"]
+    # A wider tolerance takes in 1e-4 too (0.5 is within 40% of 0.8).
+    _, wide = stats.lr_sensitivity(lr_runs(), metric="val", within=40)
+    assert wide.set_index("optimizer").loc["adam", "lr_low"] == 1e-4
+    with pytest.raises(UserError):
+        stats.lr_sensitivity(lr_runs(), within=-1)
+
+
+def test_lr_sensitivity_lower_is_better():
+    rows = [run("lm", "adam", s, v, lr=lr, higher_is_better=False)
+            for lr, v in [(0.001, 21.0), (0.01, 20.0), (0.1, 20.9), (1.0, 30.0)] for s in range(2)]
+    _, tun = stats.lr_sensitivity(frame(rows), "val", within=5)  # within 21.0 of 20
+    row = tun.iloc[0]
+    assert (row["best_lr"], row["lr_low"], row["lr_high"], row["band_lrs"]) == (0.01, 0.001, 0.1, 3)
+
+
+# ---------------------------------------------------------------- win rates with intervals
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_win_rate_intervals_are_percentile_bootstraps_over_tasks(seed):
+    runs = random_runs(seed)
+    rates = comparisons.win_rates(runs)
+    per_task = comparisons.pairwise_task_rates(runs)
+    for row in rates.itertuples():
+        part = per_task[(per_task.task_type == row.task_type) & (per_task.optimizer == row.optimizer)
+                        & (per_task.opponent == row.opponent)].sort_values("task")
+        x = part["win_rate"].to_numpy(float)
+        assert row.win_rate == pytest.approx(x.mean())
+        if len(x) < 2:
+            assert math.isnan(row.ci_low) and math.isnan(row.ci_high)
+        elif np.ptp(x) == 0:
+            assert row.ci_low == row.ci_high == x[0]
+        else:
+            ref = sps.bootstrap((x,), np.mean, method="percentile", rng=np.random.default_rng(0))
+            assert (row.ci_low, row.ci_high) == pytest.approx(tuple(ref.confidence_interval))
+
+
+# ---------------------------------------------------------------- ranks and tests
+
+
+def test_mean_ranks_use_only_tasks_with_every_optimizer():
+    # t1, t2 have a, b, c (one seed); t3 lacks c, so it is left out of the averages.
+    values = {"t1": (0.9, 0.8, 0.7), "t2": (0.7, 0.9, 0.8)}
+    rows = [run(t, o, 0, v) for t, vs in values.items() for o, v in zip("abc", vs)]
+    rows += [run("t3", "a", 0, 0.1), run("t3", "b", 0, 0.9)]
+    out = comparisons.mean_ranks(frame(rows)).set_index("optimizer")
+    assert out["mean_rank"].to_dict() == {"a": 2.0, "b": 1.5, "c": 2.5}
+    assert set(out["tasks"]) == {2} and set(out["left_out"]) == {1}
+
+
+def test_pairwise_tests_flag_significant_pairs_after_holm():
+    # adam beats sgd on 7 tasks: exact p = 2/128; adam and lion tie everywhere (p = 1);
+    # lion beats sgd on 7 tasks too. Holm over 3 pairs: 3 * 2/128 and 2 * 2/128 < 0.05.
+    rows = []
+    for t in range(7):
+        rows += [run(f"t{t}", "adam", 0, 0.9), run(f"t{t}", "sgd", 0, 0.5),
+                 run(f"t{t}", "lion", 0, 0.9)]
+    out = comparisons.pairwise_tests(frame(rows)).set_index(["optimizer", "opponent"])
+    assert out.loc[("adam", "sgd"), "p_value"] == pytest.approx(2 / 128)
+    assert out.loc[("adam", "sgd"), "p_holm"] == pytest.approx(3 * 2 / 128)
+    assert bool(out.loc[("adam", "sgd"), "significant"]) and out.loc[("adam", "sgd"), "better"] == "adam"
+    assert bool(out.loc[("lion", "sgd"), "significant"]) and out.loc[("lion", "sgd"), "better"] == "lion"
+    assert not out.loc[("adam", "lion"), "significant"] and out.loc[("adam", "lion"), "better"] == ""
+    fried = comparisons.friedman(frame(rows))
+    ref = sps.friedmanchisquare([1.5] * 7, [1.5] * 7, [3.0] * 7)
+    assert fried["p_value"].iloc[0] == pytest.approx(ref.pvalue) and bool(fried["significant"].iloc[0])
+
+
+# ---------------------------------------------------------------- compare A B
+
+
+def compare_runs() -> pd.DataFrame:
+    """adam vs sgd. Task "a" (accuracy): differences over seeds 0.10, 0.20, 0.15, 0.05.
+    Task "b" (loss-like, lower is better): adam 2.0, 2.1, 1.9; sgd 2.0, 2.0, 2.0 -> oriented
+    differences 0, -0.1, +0.1. Task "c": sgd diverges on both seeds, adam does not."""
+    rows = []
+    for s, (x, y) in enumerate([(0.9, 0.8), (0.8, 0.6), (0.85, 0.7), (0.75, 0.7)]):
+        rows += [run("a", "adam", s, x), run("a", "sgd", s, y)]
+    for s, (x, y) in enumerate([(2.0, 2.0), (2.1, 2.0), (1.9, 2.0)]):
+        rows += [run("b", "adam", s, x, higher_is_better=False),
+                 run("b", "sgd", s, y, higher_is_better=False)]
+    rows += [run("c", "adam", s, 0.5) for s in range(2)] + [diverged("c", "sgd", s) for s in range(2)]
+    return frame(rows)
+
+
+def test_compare_per_task_matches_scipy():
+    per_task, overall = comparisons.compare(compare_runs(), "adam", "sgd")
+    a = per_task.set_index("task").loc["a"]
+    d = np.array([0.9, 0.8, 0.85, 0.75]) - np.array([0.8, 0.6, 0.7, 0.7])
+    ref = sps.ttest_rel([0.9, 0.8, 0.85, 0.75], [0.8, 0.6, 0.7, 0.7])
+    low, high = sps.t.interval(0.95, 3, loc=d.mean(), scale=sps.sem(d))
+    assert a["advantage"] == pytest.approx(d.mean())
+    assert (a["ci_low"], a["ci_high"]) == pytest.approx((low, high))
+    assert a["p_value"] == pytest.approx(ref.pvalue)
+    assert a["effect_size"] == pytest.approx(d.mean() / d.std(ddof=1))
+    assert (a["a_mean"], a["b_mean"], a["win_rate"]) == pytest.approx((0.825, 0.7, 1.0))
+    assert a["verdict"].startswith("adam better")
+    b = per_task.set_index("task").loc["b"]
+    assert b["advantage"] == pytest.approx(0.0, abs=1e-12) and b["win_rate"] == 0.5
+    assert b["verdict"].startswith("no significant difference")
+    c = per_task.set_index("task").loc["c"]
+    assert (c["pairs"], c["a_diverged"], c["b_diverged"], c["win_rate"]) == (2, 0, 2, 1.0)
+    assert math.isnan(c["advantage"])
+    assert c["verdict"] == "adam better: sgd diverged more often; sgd diverged on 2 of 2 seeds"
+
+
+def test_compare_over_tasks():
+    _, overall = comparisons.compare(compare_runs(), "adam", "sgd")
+    row = overall.iloc[0]  # one task type: no "(all)" row
+    assert len(overall) == 1 and row["task_type"] == "vision"
+    assert (row["tasks"], row["a_wins"], row["b_wins"], row["even"]) == (3, 2, 0, 1)
+    assert row["win_rate"] == pytest.approx((1.0 + 0.5 + 1.0) / 3)
+    assert row["p_value"] == pytest.approx(sps.wilcoxon([0.5, 0.5]).pvalue)  # the even task drops
+    assert row["effect_size"] == 1.0
+    assert "fewer than 6 tasks" in row["verdict"]
+
+
+def test_compare_refuses_unknown_or_equal_optimizers():
+    with pytest.raises(UserError, match="'lion'.*adam, sgd"):
+        comparisons.compare(compare_runs(), "adam", "lion")
+    with pytest.raises(UserError, match="two different"):
+        comparisons.compare(compare_runs(), "adam", "adam")
+
+
+# ---------------------------------------------------------------- profiles and curves
+
+
+def test_profile_area_closed_form():
+    # Ratios (see tests.test_stats.profile_runs): adam 1, ∞, 1; sgd 2, 1, 1.
+    # area = mean over tasks of max(0, 4 - r) / 3: adam (1 + 0 + 1) / 3, sgd (2/3 + 1 + 1) / 3.
+    area = curves.profile_area(curves.performance_ratios(profile_runs())).set_index("optimizer")
+    assert area.loc["adam", "area"] == pytest.approx(2 / 3)
+    assert area.loc["sgd", "area"] == pytest.approx(8 / 9)
+    assert (area.loc["adam", "solved"], area.loc["sgd", "solved"]) == (2, 3)
+    at = curves.profile_at(curves.performance_ratios(profile_runs()), (1.0, 2.0)).set_index("optimizer")
+    assert at.loc["sgd", "rho_1"] == pytest.approx(2 / 3) and at.loc["sgd", "rho_2"] == 1.0
+
+
+def curve_rows(run_id: int, steps: list[int], values: list[float], split: str = "val") -> list[dict]:
+    return [{"run_id": run_id, "step": s, "split": split, "loss": v if split == "train" else 1 - v,
+             "metric": None if split == "train" else v, "elapsed": 0.0}
+            for s, v in zip(steps, values)]
+
+
+def speed_fixture() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Task t, 100 steps, evaluations every 20 (so 10% = step 10 is a tie between 0 and 20:
+    the earlier, step 0, is used; 25% -> 20; 100% -> 100). Seed 0:
+        fast: val 0.5 0.8 0.8 0.8 0.8 0.8 -> at 10%: 0.5, 25%: 0.8, 100%: 0.8
+        slow: val 0.5 0.3 0.5 0.7 0.9 0.9 -> 0.5, 0.3, 0.9
+        boom: val 0.6 0.9, diverged at step 30 -> 0.6, 0.9, -inf at 100%
+    Ranks (1 = best): 10%: boom 1, fast/slow 2.5; 25%: boom 1, fast 2, slow 3;
+    100%: slow 1, fast 2, boom 3.
+    """
+    steps = [0, 20, 40, 60, 80, 100]
+    runs = frame([run("t", "fast", 0, 0.8), run("t", "slow", 0, 0.9), diverged("t", "boom", 0)])
+    runs.loc[2, "diverged_at_step"] = 30
+    pts = (curve_rows(1, steps, [0.5, 0.8, 0.8, 0.8, 0.8, 0.8])
+           + curve_rows(2, steps, [0.5, 0.3, 0.5, 0.7, 0.9, 0.9])
+           + curve_rows(3, [0, 20], [0.6, 0.9]))
+    return runs, pd.DataFrame(pts)
+
+
+def test_values_at_nearest_step_ties_and_divergence():
+    runs, pts = speed_fixture()
+    values = curves.values_at(runs, pts).set_index(["optimizer", "fraction"])
+    assert values.loc[("fast", 0.1), "step"] == 0 and values.loc[("fast", 0.1), "score"] == 0.5
+    assert values.loc[("slow", 0.25), "score"] == 0.3
+    assert values.loc[("boom", 0.25), "score"] == 0.9
+    assert values.loc[("boom", 1.0), "score"] == -np.inf
+
+
+def test_speed_ranks_hand_worked():
+    runs, pts = speed_fixture()
+    by_task, by_type = curves.speed(runs, pts)
+    got = by_task.set_index("optimizer")[["rank_10", "rank_25", "rank_100"]].to_dict("index")
+    assert got == {"boom": {"rank_10": 1.0, "rank_25": 1.0, "rank_100": 3.0},
+                   "fast": {"rank_10": 2.5, "rank_25": 2.0, "rank_100": 2.0},
+                   "slow": {"rank_10": 2.5, "rank_25": 3.0, "rank_100": 1.0}}
+    late = by_type.set_index("optimizer")["late_minus_early"].to_dict()
+    assert late == {"boom": 2.0, "fast": -0.5, "slow": -1.5}
+
+
+def test_steps_to_target_on_the_test_split_from_curves():
+    runs, pts = speed_fixture()
+    runs["target"] = 0.75
+    pts = pd.concat([pts, pd.DataFrame(curve_rows(1, [0, 20, 40], [0.5, 0.6, 0.8], "test"))])
+    cost = curves.run_costs(runs, "test", pts)
+    assert cost.tolist() == [40.0, np.inf, np.inf]  # slow has no test curve; boom diverged
+    with pytest.raises(UserError, match="train"):
+        curves.run_costs(runs, "train", pts)
+
+
+# ---------------------------------------------------------------- claims
+
+
+def claims_world(sparse_tasks: int = 2, seeds: int = 3, drop: tuple[str, str] | None = None):
+    """Runs and training-loss curves where every claim is decidable. Scores per optimizer
+    (higher is better), the same on every seed up to a seed offset:
+        adam 0.90, rmsprop 0.85, momentum 0.80, adagrad 0.70, sgd 0.60
+    Steps to target: adam 20, rmsprop 40, momentum 60, adagrad 30, sgd never.
+    Training loss at 10% / 100%: adagrad best early (0.1) but worst-but-sgd late (0.45).
+    """
+    quality = {"adam": 0.9, "rmsprop": 0.85, "momentum": 0.8, "adagrad": 0.7, "sgd": 0.6}
+    reach = {"adam": 20, "rmsprop": 40, "momentum": 60, "adagrad": 30, "sgd": math.nan}
+    early = {"adam": 0.5, "rmsprop": 0.4, "momentum": 0.6, "adagrad": 0.1, "sgd": 0.9}
+    late = {"adam": 0.1, "rmsprop": 0.2, "momentum": 0.3, "adagrad": 0.45, "sgd": 0.5}
+    tasks = [(f"sp{i}", "sparse") for i in range(sparse_tasks)] + [("d0", "dense"), ("v0", "vision")]
+    rows, pts = [], []
+    for task, kind in tasks:
+        for opt, q in quality.items():
+            if drop == (task, opt):
+                continue
+            for s in range(seeds):
+                row = run(task, opt, s, q + s / 100, task_type=kind)
+                row.update(target=0.75, steps_to_target=reach[opt])
+                rows.append(row)
+    runs = frame(rows)
+    for r in runs.itertuples():
+        pts += curve_rows(r.id, [10, 100], [early[r.optimizer], late[r.optimizer]], "train")
+    return runs, pd.DataFrame(pts)
+
+
+def test_claims_supported_and_not_on_a_decisive_world():
+    runs, pts = claims_world(sparse_tasks=4)
+    assert sorted(claims.curve_run_ids(runs)) == sorted(runs["id"])
+    verdicts, statistics, missing = claims.check(runs, pts)
+    got = verdicts.set_index("claim")["verdict"].to_dict()
+    # (a): adam is top on all 6 tasks (CP lower bound 0.54 > 0.5) and fastest on all 6.
+    # (b): rmsprop beats sgd and momentum on every sparse task. (c): adagrad rank 1 -> 4.
+    assert got == {"a": "supported", "b": "supported", "c": "supported"}
+    a = statistics[statistics["claim"] == "a"]
+    assert a["value"].tolist() == [1.0, 1.0] and a["tasks"].tolist() == [6, 6]
+    assert a["ci_low"].iloc[0] == pytest.approx(sps.binomtest(6, 6).proportion_ci().low)
+    c = statistics[statistics["claim"] == "c"].iloc[0]
+    assert (c["value"], c["ci_low"], c["ci_high"]) == (3.0, 3.0, 3.0)
+    assert missing["needed"].eq(5).all() and set(missing["seeds"]) == {3}
+
+
+def test_claims_with_few_tasks_are_not_supported_and_say_why():
+    runs, pts = claims_world(sparse_tasks=2)  # 4 tasks: 4 of 4 -> CP lower bound 0.40
+    verdicts, statistics, _ = claims.check(runs, pts)
+    row = verdicts.set_index("claim").loc["a"]
+    assert row["verdict"] == "not supported"
+    assert "1.00 [0.40, 1.00]: the interval does not lie above 0.5" in row["reason"]
+
+
+def test_claims_not_enough_data_names_the_missing_runs():
+    runs, pts = claims_world(sparse_tasks=2, drop=("sp1", "rmsprop"))
+    verdicts, statistics, missing = claims.check(runs, pts)
+    b = verdicts.set_index("claim").loc["b"]
+    assert b["verdict"] == "not enough data"
+    assert "sp1 x rmsprop (0 of 5 seeds)" in b["reason"] and "found 1 (sp0)" in b["reason"]
+    assert ("sp1", "rmsprop", 0) in set(zip(missing["task"], missing["optimizer"], missing["seeds"]))
+    # (a) and (c) still have 3 complete tasks (sp0, d0, v0)
+    assert verdicts.set_index("claim").loc["c", "verdict"] == "supported"
+    # two seeds are not enough for a (task, optimizer) to count
+    few, _ = claims_world(seeds=2)
+    verdicts, statistics, _ = claims.check(few, None)
+    assert set(verdicts["verdict"]) == {"not enough data"} and statistics.empty
+
+
+def test_claims_without_curves_or_runs():
+    runs, _ = claims_world(sparse_tasks=2)
+    verdicts, _, _ = claims.check(runs, None)
+    assert verdicts.set_index("claim").loc["c", "reason"].startswith("no training-loss curves")
+    verdicts, statistics, missing = claims.check(runs.iloc[:0], None)
+    assert set(verdicts["verdict"]) == {"not enough data"} and missing.empty
+    assert "no task of type 'sparse' has results" in verdicts.set_index("claim").loc["b", "reason"]
+
+
+def test_claims_use_the_study_preset():
+    from adaptbench.spec import STUDY_PRESETS
+
+    assert claims.CLAIMS_OPTIMIZERS == STUDY_PRESETS["adaptive-lr"].optimizers
+    assert claims.CLAIMS_SEEDS == STUDY_PRESETS["adaptive-lr"].seeds == 5
