@@ -33,12 +33,14 @@ ACTIVE = ("queued", "running")
 RESULT_STATUSES = ("done", "diverged")
 STATUSES = ("queued", "running", "done", "diverged", "failed", "cancelled")
 RETRYABLE = ("failed", "diverged", "cancelled")
-OUTCOME_COLUMNS = (
-    "final_train_loss", "final_val_loss", "final_test_loss", "final_train_metric",
-    "final_val_metric", "final_test_metric", "best_val_metric", "best_val_step",
-    "steps_to_target", "wall_seconds", "diverged_at_step", "device", "torch_version",
-    "package_version", "host",
-)
+_SPEC_AND_LIFECYCLE = {
+    "id", "spec_hash", "task", "task_type", "metric_name", "higher_is_better", "target",
+    "optimizer", "params", "schedule", "lr", "seed", "steps", "batch_size", "eval_every", "study",
+    "device_request", "status", "attempts", "worker", "lease_expires_at", "created_at",
+    "started_at", "finished_at", "error",
+}
+# what a result wrote (metrics, curve summary, provenance): cleared when a run is retried
+OUTCOME_COLUMNS = tuple(c.name for c in Run.__table__.columns if c.name not in _SPEC_AND_LIFECYCLE)
 
 
 def new_worker_id() -> str:
@@ -195,6 +197,20 @@ def _requeue_expired(conn: Connection, max_attempts: int) -> int:
         .values(status="queued", worker=None, lease_expires_at=None)
     )
     return len(ids)
+
+
+def has_work(engine: Engine, run_ids: Sequence[int] | None = None) -> bool:
+    """Whether a claim could find a run now: one queued, or running on an expired lease."""
+    if run_ids is not None and not run_ids:
+        return False
+    with read(engine) as conn:
+        stmt = sa.select(Run.id).where(
+            sa.or_(Run.status == "queued",
+                   sa.and_(Run.status == "running", Run.lease_expires_at < _now(conn)))
+        )
+        if run_ids is not None:
+            stmt = stmt.where(Run.id.in_(list(run_ids)))
+        return conn.execute(stmt.limit(1)).first() is not None
 
 
 def claim(

@@ -64,7 +64,8 @@ def provenance() -> dict[str, str]:
 
     from adaptbench import __version__
 
-    return {"torch_version": torch.__version__, "package_version": __version__, "host": socket.gethostname()}
+    # str(): torch.__version__ is a torch class, which would make unpickling import torch
+    return {"torch_version": str(torch.__version__), "package_version": __version__, "host": socket.gethostname()}
 
 
 def run_here(
@@ -106,7 +107,6 @@ class ChildRunner:
         self._threads = threads or 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
-        self._busy = False  # a job was sent and its outcome not yet received
 
     def run(
         self,
@@ -117,16 +117,15 @@ class ChildRunner:
     ) -> Outcome:
         """Train `job` in the child: its outcome, 'stopped' when `should_stop()` became true
         (the child is killed at once), or failed when it overran `timeout` seconds or died."""
-        if self._proc is None or self._proc.poll() is not None:
-            started = self._start(should_stop)
-            if started is not None:
-                return started
+        if not self.alive():
+            problem = self.start(should_stop)
+            if problem is not None:
+                return Outcome("stopped") if should_stop() else Outcome("refused", {"error": problem})
         assert self._conn is not None
         try:
             self._conn.send(job)
         except OSError:
             return self._died("before the run started")
-        self._busy = True
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if should_stop():
@@ -147,11 +146,19 @@ class ChildRunner:
             if message[0] == "progress":
                 progress(message[1], message[2])
             elif message[0] == "outcome":
-                self._busy = False
                 return message[1]
 
-    def _start(self, should_stop: Callable[[], bool]) -> Outcome | None:
-        """Start the child and wait until it has imported torch; an Outcome if that failed."""
+    def alive(self) -> bool:
+        """Whether the child is up (started, and neither killed nor dead)."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, should_stop: Callable[[], bool] = lambda: False) -> str | None:
+        """Start the child and wait until it has imported torch: None, or what went wrong.
+
+        A worker starts its child before it claims a run, so that no run is held (and no lease
+        can expire) during the seconds that importing torch takes.
+        """
+        self.kill()
         parent_end, child_end = socket.socketpair()
         code = "from adaptbench.runner import serve; serve()"
         args = [str(child_end.fileno()), str(os.getpid()), str(self._threads)]
@@ -166,14 +173,14 @@ class ChildRunner:
         while time.monotonic() < deadline:
             if should_stop():
                 self.kill()
-                return Outcome("stopped")
+                return "stopped while starting"
             try:
                 if self._conn.poll(0.1) and self._conn.recv() == ("ready",):
                     return None
             except (EOFError, OSError):
-                return self._died("while starting")
+                return self._died("while starting").columns["error"]
         self.kill()
-        return failed(f"the training process did not start within {STARTUP_SECONDS:g} s")
+        return f"the training process did not start within {STARTUP_SECONDS:g} s"
 
     def _died(self, when: str) -> Outcome:
         assert self._proc is not None
@@ -203,19 +210,13 @@ class ChildRunner:
         self._forget()
 
     def close(self) -> None:
-        """Let an idle child exit, or kill a busy (or unresponsive) one."""
-        if self._proc is not None and self._conn is not None and not self._busy:
-            try:
-                self._conn.send(None)
-                self._proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
+        """Stop the child: it holds nothing worth a graceful exit, and torch's takes a second."""
         self.kill()
 
     def _forget(self) -> None:
         if self._conn is not None:
             self._conn.close()
-        self._proc, self._conn, self._busy = None, None, False
+        self._proc, self._conn = None, None
 
 
 def serve() -> None:

@@ -30,7 +30,7 @@ from sqlalchemy.pool import NullPool
 
 from adaptbench.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.trajectory. Bump on every change to the tables below.
 DEFAULT_URL = "sqlite:///results.db"
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING, which claiming relies on
@@ -355,6 +355,22 @@ def ensure_schema(engine: Engine) -> None:
     except SQLAlchemyError as exc:
         raise UserError(f"cannot open database {engine.url!r}: {_first_line(exc)}") from None
     _check_version(engine, version)
+    _check_columns(engine)
+
+
+def _check_columns(engine: Engine) -> None:
+    """Refuse a database that lacks a column this adaptbench writes (a table changed without a
+    version bump), with advice, rather than failing later in the middle of a worker's loop."""
+    inspector = sa.inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        missing = [c.name for c in table.columns if c.name not in have]
+        if missing:
+            raise UserError(
+                f"database {engine.url!r} lacks column(s) {', '.join(missing)} of table "
+                f"{table.name!r}: an older adaptbench wrote it; read or export it with that "
+                "version, or start a new database (--db)"
+            )
 
 
 def _create_schema(engine: Engine) -> None:

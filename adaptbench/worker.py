@@ -155,9 +155,16 @@ def _with_retries(fn: Callable[..., T], *args: Any) -> T:
 
 
 def _transient(exc: DBAPIError) -> bool:
+    """A lost connection or a lock held too long; not a broken schema or a full disk."""
     from sqlalchemy.exc import OperationalError
 
-    return exc.connection_invalidated or isinstance(exc, OperationalError)
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):  # SQLite's OperationalError is broad
+        return any(word in str(exc.orig) for word in ("locked", "busy"))
+    return True  # psycopg: the server restarted, the network dropped, ...
 
 
 def work(
@@ -170,16 +177,22 @@ def work(
     """Claim and execute runs until the queue (or `run_ids`) is drained; counts per outcome."""
     events = events or Events()
     flag = flag or StopFlag()
-    if opts.threads and not opts.isolate:
+    # the child process talks over a Unix socket pair: elsewhere, train here (no --run-timeout)
+    child = runner.ChildRunner(opts.threads) if opts.isolate and os.name == "posix" else None
+    if child is None and opts.threads:
         import torch
 
         torch.set_num_threads(opts.threads)
-    child = runner.ChildRunner(opts.threads) if opts.isolate else None
     worker_id = queue.new_worker_id()
     tally: dict[str, int] = {}
     done = 0
     try:
         while not flag.requested and (opts.max_runs is None or done < opts.max_runs):
+            if child is not None and not child.alive() and _with_retries(queue.has_work, engine, run_ids):
+                problem = child.start(lambda: flag.requested)
+                if problem is not None and not flag.requested:
+                    raise UserError(f"cannot start a training process: {problem}")
+                continue
             claim = _with_retries(
                 queue.claim, engine, worker_id, opts.lease_seconds, run_ids, opts.max_attempts
             )
@@ -264,11 +277,9 @@ def log_events() -> Events:
             extra = " error=" + ((outcome.get("error") or "").strip().splitlines() or [""])[-1][:200]
         elif status == "lost":
             extra = " (not stored: the run was cancelled, or its lease expired and it was requeued)"
-        print(
-            f"run {c.run_id} {status}: {s.task} {s.optimizer} lr={s.lr:g} seed={s.seed}{extra}",
-            file=sys.stderr,
-            flush=True,
-        )
+        # one write per line: workers sharing a log file must not interleave mid-line
+        sys.stderr.write(f"run {c.run_id} {status}: {s.task} {s.optimizer} lr={s.lr:g} seed={s.seed}{extra}\n")
+        sys.stderr.flush()
 
     return Events(finished=finished)
 
