@@ -62,9 +62,9 @@ def _runs(
         optimizers=split_list(optim), studies=split_list(study),
         statuses=("done", "diverged"),
     )
-    columns = list(dict.fromkeys([*BASE_COLUMNS, *extra]))
+    columns = list(dict.fromkeys([*BASE_COLUMNS, *results.VARIANT_COLUMNS, *extra]))
     engine = make_engine(db, create=False)
-    return engine, results.load_columns(engine, columns, filters)
+    return engine, results.as_variants(results.load_columns(engine, columns, filters))
 
 
 def _note(text: str) -> None:

@@ -153,3 +153,44 @@ def _fetch(engine: Engine, stmt: sa.Select) -> list[tuple]:
             return cursor.fetchall()
         finally:
             cursor.close()
+
+
+VARIANT_COLUMNS = ["schedule", "params", "steps", "batch_size", "study"]
+
+
+def as_variants(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs ready to compare: one row per experiment, and `optimizer` naming the variant.
+
+    - Runs that differ only in their study label are the same experiment (same spec, same
+      seed): the oldest is kept, so pooling studies never counts a seed twice.
+    - Runs of one optimizer under different settings are different contenders: a non-constant
+      schedule is appended as ``+cosine``, hyperparameters as ``{betas=0.9,0.99}``, and where a
+      task has the same optimizer at several budgets, ``@300steps`` / ``/b32``. The plain name
+      (``adam``) means the default settings, so comparisons never pool different settings.
+    Needs the columns of `VARIANT_COLUMNS` besides task, optimizer, lr, seed and id.
+    """
+    if runs.empty:
+        return runs
+    same = ["task", "optimizer", "params", "schedule", "lr", "seed", "steps", "batch_size"]
+    runs = runs.sort_values("id").drop_duplicates(same, keep="first")
+    label = runs["optimizer"].astype(str)
+    schedule = runs["schedule"].fillna("constant")
+    label = label.where(schedule == "constant", label + "+" + schedule)
+    params = runs["params"].fillna("{}")
+    custom = params != "{}"
+    if custom.any():
+        label = label.where(~custom, label + params.where(~custom, params.map(_compact_params)))
+    for column, fmt in (("steps", "@{}steps"), ("batch_size", "/b{}")):
+        several = runs.assign(_label=label).groupby(["task", "_label"])[column].transform("nunique") > 1
+        if several.any():
+            label = label.where(~several, label + runs[column].map(lambda v, f=fmt: f.format(int(v))))
+    return runs.assign(optimizer=label).sort_values("id").reset_index(drop=True)
+
+
+def _compact_params(text: str) -> str:
+    import json
+
+    params = json.loads(text)
+    def show(v: object) -> str:
+        return ",".join(f"{x:g}" for x in v) if isinstance(v, list) else (f"{v:g}" if isinstance(v, float) else str(v).lower())
+    return "{" + ";".join(f"{k}={show(v)}" for k, v in sorted(params.items())) + "}"
