@@ -30,6 +30,8 @@ mean validation metric) and only the optimizers of the `adaptive-lr` study prese
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -145,8 +147,11 @@ def _claim_a(at: pd.DataFrame, tasks: list[str], metric: str) -> list[dict]:
         block = wide.xs(task)
         test = inference.paired_t_test((block["adam"] - block[leader]).dropna())
         same_div = div[(task, "adam")] <= div[(task, leader)]
-        if same_div and not (test.p_value < ALPHA):
+        testable = math.isfinite(test.p_value)  # fewer than 2 common seeds: no evidence of a tie
+        if same_div and testable and not (test.p_value < ALPHA):
             top.append(task)
+        elif same_div and not testable:
+            beaten.append(f"{task} (best {leader}; too few common finished seeds to test)")
         else:
             beaten.append(f"{task} (best {leader}, p = {test.p_value:.2g})" if same_div
                           else f"{task} (adam diverged more often than {leader})")

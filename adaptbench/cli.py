@@ -6,6 +6,7 @@ messages and progress go to stderr. Mistakes in the input are one line on stderr
 
 from __future__ import annotations
 
+import math
 import sys
 from enum import Enum
 from typing import Annotated, Any
@@ -104,6 +105,7 @@ def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict
     from adaptbench.devices import check_device_request
     from dataclasses import replace
 
+    from adaptbench.optimizers import check_hyperparameter_values
     from adaptbench.spec import STUDY_PRESETS, expand, validate_grid
     from adaptbench.tasks import get_task, load_tasks
 
@@ -111,6 +113,8 @@ def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict
     if not grid.tasks and grid.study in STUDY_PRESETS:
         grid = replace(grid, tasks=sorted(load_tasks(tasks_dir or [])))
     validate_grid(grid)
+    for name in grid.optimizers:
+        check_hyperparameter_values(name, grid.params)
     task_info = {name: get_task(name, tasks_dir or []) for name in grid.tasks}
     return expand(grid, task_info), task_info
 
@@ -161,6 +165,10 @@ def run(
     from adaptbench import render
 
     grid = _grid_options(optim, task, lr, seeds, seed, steps, batch_size, schedule, opt, study, lr_grid)
+    if not detach:  # training here: the device must exist here, before anything is queued
+        from adaptbench.devices import choose
+
+        choose(device)
     engine, queued = _queue_grid(db, grid, tasks_dir, device)
     err = render.stderr_console()
     new = sum(q.new for q in queued)
@@ -253,11 +261,11 @@ def worker(
 
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
-    if lease <= 0:
-        raise UserError(f"--lease must be a positive number of seconds, got {lease}")
+    if not math.isfinite(lease) or not 0 < lease <= 86_400:
+        raise UserError(f"--lease must be a number of seconds in (0, 86400], got {lease}")
     if max_runs is not None and max_runs < 1:
         raise UserError(f"--max-runs must be at least 1, got {max_runs}")
-    if run_timeout is not None and run_timeout <= 0:
+    if run_timeout is not None and not (math.isfinite(run_timeout) and run_timeout > 0):
         raise UserError(f"--run-timeout must be a positive number of seconds, got {run_timeout}")
     if device is not None:
         check_device_request(device)
@@ -392,12 +400,37 @@ def ls_cmd(
         studies=split_list(study), statuses=split_list(status_),
     )
     runs = results.load_runs(make_engine(db, create=False), filters)
+    if limit is not None and limit < 0:
+        raise UserError(f"--limit must be >= 0, got {limit}")
     if limit is not None:
         runs = runs.tail(limit)
     if not all_columns:
         runs = runs[LS_COLUMNS].copy()
         runs["error"] = runs["error"].map(lambda e: e.strip().splitlines()[-1][:80] if isinstance(e, str) and e.strip() else "")
     render.render(runs, fmt.value, title="runs")
+
+
+@app.command()
+def curves(
+    run_ids: Annotated[list[int] | None, typer.Argument(help="Run ids [default: every run matching the filters].", show_default=False)] = None,
+    task: TaskOpt = None,
+    optim: OptimOpt = None,
+    study: Annotated[ListOpt, typer.Option("--study", help="Study label(s).")] = None,
+    db: DbOpt = None,
+    fmt: FormatOpt = Format.csv,
+) -> None:
+    """Export stored learning curves: run_id, step, split, loss, metric, elapsed (CSV by default)."""
+    from adaptbench import render, results
+    from adaptbench.spec import split_list
+    from adaptbench.store import make_engine
+
+    engine = make_engine(db, create=False)
+    filters = results.Filters(tasks=split_list(task), optimizers=split_list(optim), studies=split_list(study))
+    ids = list(run_ids or [])
+    if filters != results.Filters() or not ids:
+        matching = results.load_columns(engine, ["id"], filters)["id"].astype(int).tolist()
+        ids = [i for i in ids if i in set(matching)] if ids else matching
+    render.render(results.load_curves(engine, ids), fmt.value, title="learning curves")
 
 
 @app.command()

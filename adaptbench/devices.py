@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from adaptbench.errors import UserError
@@ -11,8 +12,10 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 def check_device_request(request: str) -> None:
     """Validate a --device value without importing torch."""
-    if request not in DEVICE_CHOICES and not request.startswith("cuda:"):
-        raise UserError(f"unknown device {request!r}; choose from: {', '.join(DEVICE_CHOICES)}")
+    if request not in DEVICE_CHOICES and not re.fullmatch(r"cuda:\d+", request):
+        raise UserError(
+            f"unknown device {request!r}; choose from: {', '.join(DEVICE_CHOICES)} or cuda:N"
+        )
 
 
 def _mps_available(torch: Any) -> bool:
@@ -33,6 +36,11 @@ def choose(request: str = "auto") -> Any:
         return torch.device("cpu")
     if request.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {request!r} was asked for but CUDA is not available here; use --device auto")
+    if request.startswith("cuda:") and int(request[5:]) >= torch.cuda.device_count():
+        raise UserError(
+            f"device {request!r} does not exist here: {torch.cuda.device_count()} CUDA device(s), "
+            "numbered from 0"
+        )
     if request == "mps" and not _mps_available(torch):
         raise UserError("device 'mps' was asked for but MPS is not available here; use --device auto")
     return torch.device(request)
@@ -53,6 +61,10 @@ def seed_everything(seed: int) -> None:
     import torch
 
     torch.manual_seed(seed)  # also seeds CUDA and MPS generators
+    if torch.cuda.is_available():
+        # same spec, same GPU, same curve: cuDNN's autotuner and nondeterministic kernels off
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
 
 
 def synchronize(device: Any) -> None:

@@ -104,6 +104,23 @@ def check_optimizer(name: str, params: Mapping[str, Any]) -> None:
             )
 
 
+def check_hyperparameter_values(name: str, params: Mapping[str, Any]) -> None:
+    """Raise a UserError unless torch accepts `params` for `name`: builds the optimizer over one
+    parameter and takes a step, so a bad value fails here, before any run is queued."""
+    if not params or is_plugin(name):
+        return
+    import torch
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    try:
+        opt = build_optimizer(name, [weight], default_lr(name), params)
+        weight.grad = torch.zeros(1)
+        opt.step()
+    except (ValueError, TypeError, RuntimeError) as exc:
+        given = ", ".join(f"{k}={v}" for k, v in params.items())
+        raise UserError(f"--opt {given} is not valid for {name!r}: {exc}") from None
+
+
 def default_lr(name: str) -> float:
     """The conventional learning rate of an optimizer (plugins: 1e-3)."""
     return OPTIMIZERS[name].default_lr if name in OPTIMIZERS else 1e-3

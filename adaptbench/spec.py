@@ -13,6 +13,8 @@ from typing import Any
 from adaptbench.errors import UserError
 from adaptbench.optimizers import check_optimizer, check_schedule, default_lr
 
+MAX_INT = 2**31  # seeds, steps, batch sizes: 32-bit database columns (and numpy's seed range)
+MAX_STUDY = 100  # characters, the width of the study column
 HASH_VERSION = 1  # bump if the meaning of a spec field changes, so old hashes are not reused
 
 
@@ -82,7 +84,7 @@ def parse_opts(items: Iterable[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key or not value.strip():
-            raise UserError(f"--opt {item!r} is malformed; write key=value, e.g. --opt beta2=0.99")
+            raise UserError(f"--opt {item!r} is malformed; write key=value, e.g. --opt eps=1e-6 or --opt betas=0.9,0.99")
         if key == "lr":
             raise UserError("set the learning rate with --lr, not --opt lr=...")
         params[key] = parse_value(value)
@@ -189,9 +191,11 @@ def validate_grid(grid: Grid) -> None:
     if not grid.seeds:
         raise UserError("no seeds: pass --seeds N with N >= 1, or --seed S")
     for seed in grid.seeds:
-        if seed < 0:
-            raise UserError(f"seeds must be >= 0, got {seed}")
-    if grid.steps is not None and grid.steps <= 0:
-        raise UserError(f"--steps must be a positive integer, got {grid.steps}")
-    if grid.batch_size is not None and grid.batch_size <= 0:
-        raise UserError(f"--batch-size must be a positive integer, got {grid.batch_size}")
+        if not 0 <= seed < MAX_INT:
+            raise UserError(f"seeds must be >= 0 and < 2^31, got {seed}")
+    if grid.steps is not None and not 0 < grid.steps < MAX_INT:
+        raise UserError(f"--steps must be a positive integer below 2^31, got {grid.steps}")
+    if grid.batch_size is not None and not 0 < grid.batch_size < MAX_INT:
+        raise UserError(f"--batch-size must be a positive integer below 2^31, got {grid.batch_size}")
+    if len(grid.study) > MAX_STUDY:
+        raise UserError(f"--study must be at most {MAX_STUDY} characters, got {len(grid.study)}")

@@ -273,7 +273,7 @@ def make_engine(db: str | None = None, create: bool = True) -> Engine:
         ) from None
     if is_sqlite:
         _configure_sqlite(engine)
-    ensure_schema(engine)
+    ensure_schema(engine, create)
     return engine
 
 
@@ -340,10 +340,18 @@ def read(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
-def ensure_schema(engine: Engine) -> None:
-    """Create the tables on first use; refuse a database written by another schema version."""
+def ensure_schema(engine: Engine, create: bool = True) -> None:
+    """Create the tables on first use; refuse a database written by another schema version.
+
+    `create=False` (commands that only read) never writes: a database without adaptbench's
+    tables is an error."""
     try:
         has_meta = sa.inspect(engine).has_table("adaptbench_meta")
+        if not has_meta and not create:
+            raise UserError(
+                f"database {engine.url!r} holds no adaptbench results (no tables yet); queue runs "
+                "first (`adaptbench run ...`) or point --db at another database"
+            )
         if not has_meta:
             _create_schema(engine)
         with read(engine) as conn:

@@ -191,6 +191,8 @@ def execute(
         if final["final_val_loss"] is None or final["final_test_loss"] is None:
             diverged_at = spec.steps
     devices.synchronize(device)
+    if diverged_at is not None:  # a diverged run is a failure: it reached nothing
+        best_val = best_step = to_target = None
     return RunResult(
         status="diverged" if diverged_at is not None else "done",
         final=final if diverged_at is None else {k: None for k in final},

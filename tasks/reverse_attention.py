@@ -3,8 +3,8 @@
 Inputs are 10 tokens drawn uniformly from 10 symbols; the target at position i is the input
 token at position 9 - i, so every output must attend to one other position chosen by position
 alone (an algorithmic probe in the spirit of the copy / reverse tasks of Graves et al. 2014 and
-Vaswani et al. 2017). With 10^10 possible inputs the 6,000 training sequences cannot be
-memorized. The run seed draws the sequences (10,000, split 60/20/20) and the initial weights.
+Vaswani et al. 2017). With 10^10 possible inputs the 3,600 training sequences cannot be
+memorized. The run seed draws the sequences (6,000, split 60/20/20) and the initial weights.
 
 Model: token and learned position embeddings (width 32), two pre-norm Transformer blocks
 (4-head self-attention without mask, MLP 32 -> 64 -> 32, GELU, no dropout), a final LayerNorm
@@ -97,7 +97,7 @@ TASKS = [
         name="reverse-attention",
         task_type="sequence",
         description=(
-            "2-block pre-norm Transformer encoder (width 32, 4 heads) reversing sequences of "
+            "1-block pre-norm Transformer encoder (width 32, 4 heads) reversing sequences of "
             "10 random digits; val token accuracy"
         ),
         build=build,

@@ -105,3 +105,45 @@ def test_unknown_command_and_bad_choices(cli, workdir):
     assert cli("queue", "-o", "adam", "-t", "sparse-text", "--seeds", "1").code == 0
     _assert_one_line_error(cli("report", "--format", "xml"), "--format")
     _assert_one_line_error(cli("worker", "--jobs", "0"), "--jobs")
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["-o", "adam", "-t", "sparse-text", "--opt", "betas=0.9"], "not valid for 'adam'"),
+    (["-o", "adam", "-t", "sparse-text", "--opt", "eps=-1"], "Invalid epsilon value"),
+    (["-o", "nesterov", "-t", "sparse-text", "--opt", "momentum=0"], "not valid for 'nesterov'"),
+    (["-o", "adam", "-t", "sparse-text", "--seed", "4294967296"], "< 2^31"),
+    (["-o", "adam", "-t", "sparse-text", "--study", "x" * 101], "at most 100 characters"),
+    (["-o", "adam", "-t", "sparse-text", "--device", "cuda:x"], "unknown device"),
+])
+def test_bad_values_are_refused_before_queuing(cli, workdir, args, expected):
+    _assert_one_line_error(cli("queue", *args), expected)
+    assert not (workdir / "results.db").exists()
+
+
+def test_run_needs_its_device_before_queuing(cli, workdir):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    _assert_one_line_error(cli("run", "-o", "adam", "-t", "sparse-text", "--device", "cuda"), "not available")
+    assert not (workdir / "results.db").exists()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["worker", "--lease", "nan"], "--lease"),
+    (["worker", "--lease", "1e308"], "--lease"),
+    (["worker", "--run-timeout", "nan"], "--run-timeout"),
+    (["ls", "--limit", "-1"], "--limit"),
+])
+def test_bad_numbers_for_existing_database(cli, workdir, args, expected):
+    assert cli("queue", "-o", "adam", "-t", "sparse-text", "--seeds", "1").code == 0
+    before = _dump(workdir / "results.db")
+    _assert_one_line_error(cli(*args), expected)
+    assert _dump(workdir / "results.db") == before
+
+
+def test_read_commands_never_write_a_non_adaptbench_file(cli, workdir):
+    (workdir / "empty.db").touch()
+    _assert_one_line_error(cli("status", "--db", "empty.db"), "holds no adaptbench results")
+    with sqlite3.connect(workdir / "empty.db") as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []

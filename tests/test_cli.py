@@ -174,3 +174,15 @@ def test_adaptive_lr_preset_narrowed_by_options(cli, workdir):
     assert r.code == 0, r.err
     runs = db_runs()
     assert len(runs) == 2 * 2 * 2 and set(runs["lr"]) == {0.01, 0.1}
+
+
+def test_curves_export_matches_the_stored_points(cli, workdir):
+    assert cli("run", "-o", "adam,sgd", "-t", "tabular-mlp", "--seeds", "1", *FAST).code == 0
+    table = pd.read_csv(io.StringIO(cli("curves").out))
+    with sqlite3.connect("results.db") as conn:
+        stored = pd.read_sql("SELECT run_id, step, split, loss, metric FROM curve_points", conn)
+    assert len(table) == len(stored) > 0
+    only = pd.read_csv(io.StringIO(cli("curves", "--optim", "sgd").out))
+    sgd_id = int(db_runs().query("optimizer == 'sgd'")["id"].iloc[0])
+    assert set(only["run_id"]) == {sgd_id}
+    assert set(pd.read_csv(io.StringIO(cli("curves", str(sgd_id)).out))["run_id"]) == {sgd_id}
