@@ -252,8 +252,6 @@ def worker(
     --run-timeout is stored as failed with the reason, and the worker goes on. Ctrl-C or SIGTERM
     puts the current run back in the queue at once; a second Ctrl-C quits immediately.
     """
-    import signal
-
     from adaptbench import worker as worker_mod
     from adaptbench.devices import check_device_request
     from adaptbench.store import make_engine
@@ -276,16 +274,11 @@ def worker(
         tasks_dirs=tasks_dir or [], run_timeout=run_timeout, isolate=True,
     )
     if jobs == 1:
-        flag = worker_mod.StopFlag()
-        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        worker_mod.install_signal_handlers(flag)
-        try:
-            tally = worker_mod.work(engine, opts, events=worker_mod.log_events(), flag=flag)
-        except KeyboardInterrupt:
-            tally = {"interrupted": 1}
-        finally:
-            for sig, handler in saved.items():
-                signal.signal(sig, handler)
+        with worker_mod.handling_signals(worker_mod.StopFlag()) as flag:
+            try:
+                tally = worker_mod.work(engine, opts, events=worker_mod.log_events(), flag=flag)
+            except KeyboardInterrupt:
+                tally = {"interrupted": 1}
     else:
         tally = worker_mod.work_parallel(opts, jobs)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(tally.items())) or "no runs"

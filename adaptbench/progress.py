@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,14 +17,8 @@ def run_with_progress(engine: Any, run_ids: Sequence[int], tasks_dirs: Sequence[
     from adaptbench import queue
 
     pending = [i for i, s in queue.statuses(engine, run_ids).items() if s == "queued"]
-    flag = worker.StopFlag()
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    worker.install_signal_handlers(flag)
-    try:
+    with worker.handling_signals(worker.StopFlag()) as flag:
         return _work(engine, run_ids, pending, tasks_dirs, console, flag)
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
 
 
 def _work(engine: Any, run_ids: Sequence[int], pending: list[int], tasks_dirs: Sequence[str],
@@ -36,8 +29,7 @@ def _work(engine: Any, run_ids: Sequence[int], pending: list[int], tasks_dirs: S
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console,
-                  disable=not console.is_terminal) as bar:
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
         overall = bar.add_task("all runs", total=len(pending))
         current = bar.add_task("", total=1, visible=False)
 

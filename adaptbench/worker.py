@@ -18,7 +18,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -30,7 +31,7 @@ from adaptbench.errors import UserError
 from adaptbench.queue import Claim
 
 T = TypeVar("T")
-DB_RETRIES = 6  # a database that stays unreachable this long (about a minute) stops the worker
+DB_RETRIES = 6  # backoff 0.5 + 1 + 2 + 4 + 8 s: a database unreachable for ~15 s stops the worker
 
 
 @dataclass
@@ -244,6 +245,19 @@ def install_signal_handlers(flag: StopFlag) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def handling_signals(flag: StopFlag) -> Iterator[StopFlag]:
+    """`install_signal_handlers` for the duration of a block, then the previous handlers again
+    (a command run in-process, e.g. from tests, must not leave its handlers behind)."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    install_signal_handlers(flag)
+    try:
+        yield flag
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _child(opts: WorkerOptions, result_queue: Any) -> None:
