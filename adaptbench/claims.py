@@ -4,8 +4,9 @@ Every claim is turned into a statistic with a 95% interval and a verdict: *suppo
 interval lies entirely on the claim's side of its threshold), *not supported* (it does not),
 or *not enough data* (fewer than MIN_TASKS tasks on which every optimizer the claim needs has
 at least MIN_SEEDS seeds at its tuned lr; the missing (task, optimizer) combinations are named).
-All figures use the tuned-lr protocol (`stats.tuned_runs`: lr chosen per (task, optimizer) on the
-mean validation metric) and only the optimizers of the `adaptive-lr` study preset.
+All figures use the runs the tuned protocol selected (`protocol.select`: lr chosen per (task,
+optimizer) on the mean validation metric of the selection seeds, figures from the evaluation
+seeds where they exist) and only the optimizers of the `adaptive-lr` study preset.
 
 (a) "Adam converges fastest and reaches high accuracy on most tasks." Two shares of tasks, each
     with an exact (Clopper–Pearson) interval; the claim is supported if both lower bounds
@@ -39,7 +40,8 @@ from adaptbench import inference
 from adaptbench.comparisons import ALPHA, bootstrap_over_tasks, pairwise_task_rates
 from adaptbench.curves import ranks_at, run_costs, values_at
 from adaptbench.spec import STUDY_PRESETS
-from adaptbench.stats import results_only, table, tuned_runs
+from adaptbench.protocol import results_only
+from adaptbench.stats import scored, table
 
 STUDY = STUDY_PRESETS["adaptive-lr"]
 CLAIMS_OPTIMIZERS: tuple[str, ...] = STUDY.optimizers
@@ -66,8 +68,8 @@ MISSING_SCHEMA = {"task": _S, "task_type": _S, "optimizer": _S, "seeds": _I, "ne
 
 
 def _tuned(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
-    """The claims optimizers' result runs at their tuned lrs (`stats.tuned_runs`)."""
-    return tuned_runs(runs[runs["optimizer"].isin(CLAIMS_OPTIMIZERS)], metric)
+    """The claims optimizers' selected runs, scored (`stats.scored`)."""
+    return scored(runs[runs["optimizer"].isin(CLAIMS_OPTIMIZERS)], metric)
 
 
 def coverage(runs: pd.DataFrame, tuned: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -78,7 +80,7 @@ def coverage(runs: pd.DataFrame, tuned: pd.DataFrame | None = None) -> pd.DataFr
     res = results_only(runs)
     tasks = res.groupby("task", sort=True)["task_type"].first()
     grid = pd.MultiIndex.from_product([tasks.index, CLAIMS_OPTIMIZERS], names=["task", "optimizer"])
-    tuned = _tuned(res) if tuned is None else tuned
+    tuned = res[res["optimizer"].isin(CLAIMS_OPTIMIZERS)] if tuned is None else tuned
     seeds = tuned.groupby(["task", "optimizer"]).size()
     out = pd.DataFrame(index=grid).join(seeds.rename("seeds")).fillna({"seeds": 0}).reset_index()
     out["task_type"] = out["task"].map(tasks)
@@ -139,15 +141,20 @@ def _claim_a(at: pd.DataFrame, tasks: list[str], metric: str) -> list[dict]:
     div = per.set_index(["task", "optimizer"])["div"]
     wide = at.pivot(index=["task", "seed"], columns="optimizer", values="finite")
     top, beaten = [], []
+    means = per.set_index(["task", "optimizer"])["mean"]
     for task in tasks:
         leader = best[task]
-        if leader == "adam":
+        ma, ml = means[(task, "adam")], means[(task, leader)]
+        tied = div[(task, "adam")] == div[(task, leader)] and (ma == ml or (ma != ma and ml != ml))
+        if leader == "adam" or tied:  # an exact tie with the best is the top too
             top.append(task)
             continue
         block = wide.xs(task)
-        test = inference.paired_t_test((block["adam"] - block[leader]).dropna())
+        diff = (block["adam"] - block[leader]).dropna()
+        test = inference.paired_t_test(diff)
         same_div = div[(task, "adam")] <= div[(task, leader)]
-        testable = math.isfinite(test.p_value)  # fewer than 2 common seeds: no evidence of a tie
+        # fewer than 2 common seeds: no evidence of a tie; identical on every seed: a tie
+        testable = math.isfinite(test.p_value) or (len(diff) >= 2 and (diff == 0).all())
         if same_div and testable and not (test.p_value < ALPHA):
             top.append(task)
         elif same_div and not testable:
@@ -194,7 +201,8 @@ def _claim_b(at: pd.DataFrame, tasks: list[str], metric: str) -> list[dict]:
 
 def curve_run_ids(runs: pd.DataFrame) -> list[int]:
     """The runs whose training-loss curves claim (c) reads: tuned runs on its usable tasks."""
-    tuned = _tuned(runs)
+    tuned = results_only(runs)
+    tuned = tuned[tuned["optimizer"].isin(CLAIMS_OPTIMIZERS)]
     tasks = _usable_tasks(coverage(runs, tuned), NEEDS["c"])
     return [int(i) for i in tuned.loc[tuned["task"].isin(tasks), "id"]]
 

@@ -292,12 +292,17 @@ def worker(
 RunIdsArg = Annotated[list[int] | None, typer.Argument(help="Run ids (see `adaptbench ls`).", show_default=False)]
 
 
-def _selection(run_ids: list[int] | None, task: ListOpt, optim: ListOpt, study: ListOpt, status_: ListOpt) -> Any:
-    from adaptbench.queue import Selection
+def _filter(
+    run_ids: list[int] | None = None, task: ListOpt = None, optim: ListOpt = None,
+    study: ListOpt = None, status_: ListOpt = None, task_type: ListOpt = None,
+) -> Any:
+    """The RunFilter that the filter options describe (one type for every command)."""
+    from adaptbench.filters import RunFilter
     from adaptbench.spec import split_list
 
-    return Selection(
-        run_ids=tuple(run_ids or ()), tasks=tuple(split_list(task)), optimizers=tuple(split_list(optim)),
+    return RunFilter(
+        run_ids=tuple(run_ids or ()), tasks=tuple(split_list(task)),
+        task_types=tuple(split_list(task_type)), optimizers=tuple(split_list(optim)),
         studies=tuple(split_list(study)), statuses=tuple(split_list(status_)),
     )
 
@@ -316,9 +321,11 @@ def cancel(
     from adaptbench import queue
     from adaptbench.store import make_engine
 
-    sel = _selection(run_ids, task, optim, study, status_)
-    queue.check_statuses(sel.statuses, queue.ACTIVE)
-    if sel.is_empty() and not all_runs:
+    from adaptbench.filters import check_statuses
+
+    sel = _filter(run_ids, task, optim, study, status_)
+    check_statuses(sel.statuses, queue.ACTIVE)
+    if not sel.names_runs() and not all_runs:
         raise UserError("say which runs to cancel: run ids, --task, --optim, --study, or --all")
     n = queue.cancel(make_engine(db, create=False), sel)
     print(f"cancelled {n['queued'] + n['running']} run(s): {n['queued']} queued, {n['running']} running",
@@ -338,8 +345,10 @@ def retry(
     from adaptbench import queue
     from adaptbench.store import make_engine
 
-    sel = _selection(run_ids, task, optim, study, status_)
-    queue.check_statuses(sel.statuses, queue.RETRYABLE)
+    from adaptbench.filters import check_statuses
+
+    sel = _filter(run_ids, task, optim, study, status_)
+    check_statuses(sel.statuses, queue.RETRYABLE)
     n = queue.retry(make_engine(db, create=False), sel)
     detail = ", ".join(f"{v} {k}" for k, v in n.items() if v)
     print(f"queued {sum(n.values())} run(s) again{': ' + detail if detail else ''}; "
@@ -385,16 +394,12 @@ def ls_cmd(
 ) -> None:
     """List stored runs, with filters."""
     from adaptbench import render, results
-    from adaptbench.spec import split_list
     from adaptbench.store import make_engine
 
-    filters = results.Filters(
-        tasks=split_list(task), task_types=split_list(task_type), optimizers=split_list(optim),
-        studies=split_list(study), statuses=split_list(status_),
-    )
-    runs = results.load_runs(make_engine(db, create=False), filters)
     if limit is not None and limit < 0:
         raise UserError(f"--limit must be >= 0, got {limit}")
+    filters = _filter(task=task, optim=optim, study=study, status_=status_, task_type=task_type)
+    runs = results.load_runs(make_engine(db, create=False), filters)
     if limit is not None:
         runs = runs.tail(limit)
     if not all_columns:
@@ -414,15 +419,11 @@ def curves(
 ) -> None:
     """Export stored learning curves: run_id, step, split, loss, metric, elapsed (CSV by default)."""
     from adaptbench import render, results
-    from adaptbench.spec import split_list
     from adaptbench.store import make_engine
 
     engine = make_engine(db, create=False)
-    filters = results.Filters(tasks=split_list(task), optimizers=split_list(optim), studies=split_list(study))
-    ids = list(run_ids or [])
-    if filters != results.Filters() or not ids:
-        matching = results.load_columns(engine, ["id"], filters)["id"].astype(int).tolist()
-        ids = [i for i in ids if i in set(matching)] if ids else matching
+    filters = _filter(run_ids, task, optim, study)
+    ids = results.load_columns(engine, ["id"], filters)["id"].astype(int).tolist()
     render.render(results.load_curves(engine, ids), fmt.value, title="learning curves")
 
 
@@ -473,12 +474,19 @@ def optims(fmt: FormatOpt = Format.table) -> None:
 from adaptbench import report_cli  # noqa: E402  (registers the report commands on report_app)
 
 
+# the flag of each setting a core error can be about (`UserError.about`)
+FLAGS = {"status": "--status", "task": "--task", "task type": "--task-type",
+         "optimizer": "--optim", "study": "--study", "run id": "RUN_IDS", "split": "--split",
+         "within": "--within"}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one-line errors with exit 2 for anything the user can fix."""
     try:
         code = app(args=argv, standalone_mode=False, prog_name="adaptbench")
     except UserError as exc:
-        print(f"adaptbench: error: {exc}", file=sys.stderr)
+        flag = FLAGS.get(exc.about or "")
+        print(f"adaptbench: error: {flag + ': ' if flag else ''}{exc}", file=sys.stderr)
         sys.exit(2)
     except _UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":

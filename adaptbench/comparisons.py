@@ -1,7 +1,7 @@
-"""Paired comparisons of optimizers at their tuned lrs: win rates, ranks, tests, A against B.
+"""Paired comparisons of optimizers at their selected lrs: win rates, ranks, tests, A against B.
 
-Every function starts from `stats.tuned_runs`: per (task, optimizer) the lr with the best mean
-validation metric, and at it one score per seed (the final metric of the chosen split, oriented
+Every function takes the runs the protocol selected (`protocol.select(runs).runs`: per (task,
+optimizer) the runs at one lr) and scores them with `stats.scored`: one score per seed (the final metric of the chosen split, oriented
 so that larger is better; a diverged run scores -inf, the worst, and two diverged runs tie).
 Runs are paired by (task, seed). Per task type, tasks weigh equally: a figure over tasks is a
 mean of per-task figures, never a pool of seeds.
@@ -16,9 +16,10 @@ import pandas as pd
 
 from adaptbench import inference
 from adaptbench.errors import UserError
-from adaptbench.stats import N_RESAMPLES, BOOTSTRAP_SEED, table, tuned_runs
+from adaptbench.stats import N_RESAMPLES, BOOTSTRAP_SEED, scored, table
 
 ALPHA = 0.05
+WIN_CI = "percentile bootstrap over tasks"  # how win-rate intervals are drawn, for titles
 _S, _F, _I, _B = object, float, int, bool
 TASK_RATE_SCHEMA = {
     "task": _S, "task_type": _S, "optimizer": _S, "opponent": _S, "win_rate": _F, "pairs": _I,
@@ -54,7 +55,7 @@ ALL_TASK_TYPES = "(all)"
 
 
 def _scores(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    at = tuned_runs(runs, metric)
+    at = scored(runs, metric)
     return at.loc[at["score"].notna(), ["task", "task_type", "optimizer", "seed", "score"]]
 
 
@@ -268,7 +269,7 @@ def compare(
     """
     if a == b:
         raise UserError(f"compare needs two different optimizers, got {a!r} twice")
-    at = tuned_runs(runs, metric)
+    at = scored(runs, metric)
     stored = sorted(set(at["optimizer"]))
     for name in (a, b):
         if name not in stored:

@@ -2,8 +2,8 @@
 
 Pure functions on a runs DataFrame and, where the learning curves are needed, a curves
 DataFrame (`results.load_curves`: run_id, step, split, loss, metric). As in `comparisons`,
-each (task, optimizer) is looked at its tuned lr (`stats.tuned_runs`), so the runs passed in
-may be all runs or only the tuned ones: tuning them again picks the same lrs.
+the runs are those the protocol selected (`protocol.select(runs).runs`): one lr per (task,
+optimizer).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from adaptbench.errors import UserError
-from adaptbench.stats import at_tuned_lr, check_split, signed, table
+from adaptbench.protocol import check_selected, results_only
+from adaptbench.stats import check_split, signed, table
 
 FRACTIONS = (0.1, 0.25, 1.0)  # of each run's budget, for `speed`
 TAU_MAX = 4.0  # the profile's area score integrates ρ(τ) over 1 <= τ <= TAU_MAX
@@ -20,6 +21,12 @@ _S, _F, _I = object, float, int
 RATIO_SCHEMA = {"task_type": _S, "task": _S, "optimizer": _S, "cost": _F, "ratio": _F}
 PROFILE_SCHEMA = {"task_type": _S, "optimizer": _S, "tau": _F, "fraction": _F}
 AREA_SCHEMA = {"task_type": _S, "optimizer": _S, "tasks": _I, "solved": _I, "area": _F}
+
+
+def _selected(runs: pd.DataFrame) -> pd.DataFrame:
+    at = results_only(runs)
+    check_selected(at)
+    return at
 
 
 def fraction_label(fraction: float) -> str:
@@ -38,7 +45,7 @@ def run_costs(runs: pd.DataFrame, split: str = "val", curves: pd.DataFrame | Non
     check_split(split)
     if split == "train":
         raise UserError("steps to target need a metric, and the train curve holds only the "
-                        "minibatch loss; use --metric val or test")
+                        "minibatch loss; use the val or test split", about="split")
     if split == "val":
         cost = runs["steps_to_target"].astype(float)
     else:
@@ -68,7 +75,7 @@ def performance_ratios(
     target, run by every optimizer present in the task type, are used.
     Columns: task_type, task, optimizer, cost, ratio.
     """
-    at = at_tuned_lr(runs)
+    at = _selected(runs)
     at = at.assign(cost=run_costs(at, split, curves))
     at = at[at["cost"].notna()]
     cost = at.groupby(["task_type", "task", "optimizer"], sort=True)["cost"].median().reset_index()
@@ -136,7 +143,8 @@ def values_at(
     For fraction f the value is read at the run's evaluation step nearest to f · steps (the
     earlier one on a tie): the validation or test metric for those splits, the training loss
     (mean minibatch loss since the previous evaluation) for 'train'. A run that diverged at or
-    before f · steps scores -inf there (the worst); a run with no curve point scores NaN.
+    before f · steps scores -inf there (the worst) and counts as read at f · steps; a run with
+    no curve point scores NaN.
     Columns: id, task, task_type, optimizer, seed, steps, fraction, step (the evaluation
     read, NaN if none), score.
     """
@@ -144,7 +152,7 @@ def values_at(
     for f in fractions:
         if not 0 < f <= 1:
             raise UserError(f"budget fractions must be in (0, 1], got {f:g}")
-    at = at_tuned_lr(runs)
+    at = _selected(runs)
     quantity = "loss" if split == "train" else "metric"
     points = curves.loc[(curves["split"] == split) & curves[quantity].notna(),
                         ["run_id", "step", quantity]]
@@ -164,8 +172,10 @@ def values_at(
     out["step"] = back["step"].where(~use_ahead, ahead["step"])
     raw = back[quantity].where(~use_ahead, ahead[quantity])
     score = signed(raw, out["higher_is_better"]) if quantity == "metric" else -raw
-    diverged_by = out["diverged_at_step"].astype(float) <= out["at"]
-    out["score"] = score.where(~diverged_by.fillna(False), -np.inf)
+    diverged_by = (out["diverged_at_step"].astype(float) <= out["at"]).fillna(False)
+    out["score"] = score.where(~diverged_by, -np.inf)
+    # a run that diverged by then is scored at the nominal point, whatever the curve holds
+    out["step"] = out["step"].where(~diverged_by, out["at"])
     return out[["id", "task", "task_type", "optimizer", "seed", "steps", "fraction", "step",
                 "score"]]
 
@@ -202,7 +212,7 @@ def speed(
     """
     labels = [f"rank_{fraction_label(f)}" for f in fractions]
     read = [f"read_{fraction_label(f)}" for f in fractions]
-    at = at_tuned_lr(runs)
+    at = _selected(runs)
     values = values_at(at, curves, split, fractions)
     per = ranks_at(values)
     by_task = per.pivot_table(index=["task", "task_type", "optimizer"], columns="fraction",

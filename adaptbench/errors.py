@@ -7,7 +7,15 @@ from collections.abc import Iterable
 
 
 class UserError(Exception):
-    """A problem the user caused and can fix; the CLI prints it as one line and exits with 2."""
+    """A problem the user caused and can fix; the CLI prints it as one line and exits with 2.
+
+    `about` names the setting at fault in the core's own words ('status', 'task', 'split', …);
+    the command line maps it to its flag (`cli.FLAGS`), so the core never names a flag.
+    """
+
+    def __init__(self, message: str, about: str | None = None) -> None:
+        super().__init__(message)
+        self.about = about
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -23,16 +23,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from adaptbench.errors import UserError, did_you_mean
+from adaptbench.errors import UserError
+from adaptbench.filters import RunFilter, check_statuses
 from adaptbench.spec import RunSpec
 from adaptbench.store import CurvePoint, Run, read, utcnow, write
+from adaptbench.vocab import Status
 
 DEFAULT_LEASE_SECONDS = 60.0
 MAX_ATTEMPTS = 3
-ACTIVE = ("queued", "running")
-RESULT_STATUSES = ("done", "diverged")
-STATUSES = ("queued", "running", "done", "diverged", "failed", "cancelled")
-RETRYABLE = ("failed", "diverged", "cancelled")
+ACTIVE = Status.active()
+RESULT_STATUSES = Status.results()
+STATUSES = Status.names()
+RETRYABLE = Status.retryable()
 _SPEC_AND_LIFECYCLE = {
     "id", "spec_hash", "task", "task_type", "metric_name", "higher_is_better", "target",
     "optimizer", "params", "schedule", "lr", "seed", "steps", "batch_size", "eval_every", "study",
@@ -311,53 +313,15 @@ def release(engine: Engine, c: Claim) -> bool:
     return n == 1
 
 
-@dataclass(frozen=True)
-class Selection:
-    """Which runs `cancel` / `retry` act on: explicit ids and/or filters (empty = any)."""
+def _select(conn: Connection, sel: RunFilter, default_statuses: Sequence[str]) -> list[tuple[int, str]]:
+    """(id, status) of the runs a filter names; unknown ids or filter values are errors.
 
-    run_ids: Sequence[int] = ()
-    tasks: Sequence[str] = ()
-    optimizers: Sequence[str] = ()
-    studies: Sequence[str] = ()
-    statuses: Sequence[str] = ()
-
-    def is_empty(self) -> bool:
-        return not (self.run_ids or self.tasks or self.optimizers or self.studies)
-
-
-def check_statuses(statuses: Sequence[str], allowed: Sequence[str], option: str = "--status") -> None:
-    for st in statuses:
-        if st not in allowed:
-            raise UserError(
-                f"{option} {st!r} is not allowed here{did_you_mean(st, allowed)}; "
-                f"choose from: {', '.join(allowed)}"
-            )
-
-
-def _select(conn: Connection, sel: Selection, default_statuses: Sequence[str]) -> list[tuple[int, str]]:
-    """(id, status) of the runs a selection names; unknown ids or filter values are errors."""
-    if sel.run_ids:
-        known = {i for (i,) in conn.execute(sa.select(Run.id).where(Run.id.in_(list(sel.run_ids))))}
-        missing = sorted(set(sel.run_ids) - known)
-        if missing:
-            raise UserError(f"no run with id {', '.join(map(str, missing))} in this database")
-    for column, values, option in (
-        (Run.task, sel.tasks, "--task"),
-        (Run.optimizer, sel.optimizers, "--optim"),
-        (Run.study, sel.studies, "--study"),
-    ):
-        if values:
-            stored = set(conn.execute(sa.select(column).distinct()).scalars())
-            for v in values:
-                if v not in stored:
-                    raise UserError(f"{option} {v!r}: no stored run has it{did_you_mean(v, stored)}")
-    stmt = sa.select(Run.id, Run.status).order_by(Run.id)
-    for column, values in (
-        (Run.id, sel.run_ids), (Run.task, sel.tasks), (Run.optimizer, sel.optimizers),
-        (Run.study, sel.studies),
-    ):
-        if values:
-            stmt = stmt.where(column.in_(list(values)))
+    Without a status in the filter, only runs in `default_statuses` are taken, except runs
+    named by id, which are taken whatever their status (so that asking for a run that cannot be
+    changed is an error, not a silent no-op)."""
+    sel.check(conn)
+    stmt = RunFilter(sel.run_ids, sel.tasks, sel.task_types, sel.optimizers, sel.studies).apply(
+        sa.select(Run.id, Run.status).order_by(Run.id))
     if not sel.run_ids or sel.statuses:
         stmt = stmt.where(Run.status.in_(list(sel.statuses or default_statuses)))
     return [(i, st) for i, st in conn.execute(stmt)]
@@ -372,7 +336,7 @@ def _refuse(rows: list[tuple[int, str]], bad: Sequence[str], verb: str, allowed:
         )
 
 
-def cancel(engine: Engine, sel: Selection) -> dict[str, int]:
+def cancel(engine: Engine, sel: RunFilter) -> dict[str, int]:
     """Cancel queued and running runs; a running run's worker stops at its next heartbeat.
 
     Returns how many were cancelled from each status. Explicit ids of finished runs are an error
@@ -395,7 +359,7 @@ def cancel(engine: Engine, sel: Selection) -> dict[str, int]:
     return out
 
 
-def retry(engine: Engine, sel: Selection) -> dict[str, int]:
+def retry(engine: Engine, sel: RunFilter) -> dict[str, int]:
     """Queue failed / diverged / cancelled runs again from scratch (their old results and curve
     are deleted); by default only failed runs. Returns how many were requeued from each status."""
     check_statuses(sel.statuses, RETRYABLE)

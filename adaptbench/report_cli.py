@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import typer
 
 from adaptbench.cli import DbOpt, Format, FormatOpt, ListOpt, report_app
+from adaptbench.errors import UserError
+from adaptbench.vocab import Split, Status
 
 
 class Protocol(str, Enum):
     tuned = "tuned"
     fixed = "fixed"
-
-
-class Split(str, Enum):
-    test = "test"
-    val = "val"
-    train = "train"
 
 
 class Interval(str, Enum):
@@ -36,35 +33,65 @@ TaskF = Annotated[ListOpt, typer.Option("--task", "-t", help="Only these task(s)
 TypeF = Annotated[ListOpt, typer.Option("--task-type", help="Only these task type(s).")]
 OptimF = Annotated[ListOpt, typer.Option("--optim", "-o", help="Only these optimizer(s).")]
 StudyF = Annotated[ListOpt, typer.Option("--study", help="Only these study label(s).")]
-MetricF = Annotated[Split, typer.Option("--metric", help="Which split's final metric to compare.")]
+SplitF = Annotated[Split, typer.Option("--split", "--metric", help="Which split's final metric to compare (--metric: former name of --split).")]
 ProtocolF = Annotated[
     Protocol,
-    typer.Option("--lr", help="tuned: per (task, optimizer) the lr with the best mean validation metric; fixed: every lr."),
+    typer.Option("--lr", help="tuned: per (task, optimizer) the lr with the best mean validation metric on the selection seeds, figures from the evaluation seeds; fixed: every lr."),
 ]
 CiF = Annotated[Interval, typer.Option("--ci", help="t: Student-t interval over seeds; bootstrap: BCa bootstrap (9,999 resamples, seed 0).")]
 
-# the columns every report reads; commands add the ones their statistic needs
-BASE_COLUMNS = ["id", "task", "task_type", "metric_name", "higher_is_better", "optimizer", "lr",
-                "seed", "status", "final_val_metric"]
-TUNED = "lr tuned per (task, optimizer) on the mean validation metric"
+DEFAULT_SOURCES = ("DEFAULT", "DEFAULT_MAP")
 
 
-def _runs(
-    db: str | None, task: ListOpt, task_type: ListOpt, optim: ListOpt, study: ListOpt,
-    extra: tuple[str, ...] = (),
-) -> Any:
+def _flag(command: Any, name: str) -> str:
+    for param in command.params:
+        if param.name == name:
+            return param.opts[0]
+    return name
+
+
+def _options(ctx: typer.Context) -> SimpleNamespace:
+    """This subcommand's options, with those written between `report` and it applied.
+
+    An option given before the subcommand that the subcommand does not take, or given on both
+    sides with different values, is refused: no option is ever silently ignored.
+    """
+    own = dict(ctx.params)
+    parent = ctx.parent
+    if parent is not None:
+        for name, value in parent.params.items():
+            source = parent.get_parameter_source(name)
+            if source is None or source.name in DEFAULT_SOURCES:
+                continue
+            flag = _flag(parent.command, name)
+            if name not in own:
+                raise UserError(f"option {flag} does not apply to `report {ctx.info_name}`; see "
+                                f"`adaptbench report {ctx.info_name} --help` for its options")
+            mine = ctx.get_parameter_source(name)
+            if mine is not None and mine.name not in DEFAULT_SOURCES and own[name] != value:
+                raise UserError(f"option {flag} is given twice with different values, before and "
+                                f"after `{ctx.info_name}`; give it once")
+            own[name] = value
+    return SimpleNamespace(**own)
+
+
+def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None = None) -> tuple[Any, Any]:
+    """The engine and the protocol's selection (`protocol.select`, applied once) of the runs
+    that the filter options name; the notes of the selection go to stderr."""
+    from adaptbench import protocol as protocol_mod
     from adaptbench import results
-    from adaptbench.spec import split_list
+    from adaptbench.cli import _filter
     from adaptbench.store import make_engine
 
-    filters = results.Filters(
-        tasks=split_list(task), task_types=split_list(task_type),
-        optimizers=split_list(optim), studies=split_list(study),
-        statuses=("done", "diverged"),
-    )
-    columns = list(dict.fromkeys([*BASE_COLUMNS, *results.VARIANT_COLUMNS, *extra]))
-    engine = make_engine(db, create=False)
-    return engine, results.as_variants(results.load_columns(engine, columns, filters))
+    filters = _filter(task=o.task, optim=o.optim, study=o.study, task_type=o.task_type,
+                      status_=list(Status.results()))
+    columns = list(dict.fromkeys([*results.PROTOCOL_COLUMNS, *extra]))
+    engine = make_engine(o.db, create=False)
+    runs = results.load_columns(engine, columns, filters)
+    selected = protocol_mod.select(runs, protocol or Protocol.tuned.value)
+    for note in selected.notes:
+        _note(f"note: {note}")
+    return engine, selected
 
 
 def _note(text: str) -> None:
@@ -77,20 +104,19 @@ def _nothing(what: str = "finished runs") -> None:
     _note(f"no {what} match; see `adaptbench status` and the filters")
 
 
-def _metric_columns(metric: Split, loss: bool = False) -> tuple[str, ...]:
-    return (f"final_{metric.value}_metric",) + ((f"final_{metric.value}_loss",) if loss else ())
+def _metric_columns(split: Split, loss: bool = False) -> tuple[str, ...]:
+    return (f"final_{split.value}_metric",) + ((f"final_{split.value}_loss",) if loss else ())
 
 
-def _summary(runs: Any, protocol: Protocol, metric: Split, ci: Interval, fmt: Format) -> None:
+def _summary(selected: Any, split: Split, ci: Interval, fmt: Format) -> None:
     from adaptbench import render, stats
 
-    if protocol == Protocol.tuned:
-        table = stats.tuned_summary(runs, metric.value, ci.value)
+    if selected.protocol == Protocol.tuned.value:
+        table = stats.tuned_summary(selected, split.value, ci.value)
     else:
-        table = stats.summary(runs, metric.value, ci.value)
+        table = stats.summary(selected.runs, split.value, ci.value)
     interval = "95% t-interval" if ci == Interval.t else "95% BCa bootstrap interval"
-    title = (f"final {metric.value} metric, mean ± {interval} over seeds; "
-             + (TUNED if protocol == Protocol.tuned else "every lr (fixed-lr protocol)"))
+    title = f"final {split.value} metric, mean ± {interval} over seeds; {selected.describe()}"
     render.render(table, fmt.value, title=title)
     if fmt in (Format.csv, Format.json):
         _note(title)
@@ -120,10 +146,10 @@ def _win_cells(rates: Any, task_type: str) -> Any:
     return cells
 
 
-def _wins(runs: Any, metric: Split, fmt: Format) -> None:
+def _wins(selected: Any, split: Split, fmt: Format) -> None:
     from adaptbench import comparisons, render
 
-    rates = comparisons.win_rates(runs, metric.value)
+    rates = comparisons.win_rates(selected.runs, split.value)
     if fmt in (Format.csv, Format.json):
         render.render(rates, fmt.value)
         return
@@ -134,8 +160,8 @@ def _wins(runs: Any, metric: Split, fmt: Format) -> None:
         tasks = int(rates.loc[rates["task_type"] == task_type, "tasks"].max())
         render.render(
             _win_cells(rates, task_type), fmt.value,
-            title=(f"{task_type}: win rate of row over column [95% bootstrap CI over tasks], "
-                   f"final {metric.value} metric, paired by (task, seed), {TUNED}; "
+            title=(f"{task_type}: win rate of row over column [95% interval: {comparisons.WIN_CI}], "
+                   f"final {split.value} metric, paired by (task, seed), {selected.describe()}; "
                    f"{tasks} task(s), weighed equally; ties ½, diverged runs lose"),
         )
 
@@ -147,148 +173,166 @@ def report(
     task_type: TypeF = None,
     optim: OptimF = None,
     study: StudyF = None,
-    metric: MetricF = Split.test,
+    split: SplitF = Split.test,
     lr: ProtocolF = Protocol.tuned,
     ci: CiF = Interval.t,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Summary of stored runs (same as `report summary`); in a terminal also the win rates."""
+    """Summary of stored runs (same as `report summary`); in a terminal also the win rates.
+
+    Options written here apply to the subcommand that follows (`report --study s compare a b`);
+    one that the subcommand does not take is an error."""
     if ctx.invoked_subcommand is not None:
         return
-    _, runs = _runs(db, task, task_type, optim, study, _metric_columns(metric, loss=True))
-    _summary(runs, lr, metric, ci, fmt)
-    if fmt == Format.table and sys.stdout.isatty():
-        _wins(runs, metric, fmt)
+    o = SimpleNamespace(**ctx.params)
+    _, selected = _load(o, _metric_columns(split, loss=True), lr.value)
+    _summary(selected, split, ci, fmt)
+    if fmt == Format.table and sys.stdout.isatty() and lr == Protocol.tuned:
+        _wins(selected, split, fmt)
 
 
-@report_app.command(short_help="Mean ± 95% CI per (task, optimizer) at the tuned lr (the default).")
+@report_app.command(short_help="Mean ± 95% CI per (task, optimizer) at the selected lr (default).")
 def summary(
+    ctx: typer.Context,
     task: TaskF = None,
     task_type: TypeF = None,
     optim: OptimF = None,
     study: StudyF = None,
-    metric: MetricF = Split.test,
+    split: SplitF = Split.test,
     lr: ProtocolF = Protocol.tuned,
     ci: CiF = Interval.t,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Per (task, optimizer): mean ± 95% CI of the final metric and loss over seeds, n, diverged
-    count and lr. By default the lr is tuned: the one with the best mean validation metric."""
-    _, runs = _runs(db, task, task_type, optim, study, _metric_columns(metric, loss=True))
-    _summary(runs, lr, metric, ci, fmt)
+    count and lr. By default the lr is tuned on the selection seeds (best mean validation
+    metric) and the figures come from the evaluation seeds; `source` says where they came from,
+    `selection_n` and `eval_n` how many runs each side has."""
+    o = _options(ctx)
+    _, selected = _load(o, _metric_columns(o.split, loss=True), o.lr.value)
+    _summary(selected, o.split, o.ci, o.fmt)
 
 
 @report_app.command(short_help="Paired win rates between optimizers per task type, with CIs.")
 def wins(
+    ctx: typer.Context,
     task: TaskF = None,
     task_type: TypeF = None,
     optim: OptimF = None,
     study: StudyF = None,
-    metric: MetricF = Split.test,
+    split: SplitF = Split.test,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Win rate of each optimizer over each other per task type: runs paired by (task, seed) at
-    tuned lrs, win 1, tie ½, diverged loses; tasks weigh equally; bootstrap CI over tasks."""
-    _, runs = _runs(db, task, task_type, optim, study, _metric_columns(metric))
-    _wins(runs, metric, fmt)
+    the selected lrs, win 1, tie ½, diverged loses; tasks weigh equally; the interval resamples
+    seeds within tasks, and tasks too from 5 tasks up."""
+    o = _options(ctx)
+    _, selected = _load(o, _metric_columns(o.split))
+    _wins(selected, o.split, o.fmt)
 
 
 @report_app.command(short_help="Average ranks, Friedman test, pairwise Wilcoxon with Holm.")
 def ranks(
+    ctx: typer.Context,
     task: TaskF = None,
     task_type: TypeF = None,
     optim: OptimF = None,
     study: StudyF = None,
-    metric: MetricF = Split.test,
+    split: SplitF = Split.test,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Average rank of each optimizer per task type (over the tasks that ran all of them), the
     Friedman test of equal ranks, and Wilcoxon signed-rank tests of every pair over tasks with
     Holm's correction: which pairs differ significantly (α = 0.05)."""
-    from adaptbench import comparisons, render, stats
+    from adaptbench import comparisons, render
 
-    _, runs = _runs(db, task, task_type, optim, study, _metric_columns(metric))
-    runs = stats.at_tuned_lr(runs)  # tuning once: the statistics below tune again, idempotently
-    mean = comparisons.mean_ranks(runs, metric.value).sort_values(
+    o = _options(ctx)
+    _, selected = _load(o, _metric_columns(o.split))
+    runs, metric = selected.runs, o.split.value
+    mean = comparisons.mean_ranks(runs, metric).sort_values(
         ["task_type", "mean_rank"], kind="mergesort")
     render.render_sections([
-        ("mean_ranks", f"average rank per task type (1 = best), final {metric.value} metric, "
-                       f"{TUNED}; over the tasks that ran every optimizer", mean),
+        ("mean_ranks", f"average rank per task type (1 = best), final {metric} metric, "
+                       f"{selected.describe()}; over the tasks that ran every optimizer", mean),
         ("friedman", "Friedman test per task type: do the ranks differ? (α = 0.05)",
-         comparisons.friedman(runs, metric.value)),
+         comparisons.friedman(runs, metric)),
         ("pairwise", "Wilcoxon signed-rank over tasks of (win rate - ½), Holm-adjusted per "
                      "task type; `better` names the winner of a significant pair",
-         comparisons.pairwise_tests(runs, metric.value)),
-    ], fmt.value)
+         comparisons.pairwise_tests(runs, metric)),
+    ], o.fmt.value)
     if mean.empty:
         _nothing("tasks with two or more optimizers")
-    elif (mean["tasks"] < 6).any() and fmt == Format.table:
+    elif (mean["tasks"] < 6).any() and o.fmt == Format.table:
         _note("note: with fewer than 6 tasks in a task type no pair can be significant "
               "(the smallest two-sided Wilcoxon p on 5 tasks is 1/16)")
 
 
 @report_app.command(short_help="A against B: paired difference, effect size, p, verdict.")
 def compare(
+    ctx: typer.Context,
     a: Annotated[str, typer.Argument(help="First optimizer.")],
     b: Annotated[str, typer.Argument(help="Second optimizer.")],
     task: TaskF = None,
     task_type: TypeF = None,
     optim: OptimF = None,
     study: StudyF = None,
-    metric: MetricF = Split.test,
+    split: SplitF = Split.test,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Optimizer A against B at their tuned lrs: per task the paired mean difference over seeds
-    (positive favours A) with its CI, Cohen's d_z, a paired t-test and a verdict; over the
-    tasks of each type, tasks won, mean win rate with a CI, Wilcoxon test and a verdict."""
+    """Optimizer A against B at their selected lrs: per task the paired mean difference over
+    seeds (positive favours A) with its CI, Cohen's d_z, a paired t-test and a verdict; over the
+    tasks of each type, tasks won, mean win rate with an interval over seeds (and tasks, from 5
+    tasks up), the Wilcoxon test and a verdict."""
     from adaptbench import comparisons, render
 
-    _, runs = _runs(db, task, task_type, optim, study, _metric_columns(metric))
-    per_task, overall = comparisons.compare(runs, a, b, metric.value)
+    o = _options(ctx)
+    _, selected = _load(o, _metric_columns(o.split))
+    per_task, overall = comparisons.compare(selected.runs, a, b, o.split.value)
     render.render_sections([
-        ("tasks", f"{a} vs {b} per task, final {metric.value} metric, {TUNED}; advantage > 0 "
-                  f"favours {a} (mean paired difference over seeds, 95% t-interval); "
-                  f"effect_size = Cohen's d_z; p: paired t-test", per_task),
+        ("tasks", f"{a} vs {b} per task, final {o.split.value} metric, {selected.describe()}; "
+                  f"advantage > 0 favours {a} (mean paired difference over seeds, 95% "
+                  f"t-interval); effect_size = Cohen's d_z; p: paired t-test", per_task),
         ("overall", f"{a} vs {b} over tasks: tasks won (per-task win rate above ½), mean win "
-                    f"rate [95% bootstrap CI], Wilcoxon signed-rank p, rank-biserial effect "
-                    f"size", overall),
-    ], fmt.value)
+                    f"rate [95% interval: {comparisons.WIN_CI}], Wilcoxon signed-rank p, "
+                    f"rank-biserial effect size", overall),
+    ], o.fmt.value)
     if per_task.empty:
         _nothing(f"tasks where both {a} and {b} have results on a common seed")
 
 
 @report_app.command(short_help="Performance profiles of steps to target; area up to τ = 4.")
 def profile(
+    ctx: typer.Context,
     task: TaskF = None,
     task_type: TypeF = None,
     optim: OptimF = None,
     study: StudyF = None,
-    metric: Annotated[Split, typer.Option("--metric", help="Split the target is reached on: val (stored) or test (from the curves).")] = Split.val,
+    split: Annotated[Split, typer.Option("--split", "--metric", help="Split the target is reached on: val (stored) or test (from the curves).")] = Split.val,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Performance profiles of steps to the task's target at tuned lrs, per task type: ρ(τ) is
-    the share of tasks an optimizer solves within τ × the fastest optimizer's steps (failures
-    count as ∞), and the area score is the mean of ρ over 1 ≤ τ ≤ 4 (1 = always fastest)."""
-    from adaptbench import curves, render, results, stats
+    """Performance profiles of steps to the task's target at the selected lrs, per task type:
+    ρ(τ) is the share of tasks an optimizer solves within τ × the fastest optimizer's steps
+    (failures count as ∞), and the area score is the mean of ρ over 1 ≤ τ ≤ 4 (1 = always
+    fastest)."""
+    from adaptbench import curves, render, results
 
-    engine, runs = _runs(db, task, task_type, optim, study,
-                         ("target", "status", "steps_to_target"))
+    o = _options(ctx)
+    engine, selected = _load(o, ("target", "steps_to_target"))
+    runs, fmt = selected.runs, o.fmt
     curve = None
-    if metric == Split.test:
-        ids = stats.at_tuned_lr(runs)["id"].tolist()
-        curve = results.load_curves(engine, ids, ["test"])
-    ratios = curves.performance_ratios(runs, metric.value, curve)
+    if o.split == Split.test:
+        curve = results.load_curves(engine, runs["id"].tolist(), ["test"])
+    ratios = curves.performance_ratios(runs, o.split.value, curve)
     taus = (1.0, 1.5, 2.0, 4.0)
     area = curves.profile_area(ratios).merge(curves.profile_at(ratios, taus),
                                              on=["task_type", "optimizer"], how="left")
     area = area.sort_values(["task_type", "area"], ascending=[True, False], kind="mergesort")
-    what = f"steps to target on the {metric.value} metric, {TUNED}"
+    what = f"steps to target on the {o.split.value} metric, {selected.describe()}"
     if fmt in (Format.table, Format.markdown):
         render.render(area, fmt.value,
                       title=f"performance profile area (mean ρ over 1 ≤ τ ≤ 4; 1 = fastest on "
@@ -326,26 +370,32 @@ def _lr_cells(curve: Any, task: str) -> Any:
 
 @report_app.command(short_help="Metric against lr; width of the band of good lrs (tunability).")
 def lr(
+    ctx: typer.Context,
     task: TaskF = None,
     task_type: TypeF = None,
     optim: OptimF = None,
     study: StudyF = None,
-    metric: Annotated[Split, typer.Option("--metric", help="Split whose mean final metric is shown against lr [default: val, the one lrs are tuned on].")] = Split.val,
+    split: Annotated[Split, typer.Option("--split", "--metric", help="Split whose mean final metric is shown against lr [default: val, the one lrs are tuned on].")] = Split.val,
     within: Annotated[float, typer.Option("--within", help="Band: lrs whose mean is within this % of the best mean.")] = 5.0,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Mean final metric against lr per (task, optimizer), and tunability: the band of
-    consecutive lrs around the best whose mean is within X% of the best (no diverged seeds),
-    its width in decades, and whether the best lr sits at the edge of the lrs tried."""
+    """Mean final metric against lr per (task, optimizer) over the selection seeds, and
+    tunability: the band of consecutive lrs around the best whose mean is within X% of the
+    best (no diverged seeds), its width in decades, and whether the best lr sits at the edge
+    of the lrs tried."""
     from adaptbench import render, stats
 
-    _, runs = _runs(db, task, task_type, optim, study, _metric_columns(metric))
-    curve, tunability = stats.lr_sensitivity(runs, metric.value, within)
-    band = (f"band = consecutive lrs within {within:g}% of the best mean {metric.value} metric, "
-            f"no diverged seed")
+    o = _options(ctx)
+    if o.within < 0:
+        raise UserError(f"--within must be a percentage >= 0, got {o.within:g}")
+    _, grid = _load(o, _metric_columns(o.split), Protocol.fixed.value)
+    metric, fmt = o.split.value, o.fmt
+    curve, tunability = stats.lr_sensitivity(grid.runs, metric, o.within)
+    band = (f"band = consecutive lrs within {o.within:g}% of the best mean {metric} metric, "
+            f"no diverged seed; selection seeds")
     if fmt in (Format.table, Format.markdown):
-        sections = [(f"lr_{task}", f"{task}: mean final {metric.value} metric by lr "
+        sections = [(f"lr_{task}", f"{task}: mean final {metric} metric by lr "
                                    f"(* best, + in the band; {band})", _lr_cells(curve, task))
                     for task in sorted(curve["task"].unique())]
         sections.append(("tunability", f"tunability: {band}; band_decades = log10(lr_high / "
@@ -361,44 +411,47 @@ def lr(
 
 @report_app.command(short_help="Rank at 10%, 25%, 100% of the budget; steps to target.")
 def speed(
+    ctx: typer.Context,
     task: TaskF = None,
     task_type: TypeF = None,
     optim: OptimF = None,
     study: StudyF = None,
-    metric: Annotated[Split, typer.Option("--metric", help="Curve to rank by: val or test metric, or train (the training loss).")] = Split.val,
+    split: Annotated[Split, typer.Option("--split", "--metric", help="Curve to rank by: val or test metric, or train (the training loss).")] = Split.val,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Each optimizer's rank (1 = best) at 10%, 25% and 100% of the budget, read from the stored
-    curves at the evaluation step nearest each point, at tuned lrs; per task and per task type,
-    with late_minus_early > 0 for an optimizer that falls behind; and steps to target."""
-    from adaptbench import curves, render, results, stats
+    curves at the evaluation step nearest each point, at the selected lrs; per task and per
+    task type, with late_minus_early > 0 for an optimizer that falls behind; and steps to
+    target."""
+    from adaptbench import curves, render, results
 
-    engine, runs = _runs(db, task, task_type, optim, study,
-                         ("target", "steps", "steps_to_target", "diverged_at_step"))
-    at = stats.at_tuned_lr(runs)
-    curve = results.load_curves(engine, at["id"].tolist(), [metric.value],
+    o = _options(ctx)
+    engine, selected = _load(o, ("target", "steps_to_target", "diverged_at_step"))
+    at, metric = selected.runs, o.split.value
+    curve = results.load_curves(engine, at["id"].tolist(), [metric],
                                 ("run_id", "step", "split", "loss", "metric"), curves.FRACTIONS)
-    by_task, by_type = curves.speed(at, curve, metric.value)
-    what = "training loss" if metric == Split.train else f"{metric.value} metric"
+    by_task, by_type = curves.speed(at, curve, metric)
+    what = "training loss" if o.split == Split.train else f"{metric} metric"
     render.render_sections([
         ("by_type", f"mean rank by {what} at 10/25/100% of the budget (1 = best), over the "
-                    f"tasks that ran every optimizer of the type; {TUNED}", by_type),
+                    f"tasks that ran every optimizer of the type; {selected.describe()}", by_type),
         ("by_task", f"rank by {what} at 10/25/100% of the budget (mean over seeds); steps to "
                     f"target on the validation metric (median over seeds, inf: not reached)",
          by_task),
-    ], fmt.value)
+    ], o.fmt.value)
     if by_task.empty:
         _nothing("runs with stored curves")
 
 
 @report_app.command(short_help="Check three adaptive-lr claims: statistic, CI, verdict.")
 def claims(
+    ctx: typer.Context,
     task: TaskF = None,
     task_type: TypeF = None,
     optim: OptimF = None,
     study: StudyF = None,
-    metric: MetricF = Split.test,
+    split: SplitF = Split.test,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -409,13 +462,14 @@ def claims(
     from adaptbench import claims as claims_mod
     from adaptbench import render, results
 
-    engine, runs = _runs(db, task, task_type, optim, study,
-                         ("target", "steps", "steps_to_target", "diverged_at_step")
-                         + _metric_columns(metric))
+    o = _options(ctx)
+    engine, selected = _load(o, ("target", "steps_to_target", "diverged_at_step")
+                             + _metric_columns(o.split))
+    runs, fmt = selected.runs, o.fmt
     ids = claims_mod.curve_run_ids(runs)
     curve = results.load_curves(engine, ids, ["train"], ("run_id", "step", "split", "loss"),
                                 (claims_mod.EARLY, claims_mod.LATE)) if ids else None
-    verdicts, statistics, missing = claims_mod.check(runs, curve, metric.value)
+    verdicts, statistics, missing = claims_mod.check(runs, curve, o.split.value)
     if fmt not in (Format.table, Format.markdown):
         render.render_sections([("claims", None, verdicts), ("statistics", None, statistics),
                                 ("missing", None, missing)], fmt.value)
@@ -427,7 +481,7 @@ def claims(
         sections.append((row.claim, title, part if len(part) else part.iloc[:, :0]))
     if len(missing):
         sections.append(("missing", f"(task, optimizer) pairs with fewer than "
-                                    f"{claims_mod.CLAIMS_SEEDS} seeds at the tuned lr "
+                                    f"{claims_mod.CLAIMS_SEEDS} seeds at the selected lr "
                                     f"(the study's design; >= {claims_mod.MIN_SEEDS} count)",
                          missing))
     render.render_sections(sections, fmt.value)

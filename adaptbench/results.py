@@ -3,101 +3,74 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from adaptbench.filters import RunFilter
 from adaptbench.store import CurvePoint, Run, read
 
 RUN_COLUMNS = [c.name for c in Run.__table__.columns]
 
 
-@dataclass(frozen=True)
-class Filters:
-    """Which runs a command looks at; an empty list means no restriction."""
+def load_runs(engine: Engine, filters: RunFilter = RunFilter()) -> pd.DataFrame:
+    """One row per run, every column of the `runs` table, ordered by id (`ls --all`).
 
-    tasks: Sequence[str] = ()
-    task_types: Sequence[str] = ()
-    optimizers: Sequence[str] = ()
-    studies: Sequence[str] = ()
-    statuses: Sequence[str] = ()
-
-    def apply(self, stmt: sa.Select) -> sa.Select:
-        for column, values in (
-            (Run.task, self.tasks),
-            (Run.task_type, self.task_types),
-            (Run.optimizer, self.optimizers),
-            (Run.study, self.studies),
-            (Run.status, self.statuses),
-        ):
-            if values:
-                stmt = stmt.where(column.in_(list(values)))
-        return stmt
-
-
-def load_runs(engine: Engine, filters: Filters = Filters()) -> pd.DataFrame:
-    """One row per run, all columns of the `runs` table, ordered by id."""
+    The dtypes are those of `load_columns` for every column they share: nullable integers as
+    float64 with NaN, the direction as bool, text as object, and the study '' when unset.
+    """
     stmt = filters.apply(sa.select(Run.__table__)).order_by(Run.id)
     with read(engine) as conn:
+        filters.check(conn)
         df = pd.read_sql(stmt, conn)
     if df.empty:
         df = pd.DataFrame({c: pd.Series(dtype="object") for c in RUN_COLUMNS})
-    df["higher_is_better"] = df["higher_is_better"].astype(bool)
-    for col in ("steps_to_target", "diverged_at_step", "best_val_step"):
-        df[col] = df[col].astype("Int64")
-    float_cols = [c for c in RUN_COLUMNS if c.startswith(("final_", "best_val_metric")) or c in
-                  ("lr", "target", "wall_seconds")]
-    df[float_cols] = df[float_cols].astype(float)
-    df["study"] = df["study"].fillna("")
-    return df
+    return _typed(df)
 
 
-def _frame(rows: Sequence[Sequence[object]], columns: Sequence[str]) -> pd.DataFrame:
-    """A DataFrame built column by column from result rows, with the report dtypes.
-
-    pd.read_sql infers types value by value; at 100,000 runs this is several times faster.
-    Floats and nullable integers become float64 (NaN for NULL), other integers int64, the
-    direction bool, text object.
-    """
-    grid = np.array(rows, dtype=object).reshape(len(rows), len(columns))
-    frame = {}
-    for i, name in enumerate(columns):
-        values = grid[:, i]
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """The one dtype convention of every loader (see `load_runs`)."""
+    for name in df.columns:
         if name in _FLOAT_COLUMNS:
-            frame[name] = values.astype(float)
+            df[name] = df[name].astype(float)
         elif name in _INT_COLUMNS:
-            frame[name] = values.astype(np.int64)
+            df[name] = df[name].astype(np.int64)
         elif name == "higher_is_better":
-            frame[name] = values.astype(bool)
-        else:
-            frame[name] = values
-    df = pd.DataFrame(frame, columns=list(columns))
+            df[name] = df[name].astype(bool)
     if "study" in df:
         df["study"] = df["study"].fillna("")
     return df
 
 
-_INT_COLUMNS = {"id", "run_id", "seed", "steps", "batch_size", "eval_every", "attempts", "step"}
+def _frame(rows: Sequence[Sequence[object]], columns: Sequence[str]) -> pd.DataFrame:
+    """A DataFrame built column by column from result rows, with the loaders' dtypes (`_typed`).
+
+    pd.read_sql infers types value by value; at 100,000 runs this is several times faster.
+    """
+    grid = np.array(rows, dtype=object).reshape(len(rows), len(columns))
+    return _typed(pd.DataFrame({name: grid[:, i] for i, name in enumerate(columns)},
+                               columns=list(columns)))
+
+
+_INT_COLUMNS = {"id", "run_id", "seed", "steps", "batch_size", "eval_every", "attempts", "step",
+                "eval_seeds"}
 _FLOAT_COLUMNS = {
     c.name for c in [*Run.__table__.columns, *CurvePoint.__table__.columns]
     if isinstance(c.type, (sa.Float, sa.Integer)) and c.name not in _INT_COLUMNS
 }
 
 
-def load_columns(engine: Engine, columns: Sequence[str], filters: Filters = Filters()) -> pd.DataFrame:
-    """Only the given columns of the runs, one row per run ordered by id: what reports load.
-
-    Nullable integer columns (steps_to_target, diverged_at_step, best_val_step) come as
-    float64 with NaN, unlike `load_runs`; the statistics treat both alike.
-    """
+def load_columns(engine: Engine, columns: Sequence[str], filters: RunFilter = RunFilter()) -> pd.DataFrame:
+    """Only the given columns of the runs, one row per run ordered by id: what reports load."""
     unknown = [c for c in columns if c not in RUN_COLUMNS]
     if unknown:
         raise ValueError(f"Invalid runs column(s): {', '.join(unknown)}")
     table = Run.__table__
     stmt = filters.apply(sa.select(*[table.c[c] for c in columns])).order_by(Run.id)
+    with read(engine) as conn:
+        filters.check(conn)
     return _frame(_fetch(engine, stmt), columns)
 
 
@@ -155,42 +128,8 @@ def _fetch(engine: Engine, stmt: sa.Select) -> list[tuple]:
             cursor.close()
 
 
-VARIANT_COLUMNS = ["schedule", "params", "steps", "batch_size", "study"]
-
-
-def as_variants(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs ready to compare: one row per experiment, and `optimizer` naming the variant.
-
-    - Runs that differ only in their study label are the same experiment (same spec, same
-      seed): the oldest is kept, so pooling studies never counts a seed twice.
-    - Runs of one optimizer under different settings are different contenders: a non-constant
-      schedule is appended as ``+cosine``, hyperparameters as ``{betas=0.9,0.99}``, and where a
-      task has the same optimizer at several budgets, ``@300steps`` / ``/b32``. The plain name
-      (``adam``) means the default settings, so comparisons never pool different settings.
-    Needs the columns of `VARIANT_COLUMNS` besides task, optimizer, lr, seed and id.
-    """
-    if runs.empty:
-        return runs
-    same = ["task", "optimizer", "params", "schedule", "lr", "seed", "steps", "batch_size"]
-    runs = runs.sort_values("id").drop_duplicates(same, keep="first")
-    label = runs["optimizer"].astype(str)
-    schedule = runs["schedule"].fillna("constant")
-    label = label.where(schedule == "constant", label + "+" + schedule)
-    params = runs["params"].fillna("{}")
-    custom = params != "{}"
-    if custom.any():
-        label = label.where(~custom, label + params.where(~custom, params.map(_compact_params)))
-    for column, fmt in (("steps", "@{}steps"), ("batch_size", "/b{}")):
-        several = runs.assign(_label=label).groupby(["task", "_label"])[column].transform("nunique") > 1
-        if several.any():
-            label = label.where(~several, label + runs[column].map(lambda v, f=fmt: f.format(int(v))))
-    return runs.assign(optimizer=label).sort_values("id").reset_index(drop=True)
-
-
-def _compact_params(text: str) -> str:
-    import json
-
-    params = json.loads(text)
-    def show(v: object) -> str:
-        return ",".join(f"{x:g}" for x in v) if isinstance(v, list) else (f"{v:g}" if isinstance(v, float) else str(v).lower())
-    return "{" + ";".join(f"{k}={show(v)}" for k, v in sorted(params.items())) + "}"
+# what `protocol.select` reads besides the columns of the statistics
+PROTOCOL_COLUMNS = ["id", "task", "task_type", "metric_name", "higher_is_better", "optimizer",
+                    "lr", "seed", "status", "final_val_metric", "schedule", "params", "steps",
+                    "batch_size", "study", "role", "fingerprint", "task_steps", "task_batch_size"]
+PROTOCOL_COLUMNS = [c for c in PROTOCOL_COLUMNS if c in RUN_COLUMNS]

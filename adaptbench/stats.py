@@ -1,6 +1,6 @@
 """Descriptive statistics and the tuned-lr protocol: pure functions from a runs DataFrame.
 
-The input is one row per run (the columns `results.load_runs` returns; any subset that holds
+The input is one row per run (the columns `results.load_columns` returns; any subset that holds
 the columns a function reads). Only runs whose status is `done` or `diverged` are results;
 every function here drops the rest first. A diverged run is a result with no metric: it counts
 as the worst outcome wherever runs are compared.
@@ -21,8 +21,8 @@ import pandas as pd
 
 from adaptbench.errors import UserError
 from adaptbench.inference import bca_bootstrap, t_interval
+from adaptbench.protocol import Selected, check_selected, check_unique, results_only
 
-RESULT_STATUSES = ("done", "diverged")
 SPLITS = ("train", "val", "test")
 CI_METHODS = ("t", "bootstrap")
 N_RESAMPLES = 9999
@@ -35,10 +35,6 @@ SUMMARY_SCHEMA = {
     "diverged": _I, "mean": _F, "ci_low": _F, "ci_high": _F, "loss_mean": _F,
     "loss_ci_low": _F, "loss_ci_high": _F,
 }
-SELECT_SCHEMA = {
-    "task": _S, "task_type": _S, "optimizer": _S, "lr": _F, "val_mean": _F, "n": _I,
-    "diverged": _I,
-}
 LR_CURVE_SCHEMA = {
     "task": _S, "task_type": _S, "optimizer": _S, "lr": _F, "metric_name": _S, "n": _I,
     "diverged": _I, "mean": _F, "in_band": _B, "best": _B,
@@ -49,7 +45,6 @@ TUNABILITY_SCHEMA = {
     "lrs": _I, "at_edge": _B,
 }
 SUMMARY_COLUMNS = list(SUMMARY_SCHEMA)
-SELECT_COLUMNS = list(SELECT_SCHEMA)
 
 
 def table(rows: list[dict] | pd.DataFrame, schema: dict[str, type]) -> pd.DataFrame:
@@ -136,28 +131,9 @@ def bootstrap_ci(
     return CI(float(x.mean()), float(low[0]), float(high[0]), len(x), float(x.std(ddof=1)))
 
 
-def results_only(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs that are results (`done` or `diverged`); queued, failed, … runs are not."""
-    return runs[runs["status"].isin(RESULT_STATUSES)]
-
-
 def check_split(metric: str) -> None:
     if metric not in SPLITS:
         raise ValueError(f"Invalid split: {metric!r} (choose from {', '.join(SPLITS)})")
-
-
-def check_unique(runs: pd.DataFrame) -> None:
-    """Refuse several runs of one (task, optimizer, lr, seed): pooling them would be silent."""
-    keys = ["task", "optimizer", "lr", "seed"]
-    dup = runs[runs.duplicated(keys, keep=False)]
-    if len(dup):
-        row = dup.iloc[0]
-        raise UserError(
-            f"{int(dup.groupby(keys).ngroups)} (task, optimizer, lr, seed) combinations have "
-            f"several runs, e.g. task={row['task']!r} optimizer={row['optimizer']!r} "
-            f"lr={row['lr']:g} seed={int(row['seed'])} (they differ in study, params, schedule "
-            f"or budget); filter the runs so that each has one, e.g. with --study"
-        )
 
 
 def signed(values: pd.Series, higher_is_better: pd.Series) -> pd.Series:
@@ -223,80 +199,39 @@ def summary(
     return table(out.reset_index(), SUMMARY_SCHEMA)
 
 
-def _choose_lr(res: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """`select_lr` on result runs, plus each run's (task, optimizer, lr) group code; the chosen
-    rows carry their group's code in the column `code`."""
-    done = (res["status"] == "done").to_numpy()
-    val = np.where(done, res["final_val_metric"].to_numpy(float), np.nan)
-    key = np.where(res["higher_is_better"].to_numpy(bool), val, -val)
-    has_val = ~np.isnan(val)
-    grouped = res.groupby(["task", "optimizer", "lr"], sort=True)
-    codes = grouped.ngroup().to_numpy()
-    size = grouped.size()
-    m = len(size)
-
-    def total(weights: np.ndarray) -> np.ndarray:
-        return np.bincount(codes, weights=weights, minlength=m)
-
-    n = total(has_val.astype(float))
-    kept = total((has_val | ~done).astype(float))  # done runs without a metric do not count
-    diverged = total((~done).astype(float))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_lr = size.to_frame("size").reset_index().assign(
-            task_type=res["task_type"].to_numpy()[np.unique(codes, return_index=True)[1]],
-            val_mean=total(np.where(has_val, val, 0.0)) / n,
-            key=total(np.where(has_val, key, 0.0)) / n,
-            n=n, diverged=diverged, div_frac=diverged / kept, code=np.arange(m),
-        )
-    per_lr = per_lr[kept > 0].sort_values(
-        ["task", "optimizer", "div_frac", "key", "lr"],
-        ascending=[True, True, True, False, True], na_position="last", kind="mergesort",
-    )
-    best = per_lr.groupby(["task", "optimizer"], sort=True).head(1)
-    return best.sort_values(["task", "optimizer"]), codes
-
-
-def select_lr(runs: pd.DataFrame) -> pd.DataFrame:
-    """The tuned learning rate per (task, optimizer): best mean final validation metric.
-
-    Diverged runs count as the worst possible value, so an lr with any diverged seed ranks below
-    every lr without; among those, a smaller fraction diverged wins, then the better mean of
-    the finite values, then the smaller lr. Done runs without a validation metric are ignored.
-    Columns: task, task_type, optimizer, lr, val_mean (mean over the done runs), n (those
-    runs), diverged (count at that lr).
-    """
-    res = results_only(runs)
-    check_unique(res)
-    if res.empty:
-        return table([], SELECT_SCHEMA)
-    return table(_choose_lr(res)[0], SELECT_SCHEMA)
-
-
-def at_tuned_lr(runs: pd.DataFrame) -> pd.DataFrame:
-    """The result runs at the lr `select_lr` picked for their (task, optimizer)."""
-    res = results_only(runs)
-    check_unique(res)
-    if res.empty:
-        return res
-    best, codes = _choose_lr(res)
-    return res[np.isin(codes, best["code"].to_numpy())]
+TUNED_SCHEMA = {
+    "task": _S, "task_type": _S, "optimizer": _S, "lr": _F, "metric_name": _S, "source": _S,
+    "selection_n": _I, "eval_n": _I, "n": _I, "diverged": _I, "mean": _F, "ci_low": _F,
+    "ci_high": _F, "loss_mean": _F, "loss_ci_low": _F, "loss_ci_high": _F, "all_diverged": _B,
+}
 
 
 def tuned_summary(
-    runs: pd.DataFrame, metric: str = "test", ci: str = "t", confidence: float = 0.95
+    selected: Selected, metric: str = "test", ci: str = "t", confidence: float = 0.95
 ) -> pd.DataFrame:
-    """`summary` restricted to the lr that `select_lr` picked for each (task, optimizer)."""
-    return summary(at_tuned_lr(runs), metric, ci, confidence)
+    """`summary` of the runs the tuned protocol selected, with how they were selected.
+
+    Per (task, optimizer): the selected lr; mean ± CI over the runs the figures come from (the
+    evaluation seeds, or the selection seeds where there are none); `n` those runs with a
+    finite metric; `source` 'evaluation' or 'selection' (optimistic: the lr was chosen on
+    them); `selection_n` the selection runs with a validation metric at the selected lr;
+    `eval_n` the evaluation runs at it; `all_diverged` when every selection run diverged.
+    """
+    out = summary(selected.runs, metric, ci, confidence)
+    how = selected.table[["task", "optimizer", "source", "selection_n", "eval_n", "all_diverged"]]
+    out = out.merge(how, on=["task", "optimizer"], how="left")
+    return table(out, TUNED_SCHEMA)
 
 
-def tuned_runs(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
-    """The result runs at each (task, optimizer)'s tuned lr, with a `score` to compare them by.
+def scored(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
+    """Selected runs (`protocol.select(...).runs`, one lr per (task, optimizer)) with a `score`.
 
     `score` is the final metric of the split oriented so that larger is better, -inf for a
     diverged run (the worst; two diverged runs tie) and NaN for a done run without a metric.
     """
     check_split(metric)
-    at = at_tuned_lr(runs)
+    at = results_only(runs)
+    check_selected(at)
     score = signed(at[f"final_{metric}_metric"].astype(float), at["higher_is_better"])
     score = score.where(at["status"] == "done", -np.inf)
     return at.assign(score=score)
@@ -318,7 +253,7 @@ def lr_sensitivity(
     """
     check_split(metric)
     if within < 0:
-        raise UserError(f"--within must be a percentage >= 0, got {within:g}")
+        raise UserError(f"the band's width must be a percentage >= 0, got {within:g}", about="within")
     res = results_only(runs)
     check_unique(res)
     if res.empty:

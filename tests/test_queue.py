@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from adaptbench import queue, store
 from adaptbench.errors import UserError
-from adaptbench.queue import Selection
+from adaptbench.filters import RunFilter as Selection
 from adaptbench.spec import RunSpec
 from adaptbench.store import CurvePoint, Meta, Run, make_engine
 from adaptbench.tasks import Task
@@ -355,13 +355,13 @@ def test_cancel_and_retry_commands(cli, workdir):
     ("args", "expected"),
     [
         (["cancel"], "say which runs to cancel"),
-        (["cancel", "--status", "done", "--all"], "--status 'done' is not allowed"),
+        (["cancel", "--status", "done", "--all"], "--status: status 'done' is not allowed"),
         (["cancel", "--task", "tiniest"], "did you mean 'tiny'"),
         (["cancel", "7"], "no run with id 7"),
         (["cancel", "x"], "'run_ids'"),
-        (["retry", "--status", "done"], "--status 'done' is not allowed"),
+        (["retry", "--status", "done"], "--status: status 'done' is not allowed"),
         (["retry", "--status", "faild"], "did you mean 'failed'"),
-        (["retry", "--optim", "adamw"], "--optim 'adamw': no stored run has it"),
+        (["retry", "--optim", "adamw"], "--optim: no stored run has optimizer 'adamw'"),
         (["retry", "1", "2", "3"], "no run with id 3"),
     ],
 )

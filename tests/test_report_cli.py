@@ -185,7 +185,7 @@ BAD = [
     (["report", "summary", "--ci", "wald"], "--ci"),
     (["report", "--format", "xml"], "--format"),
     (["report", "lr", "--within", "-5"], "--within"),
-    (["report", "profile", "--metric", "train"], "use --metric val or test"),
+    (["report", "profile", "--metric", "train"], "--split: steps to target need a metric"),
     (["report", "wins", "--metric", "validation"], "--metric"),
 ]
 
@@ -268,3 +268,49 @@ def test_postgresql_gives_the_same_reports_as_sqlite(workdir, postgres_url):
         b = invoke(*args, "--db", pg, "--format", "csv")
         assert a.code == b.code == 0, (args, a.err, b.err)
         assert a.out == b.out, args
+
+
+SUBCOMMANDS = [["summary"], ["wins"], ["ranks"], ["compare", "adam", "sgd"], ["profile"],
+               ["lr"], ["speed"], ["claims"]]
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS, ids=lambda a: a[0])
+def test_options_before_a_subcommand_are_applied_to_it(study_db, sub):
+    # each shared option, written before the subcommand, gives what it gives written after it
+    for option in (["--task", "rosenbrock"], ["--task-type", "nonconvex"], ["--optim", "adam,sgd"],
+                   ["--study", "adaptive-lr"], ["--split", "val"], ["--metric", "val"],
+                   ["--db", study_db], ["--format", "csv"]):
+        rest = [] if option[0] == "--db" else ["--db", study_db]
+        before = invoke("report", *option, *sub, *rest)
+        after = invoke("report", *sub, *option, *rest)
+        assert before.code == after.code == 0, (option, before.err, after.err)
+        assert before.out == after.out, option
+    # and a filter really filters: the rosenbrock-only output differs from the whole study's
+    narrowed = invoke("report", "--task", "rosenbrock", *sub, "--db", study_db, "--format", "csv")
+    whole = invoke("report", *sub, "--db", study_db, "--format", "csv")
+    if sub[0] not in ("claims",):
+        assert narrowed.out != whole.out, sub
+        assert "noisy-quadratic" not in narrowed.out
+
+
+@pytest.mark.parametrize("sub", [s for s in SUBCOMMANDS if s[0] != "summary"], ids=lambda a: a[0])
+def test_an_option_a_subcommand_does_not_take_is_refused_before_it(study_db, sub):
+    for option in (["--lr", "fixed"], ["--ci", "bootstrap"]):
+        r = invoke("report", *option, *sub, "--db", study_db)
+        assert r.code == 2 and r.out == "", (option, r.err)
+        assert f"option {option[0]} does not apply to `report {sub[0]}`" in r.err
+        assert len(r.err.strip().splitlines()) == 1
+
+
+def test_an_option_given_twice_with_different_values_is_refused(study_db):
+    r = invoke("report", "--task", "rosenbrock", "wins", "--task", "noisy-quadratic",
+               "--db", study_db)
+    assert r.code == 2 and "given twice" in r.err
+    same = invoke("report", "--task", "rosenbrock", "wins", "--task", "rosenbrock",
+                  "--db", study_db)
+    assert same.code == 0, same.err
+
+
+def test_an_unknown_filter_value_is_an_error_with_a_suggestion(study_db):
+    r = invoke("report", "--task", "rosenbrok", "--db", study_db)
+    assert r.code == 2 and "--task: no stored run has task 'rosenbrok' (did you mean 'rosenbrock'?)" in r.err

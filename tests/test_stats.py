@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from adaptbench import comparisons, curves, inference, stats
+from adaptbench import comparisons, curves, inference, protocol, stats
 from adaptbench.errors import UserError
 
 METRIC_COLUMNS = [
@@ -44,6 +44,20 @@ def run(
     if status == "diverged":
         row.update({c: math.nan for c in METRIC_COLUMNS}, diverged_at_step=50)
     return row
+
+
+def tuned(runs: pd.DataFrame) -> pd.DataFrame:
+    """What every report does before a statistic: the tuned protocol's selected runs."""
+    return protocol.select(runs).runs
+
+
+def select_lr(runs: pd.DataFrame) -> pd.DataFrame:
+    """The tuned protocol's selection table (lr, val_mean, selection_n ...)."""
+    return protocol.select(runs).table
+
+
+def tuned_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    return stats.tuned_summary(protocol.select(runs))
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:
@@ -211,7 +225,7 @@ def test_duplicate_runs_are_refused_not_pooled():
     with pytest.raises(UserError, match="seed=0"):
         stats.summary(runs)
     with pytest.raises(UserError):
-        comparisons.win_rates(runs)
+        comparisons.win_rates(tuned(runs))
 
 
 # ---------------------------------------------------------------- select_lr
@@ -224,11 +238,11 @@ def test_select_lr_uses_validation_not_test():
         # lr 0.1: worse validation (0.75), better test (0.90)
         run("t", "adam", 0, 0.90, 0.75, lr=0.1), run("t", "adam", 1, 0.90, 0.75, lr=0.1),
     ])
-    chosen = stats.select_lr(runs)
-    assert list(chosen.columns) == stats.SELECT_COLUMNS
+    chosen = select_lr(runs)
+    assert list(chosen.columns) == list(protocol.SELECTION_SCHEMA)
     assert chosen["lr"].tolist() == [0.01]
     assert chosen["val_mean"].tolist() == [pytest.approx(0.80)]
-    assert stats.tuned_summary(runs)["mean"].tolist() == [pytest.approx(0.70)]
+    assert tuned_summary(runs)["mean"].tolist() == [pytest.approx(0.70)]
 
 
 def test_select_lr_lower_is_better():
@@ -237,7 +251,7 @@ def test_select_lr_lower_is_better():
         for lr, v, t in [(0.001, 30.0, 31.0), (0.01, 20.0, 21.0), (0.1, 25.0, 19.0)]
         for s in range(2)
     ])
-    chosen = stats.select_lr(runs)
+    chosen = select_lr(runs)
     assert chosen["lr"].tolist() == [0.01] and chosen["val_mean"].tolist() == [20.0]
 
 
@@ -252,10 +266,11 @@ def test_select_lr_diverged_counts_as_worst():
         run("t", "sgd", 0, 0.1, lr=0.3), run("t", "sgd", 1, 0.1, lr=0.3),
         diverged("t", "sgd", 2, lr=0.3),
     ])
-    chosen = stats.select_lr(runs).set_index("optimizer")
-    assert chosen.loc["adam", "lr"] == 0.01 and chosen.loc["adam", "diverged"] == 0
+    chosen = select_lr(runs).set_index("optimizer")
+    assert chosen.loc["adam", "lr"] == 0.01 and chosen.loc["adam", "selection_diverged"] == 0
     assert chosen.loc["sgd", "lr"] == 0.3
-    assert chosen.loc["sgd", "n"] == 2 and chosen.loc["sgd", "diverged"] == 1
+    assert chosen.loc["sgd", "selection_n"] == 2 and chosen.loc["sgd", "selection_diverged"] == 1
+    assert not chosen["all_diverged"].any()
     assert chosen.loc["sgd", "val_mean"] == pytest.approx(0.1)
 
 
@@ -264,7 +279,7 @@ def test_select_lr_tie_picks_smaller_lr_and_ignores_non_results():
         run("t", "adam", 0, 0.5, lr=0.1), run("t", "adam", 0, 0.5, lr=0.01),
         run("t", "adam", 1, 0.99, lr=0.3, status="failed"),
     ])
-    assert stats.select_lr(runs)["lr"].tolist() == [0.01]
+    assert select_lr(runs)["lr"].tolist() == [0.01]
 
 
 # ---------------------------------------------------------------- win rates
@@ -313,7 +328,7 @@ def hand_worked_runs() -> pd.DataFrame:
 
 
 def test_win_rates_hand_worked():
-    out = comparisons.win_rates(hand_worked_runs())
+    out = comparisons.win_rates(tuned(hand_worked_runs()))
     assert list(out.columns) == comparisons.WIN_COLUMNS
     got = {(r.task_type, r.optimizer, r.opponent): (r.win_rate, r.tasks, r.pairs)
            for r in out.itertuples()}
@@ -331,7 +346,7 @@ def test_win_rates_hand_worked():
 
 
 def test_pairwise_task_rates_hand_worked():
-    per_task = comparisons.pairwise_task_rates(hand_worked_runs())
+    per_task = comparisons.pairwise_task_rates(tuned(hand_worked_runs()))
     rate = per_task.set_index(["task", "optimizer", "opponent"])
     assert rate.loc[("cls", "adam", "sgd"), "win_rate"] == 0.5
     assert rate.loc[("cls", "adam", "sgd"), "pairs"] == 3
@@ -340,7 +355,7 @@ def test_pairwise_task_rates_hand_worked():
 
 
 def test_win_matrix():
-    matrix = comparisons.win_matrix(comparisons.win_rates(hand_worked_runs()), "vision")
+    matrix = comparisons.win_matrix(comparisons.win_rates(tuned(hand_worked_runs())), "vision")
     assert list(matrix.index) == list(matrix.columns) == ["adam", "rmsprop", "sgd"]
     assert np.isnan(np.diag(matrix.to_numpy())).all()
     assert matrix.loc["adam", "sgd"] == 0.75 and matrix.loc["sgd", "adam"] == 0.25
@@ -348,7 +363,7 @@ def test_win_matrix():
 
 
 def test_win_rates_of_nothing():
-    out = comparisons.win_rates(frame([run("t", "adam", 0, 0.9, status="queued")]))
+    out = comparisons.win_rates(tuned(frame([run("t", "adam", 0, 0.9, status="queued")])))
     assert out.empty and list(out.columns) == comparisons.WIN_COLUMNS
 
 
@@ -413,7 +428,7 @@ def random_runs(seed: int) -> pd.DataFrame:
 @pytest.mark.parametrize("seed", range(5))
 def test_win_rates_match_reference_on_random_runs(seed):
     runs = random_runs(seed)
-    out = comparisons.win_rates(runs)
+    out = comparisons.win_rates(tuned(runs))
     got = {(r.task_type, r.optimizer, r.opponent): (r.win_rate, r.tasks, r.pairs)
            for r in out.itertuples()}
     ref = reference_win_rates(runs)
@@ -422,7 +437,7 @@ def test_win_rates_match_reference_on_random_runs(seed):
         assert got[key][0] == pytest.approx(ref[key][0], abs=1e-12)
         assert got[key][1:] == ref[key][1:]
     # Each paired comparison is shared: the two directions add up to one.
-    per_task = comparisons.pairwise_task_rates(runs).set_index(["task", "optimizer", "opponent"])
+    per_task = comparisons.pairwise_task_rates(tuned(runs)).set_index(["task", "optimizer", "opponent"])
     for (task, a, b), row in per_task.iterrows():
         assert row["win_rate"] + per_task.loc[(task, b, a), "win_rate"] == pytest.approx(1)
 
@@ -447,7 +462,7 @@ def test_ranks_hand_worked():
         # seed 2: c has no run, so the seed is not a complete block
         run("t", "a", 2, 0.1), run("t", "b", 2, 0.2),
     ])
-    out = comparisons.ranks(runs).set_index("optimizer")
+    out = comparisons.ranks(tuned(runs)).set_index("optimizer")
     assert out["rank"].to_dict() == {"a": 1.75, "b": 2.25, "c": 2.0}
     assert set(out["seeds"]) == {2}
 
@@ -464,7 +479,7 @@ def test_friedman_hand_worked():
     values = {"t1": (9, 8, 7), "t2": (9, 7, 8), "t3": (9, 8, 7), "t4": (8, 9, 7)}
     rows = [run(t, o, 0, float(v)) for t, vs in values.items() for o, v in zip("abc", vs)]
     rows.append(run("t5", "a", 0, 1.0))  # incomplete block: left out
-    out = comparisons.friedman(frame(rows))
+    out = comparisons.friedman(tuned(frame(rows)))
     assert out[["task_type", "optimizers", "tasks"]].values.tolist() == [["vision", 3, 4]]
     assert out["statistic"].iloc[0] == pytest.approx(4.5)
     assert out["p_value"].iloc[0] == pytest.approx(math.exp(-2.25))
@@ -479,7 +494,7 @@ def test_pairwise_tests_hand_worked():
     for t in range(5):
         rows += [run(f"t{t}", "adam", 0, 0.9), run(f"t{t}", "sgd", 0, 0.5),
                  run(f"t{t}", "lion", 0, 0.9)]
-    out = comparisons.pairwise_tests(frame(rows)).set_index(["optimizer", "opponent"])
+    out = comparisons.pairwise_tests(tuned(frame(rows))).set_index(["optimizer", "opponent"])
     assert list(out.index) == [("adam", "lion"), ("adam", "sgd"), ("lion", "sgd")]
     assert out.loc[("adam", "sgd"), "p_value"] == pytest.approx(0.0625)
     assert out.loc[("adam", "sgd"), "statistic"] == 0
@@ -492,8 +507,8 @@ def test_pairwise_tests_hand_worked():
 @pytest.mark.parametrize("seed", range(2))
 def test_pairwise_tests_match_scipy_on_random_runs(seed):
     runs = random_runs(seed)
-    out = comparisons.pairwise_tests(runs)
-    per_task = comparisons.pairwise_task_rates(runs)
+    out = comparisons.pairwise_tests(tuned(runs))
+    per_task = comparisons.pairwise_task_rates(tuned(runs))
     for row in out.itertuples():
         part = per_task[(per_task.task_type == row.task_type)
                         & (per_task.optimizer == row.optimizer)
@@ -531,7 +546,7 @@ def profile_runs() -> pd.DataFrame:
 
 
 def test_performance_ratios_hand_worked():
-    out = curves.performance_ratios(profile_runs())
+    out = curves.performance_ratios(tuned(profile_runs()))
     assert list(out.columns) == ["task_type", "task", "optimizer", "cost", "ratio"]
     got = {(r.task, r.optimizer): (r.cost, r.ratio) for r in out.itertuples()}
     assert got == {("t1", "adam"): (120, 1), ("t1", "sgd"): (240, 2),
@@ -540,7 +555,7 @@ def test_performance_ratios_hand_worked():
 
 
 def test_performance_profile_hand_worked():
-    out = curves.performance_profile(curves.performance_ratios(profile_runs()))
+    out = curves.performance_profile(curves.performance_ratios(tuned(profile_runs())))
     got = {(r.optimizer, r.tau): r.fraction for r in out.itertuples()}
     assert got == pytest.approx({("adam", 1.0): 2 / 3, ("adam", 2.0): 2 / 3,
                                  ("sgd", 1.0): 2 / 3, ("sgd", 2.0): 1.0})
@@ -560,11 +575,13 @@ def as_loaded(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-ALL = [stats.summary, stats.tuned_summary, stats.select_lr, comparisons.pairwise_task_rates,
-       comparisons.win_rates, comparisons.ranks, comparisons.mean_ranks, comparisons.friedman,
-       comparisons.pairwise_tests, curves.performance_ratios,
-       lambda runs: curves.performance_profile(curves.performance_ratios(runs)),
-       lambda runs: curves.profile_area(curves.performance_ratios(runs)),
+ALL = [stats.summary, tuned_summary, select_lr,
+       *[lambda runs, f=f: f(tuned(runs)) for f in (
+           comparisons.pairwise_task_rates, comparisons.win_rates, comparisons.ranks,
+           comparisons.mean_ranks, comparisons.friedman, comparisons.pairwise_tests,
+           curves.performance_ratios)],
+       lambda runs: curves.performance_profile(curves.performance_ratios(tuned(runs))),
+       lambda runs: curves.profile_area(curves.performance_ratios(tuned(runs))),
        lambda runs: stats.lr_sensitivity(runs)[1]]
 
 
@@ -574,15 +591,15 @@ def test_every_report_accepts_no_runs(function):
     out = function(empty)
     assert out.empty and not any(dtype == object for dtype in out.dtypes[
         [c for c in out.columns if c not in ("task", "task_type", "optimizer", "opponent",
-                                             "metric_name", "better")]])
+                                             "metric_name", "better", "source")]])
 
 
 def test_loaded_dtypes_give_the_same_numbers():
     runs = profile_runs()
-    pd.testing.assert_frame_equal(curves.performance_ratios(as_loaded(runs)),
-                                  curves.performance_ratios(runs))
+    pd.testing.assert_frame_equal(curves.performance_ratios(tuned(as_loaded(runs))),
+                                  curves.performance_ratios(tuned(runs)))
     runs = hand_worked_runs()
-    pd.testing.assert_frame_equal(comparisons.win_rates(as_loaded(runs)), comparisons.win_rates(runs))
+    pd.testing.assert_frame_equal(comparisons.win_rates(tuned(as_loaded(runs))), comparisons.win_rates(tuned(runs)))
 
 
 # ---------------------------------------------------------------- imports

@@ -13,7 +13,8 @@ from scipy import stats as sps
 
 from adaptbench import claims, comparisons, curves, stats
 from adaptbench.errors import UserError
-from tests.test_stats import diverged, frame, profile_runs, random_runs, run
+from tests.test_stats import (diverged, frame, profile_runs, random_runs, run, select_lr, tuned,
+                              tuned_summary)
 
 
 # ---------------------------------------------------------------- summary, vectorised
@@ -60,10 +61,13 @@ def test_summary_bootstrap_is_scipys_bca_per_group():
 
 def test_tuned_summary_is_summary_at_the_chosen_lr():
     runs = random_runs(1)
-    tuned = stats.tuned_summary(runs)
-    chosen = stats.select_lr(runs)
+    tuned = tuned_summary(runs)
+    chosen = select_lr(runs)
     merged = stats.summary(runs).merge(chosen[["task", "optimizer", "lr"]])
-    pd.testing.assert_frame_equal(tuned, merged[tuned.columns].reset_index(drop=True))
+    columns = list(stats.SUMMARY_SCHEMA)
+    pd.testing.assert_frame_equal(tuned[columns], merged[columns].reset_index(drop=True))
+    assert (tuned["source"] == "selection").all()  # no evaluation runs: optimistic, and said so
+    assert (tuned["selection_n"] == tuned["n"]).all() and (tuned["eval_n"] == 0).all()
 
 
 # ---------------------------------------------------------------- lr sensitivity
@@ -119,8 +123,8 @@ def test_lr_sensitivity_lower_is_better():
 @pytest.mark.parametrize("seed", range(2))
 def test_win_rate_intervals_are_percentile_bootstraps_over_tasks(seed):
     runs = random_runs(seed)
-    rates = comparisons.win_rates(runs)
-    per_task = comparisons.pairwise_task_rates(runs)
+    rates = comparisons.win_rates(tuned(runs))
+    per_task = comparisons.pairwise_task_rates(tuned(runs))
     for row in rates.itertuples():
         part = per_task[(per_task.task_type == row.task_type) & (per_task.optimizer == row.optimizer)
                         & (per_task.opponent == row.opponent)].sort_values("task")
@@ -143,7 +147,7 @@ def test_mean_ranks_use_only_tasks_with_every_optimizer():
     values = {"t1": (0.9, 0.8, 0.7), "t2": (0.7, 0.9, 0.8)}
     rows = [run(t, o, 0, v) for t, vs in values.items() for o, v in zip("abc", vs)]
     rows += [run("t3", "a", 0, 0.1), run("t3", "b", 0, 0.9)]
-    out = comparisons.mean_ranks(frame(rows)).set_index("optimizer")
+    out = comparisons.mean_ranks(tuned(frame(rows))).set_index("optimizer")
     assert out["mean_rank"].to_dict() == {"a": 2.0, "b": 1.5, "c": 2.5}
     assert set(out["tasks"]) == {2} and set(out["left_out"]) == {1}
 
@@ -155,13 +159,13 @@ def test_pairwise_tests_flag_significant_pairs_after_holm():
     for t in range(7):
         rows += [run(f"t{t}", "adam", 0, 0.9), run(f"t{t}", "sgd", 0, 0.5),
                  run(f"t{t}", "lion", 0, 0.9)]
-    out = comparisons.pairwise_tests(frame(rows)).set_index(["optimizer", "opponent"])
+    out = comparisons.pairwise_tests(tuned(frame(rows))).set_index(["optimizer", "opponent"])
     assert out.loc[("adam", "sgd"), "p_value"] == pytest.approx(2 / 128)
     assert out.loc[("adam", "sgd"), "p_holm"] == pytest.approx(3 * 2 / 128)
     assert bool(out.loc[("adam", "sgd"), "significant"]) and out.loc[("adam", "sgd"), "better"] == "adam"
     assert bool(out.loc[("lion", "sgd"), "significant"]) and out.loc[("lion", "sgd"), "better"] == "lion"
     assert not out.loc[("adam", "lion"), "significant"] and out.loc[("adam", "lion"), "better"] == ""
-    fried = comparisons.friedman(frame(rows))
+    fried = comparisons.friedman(tuned(frame(rows)))
     ref = sps.friedmanchisquare([1.5] * 7, [1.5] * 7, [3.0] * 7)
     assert fried["p_value"].iloc[0] == pytest.approx(ref.pvalue) and bool(fried["significant"].iloc[0])
 
@@ -184,7 +188,7 @@ def compare_runs() -> pd.DataFrame:
 
 
 def test_compare_per_task_matches_scipy():
-    per_task, overall = comparisons.compare(compare_runs(), "adam", "sgd")
+    per_task, overall = comparisons.compare(tuned(compare_runs()), "adam", "sgd")
     a = per_task.set_index("task").loc["a"]
     d = np.array([0.9, 0.8, 0.85, 0.75]) - np.array([0.8, 0.6, 0.7, 0.7])
     ref = sps.ttest_rel([0.9, 0.8, 0.85, 0.75], [0.8, 0.6, 0.7, 0.7])
@@ -205,7 +209,7 @@ def test_compare_per_task_matches_scipy():
 
 
 def test_compare_over_tasks():
-    _, overall = comparisons.compare(compare_runs(), "adam", "sgd")
+    _, overall = comparisons.compare(tuned(compare_runs()), "adam", "sgd")
     row = overall.iloc[0]  # one task type: no "(all)" row
     assert len(overall) == 1 and row["task_type"] == "vision"
     assert (row["tasks"], row["a_wins"], row["b_wins"], row["even"]) == (3, 2, 0, 1)
@@ -217,9 +221,9 @@ def test_compare_over_tasks():
 
 def test_compare_refuses_unknown_or_equal_optimizers():
     with pytest.raises(UserError, match="'lion'.*adam, sgd"):
-        comparisons.compare(compare_runs(), "adam", "lion")
+        comparisons.compare(tuned(compare_runs()), "adam", "lion")
     with pytest.raises(UserError, match="two different"):
-        comparisons.compare(compare_runs(), "adam", "adam")
+        comparisons.compare(tuned(compare_runs()), "adam", "adam")
 
 
 # ---------------------------------------------------------------- profiles and curves
@@ -228,11 +232,11 @@ def test_compare_refuses_unknown_or_equal_optimizers():
 def test_profile_area_closed_form():
     # Ratios (see tests.test_stats.profile_runs): adam 1, ∞, 1; sgd 2, 1, 1.
     # area = mean over tasks of max(0, 4 - r) / 3: adam (1 + 0 + 1) / 3, sgd (2/3 + 1 + 1) / 3.
-    area = curves.profile_area(curves.performance_ratios(profile_runs())).set_index("optimizer")
+    area = curves.profile_area(curves.performance_ratios(tuned(profile_runs()))).set_index("optimizer")
     assert area.loc["adam", "area"] == pytest.approx(2 / 3)
     assert area.loc["sgd", "area"] == pytest.approx(8 / 9)
     assert (area.loc["adam", "solved"], area.loc["sgd", "solved"]) == (2, 3)
-    at = curves.profile_at(curves.performance_ratios(profile_runs()), (1.0, 2.0)).set_index("optimizer")
+    at = curves.profile_at(curves.performance_ratios(tuned(profile_runs())), (1.0, 2.0)).set_index("optimizer")
     assert at.loc["sgd", "rho_1"] == pytest.approx(2 / 3) and at.loc["sgd", "rho_2"] == 1.0
 
 
@@ -262,7 +266,7 @@ def speed_fixture() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_values_at_nearest_step_ties_and_divergence():
     runs, pts = speed_fixture()
-    values = curves.values_at(runs, pts).set_index(["optimizer", "fraction"])
+    values = curves.values_at(tuned(runs), pts).set_index(["optimizer", "fraction"])
     assert values.loc[("fast", 0.1), "step"] == 0 and values.loc[("fast", 0.1), "score"] == 0.5
     assert values.loc[("slow", 0.25), "score"] == 0.3
     assert values.loc[("boom", 0.25), "score"] == 0.9
@@ -271,7 +275,7 @@ def test_values_at_nearest_step_ties_and_divergence():
 
 def test_speed_ranks_hand_worked():
     runs, pts = speed_fixture()
-    by_task, by_type = curves.speed(runs, pts)
+    by_task, by_type = curves.speed(tuned(runs), pts)
     got = by_task.set_index("optimizer")[["rank_10", "rank_25", "rank_100"]].to_dict("index")
     assert got == {"boom": {"rank_10": 1.0, "rank_25": 1.0, "rank_100": 3.0},
                    "fast": {"rank_10": 2.5, "rank_25": 2.0, "rank_100": 2.0},
@@ -322,8 +326,8 @@ def claims_world(sparse_tasks: int = 2, seeds: int = 3, drop: tuple[str, str] | 
 
 def test_claims_supported_and_not_on_a_decisive_world():
     runs, pts = claims_world(sparse_tasks=4)
-    assert sorted(claims.curve_run_ids(runs)) == sorted(runs["id"])
-    verdicts, statistics, missing = claims.check(runs, pts)
+    assert sorted(claims.curve_run_ids(tuned(runs))) == sorted(runs["id"])
+    verdicts, statistics, missing = claims.check(tuned(runs), pts)
     got = verdicts.set_index("claim")["verdict"].to_dict()
     # (a): adam is top on all 6 tasks (CP lower bound 0.54 > 0.5) and fastest on all 6.
     # (b): rmsprop beats sgd and momentum on every sparse task. (c): adagrad rank 1 -> 4.
@@ -338,7 +342,7 @@ def test_claims_supported_and_not_on_a_decisive_world():
 
 def test_claims_with_few_tasks_are_not_supported_and_say_why():
     runs, pts = claims_world(sparse_tasks=2)  # 4 tasks: 4 of 4 -> CP lower bound 0.40
-    verdicts, statistics, _ = claims.check(runs, pts)
+    verdicts, statistics, _ = claims.check(tuned(runs), pts)
     row = verdicts.set_index("claim").loc["a"]
     assert row["verdict"] == "not supported"
     assert "1.00 [0.40, 1.00]: the interval does not lie above 0.5" in row["reason"]
@@ -346,7 +350,7 @@ def test_claims_with_few_tasks_are_not_supported_and_say_why():
 
 def test_claims_not_enough_data_names_the_missing_runs():
     runs, pts = claims_world(sparse_tasks=2, drop=("sp1", "rmsprop"))
-    verdicts, statistics, missing = claims.check(runs, pts)
+    verdicts, statistics, missing = claims.check(tuned(runs), pts)
     b = verdicts.set_index("claim").loc["b"]
     assert b["verdict"] == "not enough data"
     assert "sp1 x rmsprop (0 of 5 seeds)" in b["reason"] and "found 1 (sp0)" in b["reason"]
@@ -355,15 +359,15 @@ def test_claims_not_enough_data_names_the_missing_runs():
     assert verdicts.set_index("claim").loc["c", "verdict"] == "supported"
     # two seeds are not enough for a (task, optimizer) to count
     few, _ = claims_world(seeds=2)
-    verdicts, statistics, _ = claims.check(few, None)
+    verdicts, statistics, _ = claims.check(tuned(few), None)
     assert set(verdicts["verdict"]) == {"not enough data"} and statistics.empty
 
 
 def test_claims_without_curves_or_runs():
     runs, _ = claims_world(sparse_tasks=2)
-    verdicts, _, _ = claims.check(runs, None)
+    verdicts, _, _ = claims.check(tuned(runs), None)
     assert verdicts.set_index("claim").loc["c", "reason"].startswith("no training-loss curves")
-    verdicts, statistics, missing = claims.check(runs.iloc[:0], None)
+    verdicts, statistics, missing = claims.check(tuned(runs.iloc[:0]), None)
     assert set(verdicts["verdict"]) == {"not enough data"} and missing.empty
     assert "no task of type 'sparse' has results" in verdicts.set_index("claim").loc["b", "reason"]
 

@@ -1,0 +1,56 @@
+"""The words adaptbench stores and prints, as types: run statuses, run roles and data splits.
+
+Each value is the exact string in the database, on the command line and in output, so the enums
+compare equal to their strings (``Status.done == "done"``).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Status(str, Enum):
+    """Where a run is in its life: queued → running → done | diverged | failed; or cancelled."""
+
+    queued = "queued"
+    running = "running"
+    done = "done"
+    diverged = "diverged"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @classmethod
+    def results(cls) -> tuple[str, ...]:
+        """The statuses that are results: a diverged run is a result (the worst one)."""
+        return (cls.done.value, cls.diverged.value)
+
+    @classmethod
+    def active(cls) -> tuple[str, ...]:
+        return (cls.queued.value, cls.running.value)
+
+    @classmethod
+    def retryable(cls) -> tuple[str, ...]:
+        return (cls.failed.value, cls.diverged.value, cls.cancelled.value)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(s.value for s in cls)
+
+
+class Role(str, Enum):
+    """Why a run exists: to choose the lr (selection), or to measure the chosen one (evaluation)."""
+
+    selection = "selection"
+    evaluation = "evaluation"
+
+
+class Split(str, Enum):
+    """A data split: the final figures and curves are stored per split."""
+
+    test = "test"
+    val = "val"
+    train = "train"
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(s.value for s in cls)
