@@ -471,6 +471,7 @@ def optims(fmt: FormatOpt = Format.table) -> None:
 
 
 from adaptbench import report_cli  # noqa: E402  (registers the report commands on report_app)
+from adaptbench import db_cli  # noqa: E402,F401  (registers `adaptbench db ...`)
 
 
 def main(argv: list[str] | None = None) -> None:
