@@ -472,6 +472,7 @@ def optims(fmt: FormatOpt = Format.table) -> None:
 
 
 from adaptbench import report_cli  # noqa: E402  (registers the report commands on report_app)
+from adaptbench import db_cli  # noqa: E402,F401  (registers `adaptbench db ...`)
 
 
 # the flag of each setting a core error can be about (`UserError.about`)

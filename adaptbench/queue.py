@@ -35,14 +35,22 @@ ACTIVE = Status.active()
 RESULT_STATUSES = Status.results()
 STATUSES = Status.names()
 RETRYABLE = Status.retryable()
+# Every column of `runs` is in exactly one of these two (a test checks): a new column forces a
+# decision about what retrying a run does to it.
 _SPEC_AND_LIFECYCLE = {
     "id", "spec_hash", "task", "task_type", "metric_name", "higher_is_better", "target",
     "optimizer", "params", "schedule", "lr", "seed", "steps", "batch_size", "eval_every", "study",
-    "device_request", "status", "attempts", "worker", "lease_expires_at", "created_at",
-    "started_at", "finished_at", "error",
+    "device_request", "role", "fingerprint", "eval_seeds", "task_steps", "task_batch_size",
+    "status", "attempts", "worker", "lease_expires_at", "created_at", "started_at",
+    "finished_at", "error",
 }
 # what a result wrote (metrics, curve summary, provenance): cleared when a run is retried
-OUTCOME_COLUMNS = tuple(c.name for c in Run.__table__.columns if c.name not in _SPEC_AND_LIFECYCLE)
+OUTCOME_COLUMNS = (
+    "final_train_loss", "final_val_loss", "final_test_loss",
+    "final_train_metric", "final_val_metric", "final_test_metric",
+    "best_val_metric", "best_val_step", "steps_to_target", "wall_seconds", "diverged_at_step",
+    "trajectory", "device", "torch_version", "package_version", "host",
+)
 
 
 def new_worker_id() -> str:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,9 @@ from sqlalchemy.pool import NullPool
 
 from adaptbench.errors import UserError
 
-SCHEMA_VERSION = 2  # 2: runs.trajectory. Bump on every change to the tables below.
+# Bump on every change to the tables below, and add the upgrade to MIGRATIONS.
+# 2: runs.trajectory; 3: runs.role, fingerprint, eval_seeds, task_steps, task_batch_size
+SCHEMA_VERSION = 3
 DEFAULT_URL = "sqlite:///results.db"
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING, which claiming relies on
@@ -57,8 +61,12 @@ class Run(Base):
     """One run: its spec, its place in the queue's lifecycle, its outcome and provenance."""
 
     __tablename__ = "runs"
-    # claiming picks the oldest queued run: one index walk instead of a sort
-    __table_args__ = (sa.Index("ix_runs_status_id", "status", "id"),)
+    __table_args__ = (
+        # claiming picks the oldest queued run: one index walk instead of a sort
+        sa.Index("ix_runs_status_id", "status", "id"),
+        # a run's selection group: the runs of one task, optimizer, study and role
+        sa.Index("ix_runs_selection_group", "task", "optimizer", "study", "role"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     spec_hash: Mapped[str] = mapped_column(sa.String(32), unique=True)
@@ -106,6 +114,13 @@ class Run(Base):
     torch_version: Mapped[str | None] = mapped_column(sa.String(50))
     package_version: Mapped[str | None] = mapped_column(sa.String(50))
     host: Mapped[str | None] = mapped_column(sa.String(200))
+    # spec, schema 3. Last, so that an upgraded table (ALTER TABLE appends) and a new one have
+    # the same column order. Server defaults, so that an upgrade fills in the old rows.
+    role: Mapped[str] = mapped_column(sa.String(16), default="selection", server_default="selection")
+    fingerprint: Mapped[str | None] = mapped_column(sa.String(32))  # tasks.fingerprint at queue time
+    eval_seeds: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    task_steps: Mapped[int | None] = mapped_column(sa.Integer)  # the task's default budget
+    task_batch_size: Mapped[int | None] = mapped_column(sa.Integer)
 
 
 class CurvePoint(Base):
@@ -238,6 +253,15 @@ def make_engine(db: str | None = None, create: bool = True) -> Engine:
     `create=False` is for commands that only read: a missing SQLite file is an error instead of
     a new empty database.
     """
+    engine = _open(db, create, upgrading=False)
+    ensure_schema(engine, create)
+    return engine
+
+
+def _open(db: str | None, create: bool, upgrading: bool) -> Engine:
+    """An engine for the URL, its schema not yet checked. An existing SQLite file whose schema
+    version is refused is refused here, before the engine's first connection can write to it
+    (by switching it to WAL mode)."""
     raw = resolve_url(db)
     try:
         url = make_url(raw)
@@ -254,6 +278,8 @@ def make_engine(db: str | None = None, create: bool = True) -> Engine:
         if path is not None:
             _check_sqlite_file(path, create)
             _refuse_network_fs(path)
+            if path.exists():
+                _peek_sqlite(path, url, create, upgrading)
         kwargs["connect_args"] = {"timeout": _busy_timeout_ms() / 1000}
     else:
         # a connection per transaction: workers write rarely (claim, heartbeat, finish), and
@@ -273,8 +299,41 @@ def make_engine(db: str | None = None, create: bool = True) -> Engine:
         ) from None
     if is_sqlite:
         _configure_sqlite(engine)
-    ensure_schema(engine, create)
     return engine
+
+
+def _peek_sqlite(path: Path, url: sa.URL, create: bool, upgrading: bool) -> None:
+    """Check an SQLite file's schema version with a plain connection that only reads (closing
+    it leaves the file byte-identical, whatever its journal mode)."""
+    try:
+        conn = sqlite3.connect(path, timeout=_busy_timeout_ms() / 1000)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = None
+            if "adaptbench_meta" in tables:
+                row = conn.execute(
+                    "SELECT value FROM adaptbench_meta WHERE key = 'schema_version'"
+                ).fetchone()
+                version = row[0] if row else None
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise UserError(f"cannot open database {url!r}: {_first_line(exc)}") from None
+    if "adaptbench_meta" in tables:
+        _check_version(url, version, upgrading)
+    elif not create or "runs" in tables:
+        _refuse_foreign(url, "runs" in tables)
+
+
+def _refuse_foreign(url: sa.URL, has_runs: bool) -> None:
+    if has_runs:
+        raise UserError(
+            f"database {url!r} has a 'runs' table that adaptbench did not write; use another database"
+        )
+    raise UserError(
+        f"database {url!r} holds no adaptbench results (no tables yet); queue runs first "
+        "(`adaptbench run ...`) or point --db at another database"
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -348,10 +407,7 @@ def ensure_schema(engine: Engine, create: bool = True) -> None:
     try:
         has_meta = sa.inspect(engine).has_table("adaptbench_meta")
         if not has_meta and not create:
-            raise UserError(
-                f"database {engine.url!r} holds no adaptbench results (no tables yet); queue runs "
-                "first (`adaptbench run ...`) or point --db at another database"
-            )
+            _refuse_foreign(engine.url, sa.inspect(engine).has_table("runs"))
         if not has_meta:
             _create_schema(engine)
         with read(engine) as conn:
@@ -362,7 +418,7 @@ def ensure_schema(engine: Engine, create: bool = True) -> None:
         raise UserError(f"cannot open database {engine.url!r}: {_first_line(exc.orig)}") from None
     except SQLAlchemyError as exc:
         raise UserError(f"cannot open database {engine.url!r}: {_first_line(exc)}") from None
-    _check_version(engine, version)
+    _check_version(engine.url, version)
     _check_columns(engine)
 
 
@@ -387,10 +443,7 @@ def _create_schema(engine: Engine) -> None:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
         inspector = sa.inspect(conn)
         if inspector.has_table("runs") and not inspector.has_table("adaptbench_meta"):
-            raise UserError(
-                f"database {engine.url!r} has a 'runs' table that adaptbench did not write; "
-                "use another database"
-            )
+            _refuse_foreign(engine.url, True)
         Base.metadata.create_all(conn)  # only the missing tables
         has_version = conn.execute(
             sa.select(Meta.value).where(Meta.key == "schema_version")
@@ -399,14 +452,20 @@ def _create_schema(engine: Engine) -> None:
             conn.execute(sa.insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
 
 
-def _check_version(engine: Engine, version: str | None) -> None:
-    try:
-        found = int(version) if version is not None else None
-    except ValueError:
-        found = None
-    if found == SCHEMA_VERSION:
+def _check_version(url: sa.URL, version: str | None, upgrading: bool = False) -> None:
+    """Refuse a schema version other than this adaptbench's (when upgrading: other than one
+    `upgrade` can start from), saying what to do."""
+    found = _parse_version(version)
+    if found == SCHEMA_VERSION or (upgrading and found in MIGRATIONS):
         return
-    if found is not None and found > SCHEMA_VERSION:
+    if found in MIGRATIONS:
+        advice = f"run `adaptbench db upgrade --db {shlex.quote(repr(url))}`"
+    elif upgrading and found is not None and found < SCHEMA_VERSION:
+        advice = (
+            f"`adaptbench db upgrade` starts from schema version {min(MIGRATIONS)} or later; read "
+            "or export it with the adaptbench that wrote it, or start a new database (--db)"
+        )
+    elif found is not None and found > SCHEMA_VERSION:
         advice = "a newer adaptbench wrote it; upgrade adaptbench (pip install -U adaptbench)"
     else:
         advice = (
@@ -414,9 +473,83 @@ def _check_version(engine: Engine, version: str | None) -> None:
             "database (--db)"
         )
     raise UserError(
-        f"database {engine.url!r} has schema version {version}, this adaptbench uses "
+        f"database {url!r} has schema version {version}, this adaptbench uses "
         f"{SCHEMA_VERSION}: {advice}"
     )
+
+
+def _parse_version(version: str | None) -> int | None:
+    try:
+        return int(version) if version is not None else None
+    except ValueError:
+        return None
+
+
+# --- upgrades ---------------------------------------------------------------------------------
+
+def _migrate_2_to_3(conn: Connection) -> str:
+    # The columns as schema 3 defines them, written out here rather than taken from `Run`, so
+    # that this step stays what it is when a later schema changes the model.
+    columns = [
+        sa.Column("role", sa.String(16), nullable=False, server_default="selection"),
+        sa.Column("fingerprint", sa.String(32)),
+        sa.Column("eval_seeds", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("task_steps", sa.Integer),
+        sa.Column("task_batch_size", sa.Integer),
+    ]
+    sa.Table("runs", sa.MetaData(), *columns)  # CreateColumn compiles columns of a table
+    for column in columns:
+        ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {ddl}")
+    conn.exec_driver_sql("CREATE INDEX ix_runs_selection_group ON runs (task, optimizer, study, role)")
+    return f"added columns {', '.join(c.name for c in columns)} and index ix_runs_selection_group"
+
+
+# from_version -> the step to from_version + 1, run inside `upgrade`'s transaction; says what it did
+MIGRATIONS: dict[int, Callable[[Connection], str]] = {2: _migrate_2_to_3}
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """What `upgrade` did: from and to which schema version, and each step's account."""
+
+    url: str
+    from_version: int
+    to_version: int
+    steps: tuple[str, ...]
+
+
+def upgrade(db: str | None = None) -> Upgrade:
+    """Upgrade a database written by an older adaptbench to SCHEMA_VERSION, in place, in one
+    transaction (every step and the new version number, or nothing). A database already at
+    SCHEMA_VERSION is left as it is; one with a version no step starts from is refused before
+    anything is written."""
+    engine = _open(db, create=False, upgrading=True)
+    try:
+        with write(engine) as conn:
+            if conn.dialect.name == "postgresql":  # one upgrade at a time, and not during a create
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+            inspector = sa.inspect(conn)
+            if not inspector.has_table("adaptbench_meta"):
+                _refuse_foreign(engine.url, inspector.has_table("runs"))
+            version = conn.execute(
+                sa.select(Meta.value).where(Meta.key == "schema_version")
+            ).scalar_one_or_none()
+            _check_version(engine.url, version, upgrading=True)
+            start = found = int(version)  # type: ignore[arg-type]  # _check_version vouched
+            steps = []
+            while found < SCHEMA_VERSION:
+                steps.append(MIGRATIONS[found](conn))
+                found += 1
+            if steps:
+                conn.execute(sa.update(Meta).where(Meta.key == "schema_version").values(value=str(found)))
+    except OperationalError as exc:
+        raise UserError(f"cannot upgrade database {engine.url!r}: {_first_line(exc.orig)}") from None
+    except SQLAlchemyError as exc:
+        raise UserError(f"cannot upgrade database {engine.url!r}: {_first_line(exc)}") from None
+    ensure_schema(engine, create=False)  # what every other command will find
+    engine.dispose()
+    return Upgrade(repr(engine.url), start, found, tuple(steps))
 
 
 def _first_line(exc: object) -> str:

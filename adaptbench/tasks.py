@@ -216,6 +216,48 @@ def get_task(name: str, tasks_dirs: Sequence[str | Path] = ()) -> Task:
     return tasks[name]
 
 
+# Task fields that do not change what a run computes: left out of the fingerprint. Every other
+# field is in it, so a field added to Task counts unless it is named here.
+_NOT_FINGERPRINTED = frozenset({"description", "build", "source"})
+
+
+def fingerprint(task: Task) -> str:
+    """A short hash of a task's definition, to tell runs of an edited task from the old ones.
+
+    It covers the source of the file that defines the task (as it is on disk now), the helper
+    files beside it whose name starts with ``_`` (``_common.py``, ``__init__.py``: shared code
+    changes the data too) and the task's settings (every field but the description). Other task
+    files in the folder do not count. 16 hex digits of a SHA-256.
+    """
+    import json
+    from dataclasses import fields
+
+    settings = {f.name: getattr(task, f.name) for f in fields(task) if f.name not in _NOT_FINGERPRINTED}
+    settings["lrs"] = [float(lr) for lr in task.lrs]
+    settings["build"] = getattr(task.build, "__qualname__", type(task.build).__name__)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=repr).encode())
+    path = _defining_file(task)
+    if path is not None:
+        helpers = sorted(p for p in path.parent.glob("_*.py") if p != path)
+        for file in [path, *helpers]:
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                raise UserError(f"task {task.name!r}: cannot read {file}: {exc.strerror}") from None
+            digest.update(b"\0" + file.name.encode() + b"\0" + data)
+    return digest.hexdigest()[:16]
+
+
+def _defining_file(task: Task) -> Path | None:
+    """The file that defines the task: its `source` (set when a task folder is loaded), else the
+    file of the module its build function comes from (a Task made in code)."""
+    if task.source and Path(task.source).is_file():
+        return Path(task.source)
+    module = sys.modules.get(getattr(task.build, "__module__", None) or "")
+    file = getattr(module, "__file__", None)
+    return Path(file) if file and Path(file).is_file() else None
+
+
 TIMINGS_FILE = "timings.json"
 
 

@@ -380,3 +380,25 @@ def test_cancel_without_a_database_creates_none(cli, workdir):
     r = cli("cancel", "--all", "--db", "missing.db")
     assert r.code == 2 and "no results database" in r.err
     assert not (workdir / "missing.db").exists()
+
+
+def test_every_run_column_is_either_kept_or_cleared_by_retry():
+    """A new column of `runs` must be put in one of the two lists: kept on retry, or cleared."""
+    columns = {c.name for c in Run.__table__.columns}
+    kept, cleared = queue._SPEC_AND_LIFECYCLE, set(queue.OUTCOME_COLUMNS)
+    assert not kept & cleared
+    assert kept | cleared == columns
+    assert {"role", "fingerprint", "eval_seeds", "task_steps", "task_batch_size"} <= kept
+
+
+def test_retry_keeps_the_schema3_spec_columns(engine):
+    [q] = queue.enqueue(engine, specs(1), TASKS)
+    kept = {"role": "evaluation", "fingerprint": "0123456789abcdef", "eval_seeds": 3,
+            "task_steps": 5, "task_batch_size": 8}
+    with store.write(engine) as conn:
+        conn.execute(sa.update(Run).where(Run.id == q.run_id).values(**kept))
+    queue.finish(engine, queue.claim(engine, "w"), {"status": "failed", "error": "boom", "host": "h"}, [POINT])
+    assert queue.retry(engine, Selection()) == {"failed": 1, "diverged": 0, "cancelled": 0}
+    r = rows(engine)[q.run_id]
+    assert {k: r[k] for k in kept} == kept
+    assert r["host"] is None and r["status"] == "queued"
