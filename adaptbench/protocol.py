@@ -186,7 +186,7 @@ def check_unique(runs: pd.DataFrame) -> None:
             f"{int(dup.groupby(keys).ngroups)} (task, optimizer, lr, seed) combinations have "
             f"several runs, e.g. task={row['task']!r} optimizer={row['optimizer']!r} "
             f"lr={row['lr']:g} seed={int(row['seed'])}, stored under the studies "
-            f"{', '.join(studies)}; report on one study at a time"
+            f"{', '.join(studies)}; report on one study at a time", about="study"
         )
 
 
