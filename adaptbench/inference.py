@@ -214,13 +214,43 @@ def resample_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
     return np.bincount(flat, minlength=n_resamples * n).reshape(n_resamples, n).astype(float)
 
 
+def row_sums(rows: np.ndarray) -> np.ndarray:
+    """Sum of each row of a (groups, n) array, added in column order, one row at a time.
+
+    Unlike a BLAS product or numpy's pairwise reduction, whose order of additions can depend on
+    the array's shape, this gives each row the same bits whatever the other rows are.
+    """
+    total = np.zeros(rows.shape[0])
+    for column in rows.T:
+        total += column
+    return total
+
+
+def resample_means(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Mean of each bootstrap resample of each row: (groups, n) rows and (n_resamples, n)
+    counts give (groups, n_resamples).
+
+    Each mean is Σ_j counts_j · x_j added in column order (as `row_sums` does), then / n. So a
+    row's numbers never depend on the other rows, and a resample that is a permutation of the
+    data (every count 1) adds the same values in the same order as `row_sums(rows) / n`: it
+    ties with the sample mean exactly, as it should, instead of landing a rounding error to
+    either side of it.
+    """
+    n = rows.shape[1]
+    total = np.zeros((rows.shape[0], counts.shape[0]))  # (groups, n_resamples)
+    for j, column in enumerate(np.ascontiguousarray(counts.T)):
+        total += rows[:, j, None] * column
+    return total / n
+
+
 def percentile_bootstrap(
     rows: np.ndarray, confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap interval of the mean of each row of a (groups, n) array
     (`scipy.stats.bootstrap(..., method='percentile')` with the same seed, row by row).
 
-    All rows share one set of resamples (as scipy would draw for each of them). n < 2 gives
+    All rows share one set of resamples (as scipy would draw for each of them); each row's
+    interval is the same whichever other rows come with it (see `resample_means`). n < 2 gives
     NaN; a row of equal values gives the zero-width interval.
     """
     rows = np.atleast_2d(np.asarray(rows, dtype=float))
@@ -228,7 +258,7 @@ def percentile_bootstrap(
     if n < 2 or groups == 0:
         nan = np.full(groups, np.nan)
         return nan, nan.copy()
-    means = rows @ resample_counts(n, n_resamples, seed).T / n  # (groups, n_resamples)
+    means = resample_means(rows, resample_counts(n, n_resamples, seed))  # (groups, n_resamples)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha], axis=1)
     same = np.ptp(rows, axis=1) == 0
@@ -259,10 +289,14 @@ def bca_bootstrap(
 
     Efron & Tibshirani (1993), 14.3: the bias correction z0 = Φ⁻¹(share of resample means
     below the mean, ties counted half), the acceleration from the jackknife means, and the
-    percentiles Φ(z0 + (z0 + z_α) / (1 - a (z0 + z_α))) of the resample means. The resample
-    means are computed as counts · values, and the mean itself the same way, so a resample
-    that is a permutation of the data ties with it exactly (scipy's summation may break such
-    a tie by one unit in the last place; the intervals then differ within that rounding).
+    percentiles Φ(z0 + (z0 + z_α) / (1 - a (z0 + z_α))) of the resample means.
+
+    Every sum is added in column order, one row at a time (`row_sums`, `resample_means`), so a
+    row's interval is bitwise the same whichever other rows are computed in the same call, and
+    a resample that is a permutation of the data ties with the sample mean exactly. scipy's
+    summation order may break such a tie by one unit in the last place, to either side; where
+    permutations are a sizeable share of the resamples (n ≤ 5 or so) that moves its z0 and its
+    interval visibly, and there the two differ.
     n < 2 gives NaN; a row of equal values the zero-width interval (BCa itself is undefined).
     """
     rows = np.atleast_2d(np.asarray(rows, dtype=float))
@@ -275,14 +309,15 @@ def bca_bootstrap(
     z_low, z_high = special.ndtri(alpha), special.ndtri(1 - alpha)
     for start in range(0, groups, BLOCK):
         x = rows[start:start + BLOCK]
-        boot = x @ counts.T / n  # (block, n_resamples)
-        theta = (x @ np.ones(n) / n)[:, None]
+        boot = resample_means(x, counts)  # (block, n_resamples)
+        total = row_sums(x)
+        theta = (total / n)[:, None]
         share = ((boot < theta).sum(axis=1) + (boot <= theta).sum(axis=1)) / (2 * n_resamples)
         z0 = special.ndtri(share)
-        jack = (x.sum(axis=1, keepdims=True) - x) / (n - 1)
-        u = (n - 1) * (jack.mean(axis=1, keepdims=True) - jack)
+        jack = (total[:, None] - x) / (n - 1)
+        u = (n - 1) * ((row_sums(jack) / n)[:, None] - jack)
         with np.errstate(invalid="ignore", divide="ignore"):
-            accel = (u**3).sum(axis=1) / n**3 / (6 * ((u**2).sum(axis=1) / n**2) ** 1.5)
+            accel = row_sums(u**3) / n**3 / (6 * (row_sums(u**2) / n**2) ** 1.5)
             q_low = special.ndtr(z0 + (z0 + z_low) / (1 - accel * (z0 + z_low)))
             q_high = special.ndtr(z0 + (z0 + z_high) / (1 - accel * (z0 + z_high)))
         boot.sort(axis=1)
@@ -291,4 +326,3 @@ def bca_bootstrap(
     same = np.ptp(rows, axis=1) == 0
     low[same] = high[same] = rows[same, 0]
     return low, high
-

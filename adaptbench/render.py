@@ -1,7 +1,8 @@
 """Rendering any DataFrame as a Rich table, CSV, JSON or Markdown.
 
-CSV and JSON are data: every value at full precision, NaN as empty (CSV) or null (JSON), no
-title. The table and Markdown are for reading: numbers shortened, missing values as '-'. When
+CSV and JSON are data: every value at full precision, no title. NaN is empty (CSV) or null
+(JSON); ±∞ is inf / -inf (CSV) and the strings "inf" / "-inf" (JSON, which has no number for
+it), so that "never reached" (∞) stays distinct from "not defined" (NaN). The table and Markdown are for reading: numbers shortened, missing values as '-'. When
 the console is not a terminal the table is plain ASCII (no colour, no box drawing, no wrapping)
 so that pipelines can read it.
 """
@@ -124,7 +125,8 @@ def to_csv(df: pd.DataFrame) -> str:
 
 
 def to_json(df: pd.DataFrame) -> str:
-    """A JSON list of records; floats at full precision, NaN/±inf/None as null."""
+    """A JSON list of records; floats at full precision, NaN and None as null, ±∞ as the
+    strings "inf" and "-inf" (strict JSON: no NaN or Infinity literals)."""
     records = [
         {column: _plain(value) for column, value in zip(df.columns, row)}
         for row in df.itertuples(index=False, name=None)
@@ -141,7 +143,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
+        if math.isnan(value):
+            return None
+        return float(value) if math.isfinite(value) else _inf(value)
     if isinstance(value, (pd.Timestamp, np.datetime64)):
         return pd.Timestamp(value).isoformat()
     if isinstance(value, str):

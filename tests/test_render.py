@@ -10,10 +10,13 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 from rich.console import Console
 
 from adaptbench import render as rd
 from adaptbench import comparisons, stats
+from adaptbench.store import CurvePoint, Run, make_engine, write
+from tests.conftest import invoke
 
 ANSI = re.compile(r"\x1b\[")
 BOX_DRAWING = re.compile("[\u2500-\u257f]")
@@ -73,8 +76,52 @@ def test_json_is_records_with_nulls_and_full_precision():
     assert first["mean"] == 0.1 + 0.2 and first["ci_low"] == 1e-300
     assert first["lr"] == 3e-4 and first["n"] == 3 and first["higher_is_better"] is True
     assert second["mean"] == 0.912345678901234 and second["ci_low"] is None
-    assert third["mean"] is None and third["ci_low"] is None  # NaN and -inf both become null
+    assert third["mean"] is None  # NaN: not defined
+    assert third["ci_low"] == "-inf"  # -inf: a value, kept apart from NaN
     assert third["task"] == "text|pipe"
+
+
+def test_json_keeps_infinities_apart_from_nan():
+    df = pd.DataFrame({"steps_to_target": [math.inf, math.nan, 40.0, -math.inf],
+                       "ratio": np.array([np.inf, np.nan, 1.5, -np.inf], dtype=np.float32)})
+    text = rd.to_json(df)
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard {name} in JSON"))
+    assert json.loads(text) == [
+        {"steps_to_target": "inf", "ratio": "inf"},
+        {"steps_to_target": None, "ratio": None},
+        {"steps_to_target": 40.0, "ratio": 1.5},
+        {"steps_to_target": "-inf", "ratio": "-inf"},
+    ]
+    payload = json.loads(render_sections_of([("steps", None, df)], "json"))
+    assert [r["steps_to_target"] for r in payload["steps"]] == ["inf", None, 40.0, "-inf"]
+
+
+def test_cli_json_tells_never_reached_from_no_target(workdir):
+    # Task "t" has a target that "slow" never reaches (its median steps to target is inf);
+    # task "u" has no target at all (NaN).
+    engine = make_engine(str(workdir / "inf.db"))
+    base = {"task_type": "dense", "lr": 0.01, "seed": 0, "status": "done", "params": "{}",
+            "metric_name": "accuracy", "higher_is_better": True, "schedule": "constant",
+            "steps": 100, "batch_size": 32, "eval_every": 50, "study": ""}
+    runs = [("t", "fast", 0.7, 40, 0.8), ("t", "slow", 0.7, None, 0.6),
+            ("u", "fast", None, None, 0.8), ("u", "slow", None, None, 0.6)]
+    with write(engine) as conn:
+        for i, (task, optimizer, target, steps_to_target, value) in enumerate(runs):
+            conn.execute(sa.insert(Run).values(
+                spec_hash=f"h{i}", task=task, optimizer=optimizer, target=target,
+                steps_to_target=steps_to_target, final_val_metric=value,
+                final_test_metric=value, **base))
+        conn.execute(sa.insert(CurvePoint), [
+            dict(run_id=i + 1, step=step, split="val", loss=1 - v, metric=v, elapsed=0.0)
+            for i, (*_, v) in enumerate(runs) for step in (0, 50, 100)])
+    engine.dispose()
+    r = invoke("report", "speed", "--db", "inf.db", "--format", "json")
+    assert r.code == 0, r.err
+    json.loads(r.out, parse_constant=lambda name: pytest.fail(f"non-standard {name} in JSON"))
+    steps = {(row["task"], row["optimizer"]): row["steps_to_target"]
+             for row in json.loads(r.out)["by_task"]}
+    assert steps == {("t", "fast"): 40.0, ("t", "slow"): "inf",
+                     ("u", "fast"): None, ("u", "slow"): None}
 
 
 def test_unnamed_index_left_by_filtering_is_not_shown():
@@ -201,10 +248,14 @@ def sections() -> list[tuple[str, str | None, pd.DataFrame]]:
     ]
 
 
-def render_sections(fmt: str) -> str:
+def render_sections_of(parts: list[tuple[str, str | None, pd.DataFrame]], fmt: str) -> str:
     console, buffer = plain_console()
-    rd.render_sections(sections(), fmt, console=console)
+    rd.render_sections(parts, fmt, console=console)
     return buffer.getvalue()
+
+
+def render_sections(fmt: str) -> str:
+    return render_sections_of(sections(), fmt)
 
 
 def test_sections_as_json_are_an_object_of_record_lists():

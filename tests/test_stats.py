@@ -134,13 +134,57 @@ def test_mean_ci_accepts_generators_and_rejects_bad_confidence():
 
 
 def test_bootstrap_ci_equals_scipy_bca_with_same_seed():
-    x = np.array([0.81, 0.84, 0.79, 0.88, 0.83, 0.86, 0.80])
+    x = np.array([0.81, 0.84, 0.79, 0.88, 0.83, 0.86, 0.80, 0.85, 0.82, 0.87, 0.78])
     ci = stats.bootstrap_ci(list(x) + [math.nan], 0.9, n_resamples=2000, seed=7)
     ref = sps.bootstrap((x,), np.mean, confidence_level=0.9, n_resamples=2000,
                         method="BCa", rng=np.random.default_rng(7))
     assert (ci.low, ci.high) == pytest.approx(tuple(ref.confidence_interval), rel=1e-12)
-    assert ci.mean == pytest.approx(x.mean()) and ci.n == 7
+    assert ci.mean == pytest.approx(x.mean()) and ci.n == 11
     assert ci.low < ci.mean < ci.high
+
+
+# Four seeds where BCa is at its worst: by its definition (permutation resamples tie with the
+# mean) the lower bound is the sample minimum itself; scipy's, whose rounding puts half of those
+# ties below the mean, is 26% of the width higher.
+FOUR = np.array([0.8629546420389962, 0.8094071168110571, 0.872538267638946, 0.8766284075182705])
+
+
+def test_bca_at_four_seeds_hangs_on_rounding_and_falls_back_to_t():
+    ref = sps.bootstrap((FOUR,), np.mean, method="BCa", n_resamples=9999,
+                        rng=np.random.default_rng(0)).confidence_interval
+    low, high = inference.bca_bootstrap(FOUR[None], n_resamples=9999, seed=0)
+    assert low[0] == FOUR.min()  # the interval's lower end collapsed onto one observation
+    assert ref.low - low[0] > 0.2 * (ref.high - ref.low)
+    # The gap is scipy's rounding, not a different formula: fed scipy's own resample means
+    # (summed in draw order), BCa's definition gives scipy's interval exactly.
+    draws = np.random.default_rng(0).integers(0, 4, (9999, 4))
+    means = np.mean(FOUR[draws], axis=-1)
+    share = (np.sum(means < FOUR.mean()) + np.sum(means <= FOUR.mean())) / (2 * 9999)
+    jack = (FOUR.sum() - FOUR) / 3
+    u = 3 * (jack.mean() - jack)
+    a = np.sum(u**3) / 4**3 / (6 * (np.sum(u**2) / 4**2) ** 1.5)
+    z0 = sps.norm.ppf(share)
+    bounds = [np.quantile(means, sps.norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z))))
+              for z in sps.norm.ppf([0.025, 0.975])]
+    assert bounds == pytest.approx([ref.low, ref.high], rel=1e-12)
+    # So below BCA_MIN_N values the bootstrap interval is the t-interval.
+    ci = stats.bootstrap_ci(FOUR)
+    t_low, t_high = sps.t.interval(0.95, 3, loc=FOUR.mean(), scale=sps.sem(FOUR))
+    assert (ci.low, ci.high) == pytest.approx((t_low, t_high), rel=1e-12)
+
+
+def test_bca_intervals_switch_from_t_to_bca_at_ten_values():
+    rng = np.random.default_rng(4)
+    groups = [rng.normal(0.8, 0.05, size=n) for n in (2, 3, 5, 9, 10, 12)]
+    low, high = stats.bca_intervals(groups)
+    for i, x in enumerate(groups):
+        if len(x) < stats.BCA_MIN_N:
+            ref = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+            assert (low[i], high[i]) == pytest.approx(ref, rel=1e-12)
+        else:
+            lo, hi = inference.bca_bootstrap(x[None])
+            assert (low[i], high[i]) == (lo[0], hi[0])
+    assert stats.BCA_MIN_N == 10
 
 
 def test_bootstrap_ci_degenerate_cases():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from adaptbench import inference
+from adaptbench import inference, stats
 
 
 def random_differences(rng: np.random.Generator, kind: int, n: int) -> np.ndarray:
@@ -190,6 +190,52 @@ def test_bca_bootstrap_with_tied_resample_means_follows_the_definition():
     low, high = inference.bca_bootstrap(np.array([x]), 0.95, n_resamples=999, seed=4)
     ref = exact_bca([Fraction(v) for v in x], draws, 0.95)
     assert (low[0], high[0]) == pytest.approx(ref, rel=1e-12)
+
+
+def test_bca_bootstrap_on_continuous_data_follows_the_definition_exactly():
+    # With 4 values, 24 of the 256 equally likely resamples are permutations of the data: about
+    # 9% of the resample means equal the sample mean exactly, and the definition counts them
+    # half below, half above. A summation that breaks those ties by a rounding error (a BLAS
+    # product did) shifts z0 and the interval; here every bound must be the exact-arithmetic one.
+    rng = np.random.default_rng(1)
+    for x in rng.normal(0.8, 0.05, size=(40, 4)):
+        draws = np.random.default_rng(0).integers(0, 4, (2000, 4))
+        low, high = inference.bca_bootstrap(np.array([x]), 0.95, n_resamples=2000, seed=0)
+        ref = exact_bca([Fraction(v) for v in x], draws, 0.95)
+        assert (low[0], high[0]) == pytest.approx(ref, rel=1e-12, abs=1e-15), x.tolist()
+
+
+def groups_of_many_sizes() -> tuple[list[np.ndarray], int]:
+    """Groups of 3 to 10 values around 0.8 (like accuracies over seeds), and the position of one
+    whose interval used to move with its neighbours (by 30% of its width)."""
+    rng = np.random.default_rng(7)
+    groups = [rng.normal(0.8, 0.05, size=n) for n in (3, 4, 5, 6, 8, 10) for _ in range(40)]
+    target = np.array([0.8918891749244493, 0.7560336934904843, 0.7707188634563386,
+                       0.7633756201285176])
+    return groups[:100] + [target] + groups[100:], 100
+
+
+def test_bca_interval_of_a_group_does_not_depend_on_the_other_groups():
+    groups, target = groups_of_many_sizes()
+    low, high = stats.bca_intervals(groups)
+    alone = [stats.bca_intervals([g]) for g in groups]
+    # Bitwise equality: a report must not change a group's interval because other groups (other
+    # tasks, optimizers, lrs) were computed alongside it.
+    assert low[target] == alone[target][0][0] and high[target] == alone[target][1][0]
+    assert np.array_equal(low, [a[0][0] for a in alone])
+    assert np.array_equal(high, [a[1][0] for a in alone])
+    rows = np.stack([g for g in groups if len(g) == 4])
+    for order in (slice(None), slice(None, None, -1)):
+        lo, hi = inference.bca_bootstrap(rows[order])
+        assert np.array_equal(lo[order], inference.bca_bootstrap(rows)[0])
+        assert np.array_equal(hi[order], inference.bca_bootstrap(rows)[1])
+
+
+def test_a_permutation_resample_ties_with_the_sample_mean():
+    rows = np.random.default_rng(3).normal(0.8, 0.05, size=(500, 7))
+    permutation = np.ones((1, 7))
+    assert np.array_equal(inference.resample_means(rows, permutation)[:, 0],
+                          inference.row_sums(rows) / 7)
 
 
 def test_bca_bootstrap_degenerate_rows():

@@ -47,7 +47,7 @@ def test_summary_bootstrap_is_scipys_bca_per_group():
     # Metrics in quarters add up exactly, so scipy's resample means equal ours bit for bit.
     rng = np.random.default_rng(0)
     rows = [run("t", opt, s, float(rng.integers(0, 5)) / 4, lr=lr)
-            for opt in ("adam", "sgd") for lr in (0.01, 0.1) for s in range(6)]
+            for opt in ("adam", "sgd") for lr in (0.01, 0.1) for s in range(stats.BCA_MIN_N)]
     out = stats.summary(frame(rows), ci="bootstrap").set_index(["optimizer", "lr"])
     for (opt, lr), group in frame(rows).groupby(["optimizer", "lr"]):
         x = group["final_test_metric"].to_numpy(float)

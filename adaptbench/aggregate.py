@@ -1,0 +1,181 @@
+"""Aggregate scores over tasks and seeds, with stratified bootstrap intervals, as rliable does.
+
+Agarwal et al. (2021), "Deep reinforcement learning at the edge of the statistical precipice"
+(NeurIPS; the `rliable` package): the interquartile mean of all runs, the probability of
+improvement, and percentile intervals from a bootstrap that resamples runs (seeds) within each
+task, so that a task never stands in for another, and optionally the tasks as well.
+
+Scores are arrays of shape (..., runs, tasks): one column per task, one row per run, larger is
+better; any leading axes are a batch (the bootstrap passes (resamples, runs, tasks)). NaN marks
+a missing run, so tasks may have different numbers of runs (`per_task_matrix` pads them).
+Every function here needs only numpy; the tests check them against rliable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_TASKS_FOR_TASK_BOOTSTRAP = 5
+SEEDS = "seeds"
+SEEDS_AND_TASKS = "seeds and tasks"
+N_RESAMPLES = 9999
+
+Scores = np.ndarray | Sequence[np.ndarray]  # (runs, tasks) matrix, or one 1-D array per task
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A statistic over tasks with its bootstrap interval, and what the bootstrap resampled.
+
+    `resampled` is "seeds" (runs within each task; the tasks are taken as fixed) or "seeds and
+    tasks" (also the tasks, as draws from a population of tasks). `reason` says why tasks were
+    not resampled when that was asked for; it is empty otherwise.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    tasks: int
+    resampled: str
+    reason: str = ""
+
+
+def per_task_matrix(per_task: Sequence[np.ndarray]) -> np.ndarray:
+    """One 1-D array of run scores per task as a (runs, tasks) matrix, NaN below a task's runs."""
+    columns = [np.asarray(v, dtype=float).ravel() for v in per_task]
+    columns = [c[~np.isnan(c)] for c in columns]
+    out = np.full((max((len(c) for c in columns), default=0), len(columns)), np.nan)
+    for j, c in enumerate(columns):
+        out[:len(c), j] = c
+    return out
+
+
+def _matrix(scores: Scores) -> np.ndarray:
+    if isinstance(scores, np.ndarray) and scores.ndim == 2:
+        return per_task_matrix(list(scores.T.astype(float)))  # missing (NaN) runs moved last
+    if isinstance(scores, np.ndarray):
+        raise ValueError(f"Invalid scores: expected a (runs, tasks) matrix, got shape {scores.shape}")
+    return per_task_matrix(scores)
+
+
+def iqm(scores: np.ndarray) -> np.ndarray | float:
+    """Interquartile mean of all runs of all tasks, pooled (`rliable.metrics.aggregate_iqm`:
+    `scipy.stats.trim_mean(scores, 0.25, axis=None)`): the mean of the middle half, after
+    dropping floor(m/4) of the m scores at each end. Over the last two axes; NaN is ignored."""
+    a = np.asarray(scores, dtype=float)
+    flat = np.sort(a.reshape(a.shape[:-2] + (-1,)), axis=-1)  # NaN sorts last
+    m = np.sum(~np.isnan(flat), axis=-1)
+    cut = m // 4
+    k = np.arange(flat.shape[-1])
+    keep = (k >= cut[..., None]) & (k < (m - cut)[..., None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(keep, flat, 0.0).sum(axis=-1) / (m - 2 * cut)
+    return float(out) if out.ndim == 0 else out
+
+
+def mean_over_tasks(scores: np.ndarray) -> np.ndarray | float:
+    """Mean over tasks of each task's mean over its runs: tasks weigh equally whatever their
+    number of runs (`rliable.metrics.aggregate_mean` when no run is missing). With paired
+    win values (1 win, ½ tie, 0 loss of A against B on a common seed) this is A's win rate."""
+    a = np.asarray(scores, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        task_means = np.nansum(a, axis=-2) / np.sum(~np.isnan(a), axis=-2)
+    out = task_means.mean(axis=-1)
+    return float(out) if out.ndim == 0 else out
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray | float:
+    """P(X > Y) averaged over tasks (`rliable.metrics.probability_of_improvement`).
+
+    Per task: the Mann–Whitney U statistic of X's runs against Y's, #(x > y) + ½ #(x = y) over
+    all pairs of runs, divided by n_x · n_y; then the mean over tasks, which weigh equally.
+    x is (..., runs_x, tasks), y (..., runs_y, tasks); the run counts may differ.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape[-1] != y.shape[-1]:
+        raise ValueError(f"Invalid scores: {x.shape[-1]} tasks against {y.shape[-1]}")
+    u = np.zeros(np.broadcast_shapes(x.shape[:-2], y.shape[:-2]) + x.shape[-1:])
+    for i in range(x.shape[-2]):  # one run of x at a time: memory stays that of y
+        xi = x[..., i, None, :]
+        u += np.sum(xi > y, axis=-2) + 0.5 * np.sum(xi == y, axis=-2)  # NaN compares False
+    pairs = np.sum(~np.isnan(x), axis=-2) * np.sum(~np.isnan(y), axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (u / pairs).mean(axis=-1)
+    return float(out) if out.ndim == 0 else out
+
+
+def _resampled(
+    matrix: np.ndarray, runs: np.ndarray, tasks: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """(resamples, runs, tasks): in slot j of resample b, runs drawn with replacement from task
+    tasks[b, j]'s own runs, as many as it has (NaN after them)."""
+    n = runs[tasks][:, None, :]  # (resamples, 1, tasks)
+    shape = (tasks.shape[0], matrix.shape[0], tasks.shape[1])
+    draws = np.minimum((rng.random(shape) * n).astype(np.intp), n - 1)
+    values = matrix[draws, tasks[:, None, :]]
+    return np.where(np.arange(matrix.shape[0])[None, :, None] < n, values, np.nan)
+
+
+def stratified_bootstrap_ci(
+    data: Scores | tuple[Scores, ...],
+    statistic: Callable[..., np.ndarray | float],
+    confidence: float = 0.95,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    task_bootstrap: bool = True,
+) -> Interval:
+    """Percentile interval of a statistic over tasks, from a stratified bootstrap
+    (rliable's `StratifiedBootstrap` / `get_interval_estimates`, method 'percentile').
+
+    `data` is one sample, a (runs, tasks) matrix or a list of one 1-D array of run scores per
+    task (counts may differ), or a tuple of such samples for a statistic of several (as
+    `probability_of_improvement(x, y)`), all over the same tasks. `statistic(*samples)` must
+    accept arrays with a leading resample axis, (resamples, runs, tasks), NaN for no run, and
+    return one value per resample: `iqm`, `mean_over_tasks` and `probability_of_improvement`
+    do.
+
+    Each resample draws, within every task, as many runs as the task has, with replacement;
+    each sample independently (X's and Y's runs are not paired). With `task_bootstrap` the
+    tasks are resampled too, with replacement, the same task draws for every sample, and each
+    drawn task has its runs drawn afresh: the interval then speaks for tasks like these, not
+    only for these tasks. That needs tasks to draw from: with fewer than
+    `MIN_TASKS_FOR_TASK_BOOTSTRAP` (5) tasks only the runs are resampled and `reason` says so
+    (with 2 tasks a bootstrap over tasks can only return their range).
+
+    The interval is the (1 ± confidence)/2 quantiles of the resampled statistics (linear
+    interpolation). Deterministic for a given seed; memory about n_resamples × runs × tasks
+    floats per sample.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"Invalid confidence level: {confidence} (must be in (0, 1))")
+    if n_resamples < 1:
+        raise ValueError(f"Invalid number of resamples: {n_resamples}")
+    samples = [_matrix(s) for s in (data if isinstance(data, tuple) else (data,))]
+    n_tasks = samples[0].shape[1]
+    if any(s.shape[1] != n_tasks for s in samples):
+        raise ValueError("Invalid data: the samples cover different numbers of tasks")
+    runs = [np.sum(~np.isnan(s), axis=0) for s in samples]
+    if n_tasks == 0 or any((r == 0).any() for r in runs):
+        raise ValueError("Invalid data: every task needs at least one run")
+    estimate = float(statistic(*samples))
+    resample_tasks = task_bootstrap and n_tasks >= MIN_TASKS_FOR_TASK_BOOTSTRAP
+    reason = ""
+    if task_bootstrap and not resample_tasks:
+        reason = (f"{n_tasks} task{'s' if n_tasks != 1 else ''}, fewer than "
+                  f"{MIN_TASKS_FOR_TASK_BOOTSTRAP}: only the seeds were resampled")
+    rng = np.random.default_rng(seed)
+    if resample_tasks:
+        tasks = rng.integers(0, n_tasks, (n_resamples, n_tasks))
+    else:
+        tasks = np.broadcast_to(np.arange(n_tasks), (n_resamples, n_tasks))
+    resampled = [_resampled(s, r, tasks, rng) for s, r in zip(samples, runs)]
+    values = np.asarray(statistic(*resampled), dtype=float)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha]) if not np.isnan(values).any() else (
+        math.nan, math.nan)
+    return Interval(estimate, float(low), float(high), n_tasks,
+                    SEEDS_AND_TASKS if resample_tasks else SEEDS, reason)
