@@ -32,6 +32,7 @@ seeds where they exist) and only the optimizers of the `adaptive-lr` study prese
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -67,9 +68,32 @@ STAT_SCHEMA = {
 MISSING_SCHEMA = {"task": _S, "task_type": _S, "optimizer": _S, "seeds": _I, "needed": _I}
 
 
+_PLAIN = re.compile(r"^(?P<base>[a-z]+)(?P<budget>(@\d+steps)?(/b\d+)?)$")
+
+
+def claims_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The selected result runs of the claims optimizers at default settings, named plainly.
+
+    A claim compares optimizers at one budget: per task, the runs at the task's default budget
+    and batch size (label `adam`), or where there are none, at the one other budget all of the
+    task's runs share (`adam@20steps` counts as `adam`). Variants with other schedules or
+    hyperparameters (`adam+cosine`) are not the optimizers the claims are about.
+    """
+    res = results_only(runs)
+    parts = res["optimizer"].str.extract(_PLAIN)
+    ok = parts["base"].isin(CLAIMS_OPTIMIZERS)
+    res, parts = res[ok], parts[ok]
+    keep = []
+    for _, budgets in parts.groupby(res["task"])["budget"]:
+        choice = "" if (budgets == "").any() else budgets.mode().iloc[0]
+        keep.append(budgets.index[budgets == choice])
+    index = pd.Index([]).append(keep) if keep else pd.Index([])
+    return res.loc[index].assign(optimizer=parts.loc[index, "base"]).sort_values("id")
+
+
 def _tuned(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
-    """The claims optimizers' selected runs, scored (`stats.scored`)."""
-    return scored(runs[runs["optimizer"].isin(CLAIMS_OPTIMIZERS)], metric)
+    """The claims optimizers' selected runs (`claims_runs`), scored (`stats.scored`)."""
+    return scored(claims_runs(runs), metric)
 
 
 def coverage(runs: pd.DataFrame, tuned: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -80,7 +104,7 @@ def coverage(runs: pd.DataFrame, tuned: pd.DataFrame | None = None) -> pd.DataFr
     res = results_only(runs)
     tasks = res.groupby("task", sort=True)["task_type"].first()
     grid = pd.MultiIndex.from_product([tasks.index, CLAIMS_OPTIMIZERS], names=["task", "optimizer"])
-    tuned = res[res["optimizer"].isin(CLAIMS_OPTIMIZERS)] if tuned is None else tuned
+    tuned = claims_runs(res) if tuned is None else tuned
     seeds = tuned.groupby(["task", "optimizer"]).size()
     out = pd.DataFrame(index=grid).join(seeds.rename("seeds")).fillna({"seeds": 0}).reset_index()
     out["task_type"] = out["task"].map(tasks)
@@ -201,8 +225,7 @@ def _claim_b(at: pd.DataFrame, tasks: list[str], metric: str) -> list[dict]:
 
 def curve_run_ids(runs: pd.DataFrame) -> list[int]:
     """The runs whose training-loss curves claim (c) reads: tuned runs on its usable tasks."""
-    tuned = results_only(runs)
-    tuned = tuned[tuned["optimizer"].isin(CLAIMS_OPTIMIZERS)]
+    tuned = claims_runs(runs)
     tasks = _usable_tasks(coverage(runs, tuned), NEEDS["c"])
     return [int(i) for i in tuned.loc[tuned["task"].isin(tasks), "id"]]
 

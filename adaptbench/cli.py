@@ -69,14 +69,20 @@ def _grid_options(
     opt: ListOpt,
     study: str,
     lr_grid: bool,
+    eval_seeds: int | None = None,
 ) -> Any:
     """The Grid the options describe. A preset study (`--study adaptive-lr`) fills in what the
     options leave open: its optimizers, every task (resolved in `_expand`), each task's lr grid
     and its number of seeds."""
-    from adaptbench.spec import STUDY_PRESETS, Grid, parse_lr, parse_opts, split_list
+    from adaptbench.spec import EVAL_SEED_BASE, STUDY_PRESETS, Grid, parse_lr, parse_opts, split_list
 
     if seeds is not None and seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
+    if seeds is not None and seeds > EVAL_SEED_BASE:
+        raise UserError(f"--seeds must be at most {EVAL_SEED_BASE:,} (seeds from there on are "
+                        f"evaluation seeds), got {seeds}")
+    if eval_seeds is not None and eval_seeds < 0:
+        raise UserError(f"--eval-seeds must be >= 0, got {eval_seeds}")
     lrs = [parse_lr(x) for x in split_list(lr)]
     if lrs and lr_grid:
         raise UserError("give either --lr values or --lr-grid, not both")
@@ -86,6 +92,7 @@ def _grid_options(
         optimizers = optimizers or list(preset.optimizers)
         lr_grid = lr_grid or not lrs
         seeds = seeds or preset.seeds
+        eval_seeds = preset.eval_seeds if eval_seeds is None else eval_seeds
     n_seeds = seeds if seeds is not None else 3
     return Grid(
         tasks=split_list(task),
@@ -98,6 +105,7 @@ def _grid_options(
         schedule=schedule,
         study=study,
         lr_grid=lr_grid,
+        eval_seeds=eval_seeds or 0,
     )
 
 
@@ -107,7 +115,7 @@ def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict
 
     from adaptbench.optimizers import check_hyperparameter_values
     from adaptbench.spec import STUDY_PRESETS, expand, validate_grid
-    from adaptbench.tasks import get_task, load_tasks
+    from adaptbench.tasks import fingerprint, get_task, load_tasks
 
     check_device_request(device)
     if not grid.tasks and grid.study in STUDY_PRESETS:
@@ -116,7 +124,8 @@ def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict
     for name in grid.optimizers:
         check_hyperparameter_values(name, grid.params)
     task_info = {name: get_task(name, tasks_dir or []) for name in grid.tasks}
-    return expand(grid, task_info), task_info
+    fingerprints = {name: fingerprint(task) for name, task in task_info.items()}
+    return expand(grid, task_info, fingerprints), task_info
 
 
 OptimOpt = Annotated[ListOpt, typer.Option("--optim", "-o", help="Optimizer(s): repeat or comma list; see `adaptbench optims`.")]
@@ -124,6 +133,7 @@ TaskOpt = Annotated[ListOpt, typer.Option("--task", "-t", help="Task(s): repeat 
 LrOpt = Annotated[ListOpt, typer.Option("--lr", help="Learning rate(s), comma list [default: the optimizer's conventional lr].")]
 LrGridOpt = Annotated[bool, typer.Option("--lr-grid", help="Use each task's default lr grid.")]
 SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="Number of seeds: 0..N-1 [default: 3; 5 for --study adaptive-lr].", show_default=False)]
+EvalSeedsOpt = Annotated[int | None, typer.Option("--eval-seeds", help="Fresh seeds to run each (task, optimizer)'s selected lr on once its lr grid has finished; reports take their figures from them [default: 0; 10 for --study adaptive-lr].", show_default=False)]
 SeedOpt = Annotated[list[int] | None, typer.Option("--seed", help="Explicit seed (repeatable); overrides --seeds.")]
 StepsOpt = Annotated[int | None, typer.Option("--steps", help="Training steps [default: the task's].")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Batch size [default: the task's].")]
@@ -139,7 +149,7 @@ def _queue_grid(db: str | None, grid: Any, tasks_dir: ListOpt, device: str) -> t
 
     specs, task_info = _expand(grid, tasks_dir, device)  # all validation before the DB is opened
     engine = make_engine(db)
-    return engine, queue.enqueue(engine, specs, task_info, device)
+    return engine, queue.enqueue(engine, specs, task_info, device, grid.eval_seeds)
 
 
 @app.command()
@@ -149,6 +159,7 @@ def run(
     lr: LrOpt = None,
     lr_grid: LrGridOpt = False,
     seeds: SeedsOpt = None,
+    eval_seeds: EvalSeedsOpt = None,
     seed: SeedOpt = None,
     steps: StepsOpt = None,
     batch_size: BatchOpt = None,
@@ -164,7 +175,8 @@ def run(
     """Queue a grid of runs and train them here, with progress; then print a summary."""
     from adaptbench import render
 
-    grid = _grid_options(optim, task, lr, seeds, seed, steps, batch_size, schedule, opt, study, lr_grid)
+    grid = _grid_options(optim, task, lr, seeds, seed, steps, batch_size, schedule, opt, study,
+                         lr_grid, eval_seeds)
     if not detach:  # training here: the device must exist here, before anything is queued
         from adaptbench.devices import choose
 
@@ -180,6 +192,16 @@ def run(
     from adaptbench.progress import run_with_progress
 
     tally = run_with_progress(engine, ids, tasks_dir or [], err)
+    if grid.eval_seeds:
+        from adaptbench.evaluation import evaluation_ids
+
+        evaluation = evaluation_ids(engine, ids)
+        if evaluation:
+            err.print(f"evaluation: the selected lrs on {grid.eval_seeds} fresh seed(s), "
+                      f"{len(evaluation)} run(s)")
+            more = run_with_progress(engine, evaluation, tasks_dir or [], err)
+            tally = {k: tally.get(k, 0) + more.get(k, 0) for k in {*tally, *more}}
+            ids = ids + evaluation
     _summary_of(engine, ids, fmt)
     if tally.get("failed"):
         err.print(f"{tally['failed']} run(s) failed; see `adaptbench ls --status failed`")
@@ -199,12 +221,19 @@ def _print_ids(queued: list[Any], fmt: Format) -> None:
 
 
 def _summary_of(engine: Any, ids: list[int], fmt: Format) -> None:
-    from adaptbench import render, results, stats
+    """The summary of the runs `run` trained: with evaluation runs, the tuned protocol's (the lr
+    chosen on the selection seeds, figures from the evaluation seeds); else every lr."""
+    from adaptbench import protocol, render, results, stats
 
     runs = results.load_runs(engine)
     runs = runs[runs["id"].isin(ids)]
-    table = stats.summary(runs)
-    render.render(table, fmt.value, title="summary (final test metric, fixed lr)")
+    if (runs["role"] == "evaluation").any():
+        selected = protocol.select(runs, protocol.TUNED)
+        table = stats.tuned_summary(selected)
+    else:
+        selected = protocol.select(runs, protocol.FIXED)
+        table = stats.summary(selected.runs)
+    render.render(table, fmt.value, title=f"summary: final test metric; {selected.describe()}")
 
 
 @app.command("queue")
@@ -214,6 +243,7 @@ def queue_cmd(
     lr: LrOpt = None,
     lr_grid: LrGridOpt = False,
     seeds: SeedsOpt = None,
+    eval_seeds: EvalSeedsOpt = None,
     seed: SeedOpt = None,
     steps: StepsOpt = None,
     batch_size: BatchOpt = None,
@@ -228,7 +258,8 @@ def queue_cmd(
     """Queue a grid of runs without training them; prints the run ids (one per line when piped)."""
     from adaptbench import render
 
-    grid = _grid_options(optim, task, lr, seeds, seed, steps, batch_size, schedule, opt, study, lr_grid)
+    grid = _grid_options(optim, task, lr, seeds, seed, steps, batch_size, schedule, opt, study,
+                         lr_grid, eval_seeds)
     _, queued = _queue_grid(db, grid, tasks_dir, device)
     new = sum(q.new for q in queued)
     render.stderr_console().print(f"queued {new} new run(s); {len(queued) - new} already stored")

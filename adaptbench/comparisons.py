@@ -225,6 +225,21 @@ def pairwise_tests(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
     return table(out, PAIRWISE_SCHEMA)
 
 
+def resolve_variant(name: str, stored: list[str]) -> str:
+    """The variant label a name means: itself if stored, else the one stored variant of that
+    optimizer (`adam` for `adam@20steps` when that is the only adam); several is an error."""
+    if name in stored:
+        return name
+    variants = [s for s in stored if s.startswith(name) and s[len(name):][:1] in ("+", "{", "@", "/")]
+    if len(variants) == 1:
+        return variants[0]
+    if variants:
+        raise UserError(f"optimizer {name!r} has several variants: {', '.join(variants)}; name "
+                        f"one of them")
+    raise UserError(f"no results for optimizer {name!r}; stored results have: "
+                    f"{', '.join(stored) or 'none'}")
+
+
 def _task_verdict(a: str, b: str, row: dict) -> str:
     finite, p = row["_finite"], row["p_value"]
     if finite >= 2 and p < ALPHA:
@@ -271,10 +286,9 @@ def compare(
         raise UserError(f"compare needs two different optimizers, got {a!r} twice")
     at = scored(runs, metric)
     stored = sorted(set(at["optimizer"]))
-    for name in (a, b):
-        if name not in stored:
-            raise UserError(f"no results for optimizer {name!r}; stored results have: "
-                            f"{', '.join(stored) or 'none'}")
+    a, b = (resolve_variant(name, stored) for name in (a, b))
+    if a == b:
+        raise UserError(f"compare needs two different optimizers, got {a!r} twice")
     at = at[at["optimizer"].isin([a, b]) & at["score"].notna()]
     value = at["final_" + metric + "_metric"].astype(float)
     at = at.assign(value=value, diverged=at["status"] == "diverged")

@@ -93,38 +93,40 @@ def enqueue(
     specs: Sequence[RunSpec],
     task_info: Mapping[str, Any],
     device_request: str = "auto",
+    eval_seeds: int = 0,
 ) -> list[Enqueued]:
     """Queue the specs; a spec whose hash is already stored is left as it is (no duplicate).
 
-    `task_info` maps task name -> Task (type, metric, target, eval_every are stored with the run
-    so that reports never need to load task code). Two processes queueing the same spec at the
-    same moment still store it once (INSERT ... ON CONFLICT DO NOTHING).
+    `task_info` maps task name -> Task (type, metric, target, eval_every and the default budget
+    are stored with the run so that reports never need to load task code). Two processes
+    queueing the same spec at the same moment still store it once (INSERT ... ON CONFLICT DO
+    NOTHING). `eval_seeds` > 0 asks for that many evaluation seeds of each selection group
+    (see `evaluation`); a group that has already finished gets them queued now.
     """
     hashes = [s.spec_hash for s in specs]
     with write(engine) as conn:
         existing = _ids_of(conn, hashes)
-        now = utcnow()
-        rows: list[dict[str, Any]] = []
-        for spec in specs:
-            if spec.spec_hash in existing:
-                continue
-            existing[spec.spec_hash] = (0, "queued")  # a repeat in `specs` is not inserted twice
-            task = task_info[spec.task]
-            rows.append(dict(
-                spec_hash=spec.spec_hash, task=spec.task, task_type=task.task_type,
-                metric_name=task.metric, higher_is_better=task.higher_is_better,
-                target=task.target, optimizer=spec.optimizer,
-                params=json.dumps(dict(spec.params), sort_keys=True), schedule=spec.schedule,
-                lr=spec.lr, seed=spec.seed, steps=spec.steps, batch_size=spec.batch_size,
-                eval_every=task.eval_every, study=spec.study, device_request=device_request,
-                status="queued", attempts=0, created_at=now,
-            ))
+        fresh = [s for s in {s.spec_hash: s for s in specs}.values() if s.spec_hash not in existing]
         new: dict[str, int] = {}
-        for chunk in _chunks(rows, 500):
-            stmt = _insert_ignoring_duplicates(conn).returning(Run.id, Run.spec_hash)
-            new.update({h: i for i, h in conn.execute(stmt, list(chunk))})
+        for name in dict.fromkeys(s.task for s in fresh):
+            task = task_info[name]
+            meta = {"task_type": task.task_type, "metric_name": task.metric,
+                    "higher_is_better": task.higher_is_better, "target": task.target,
+                    "eval_every": task.eval_every, "device_request": device_request,
+                    "task_steps": task.steps, "task_batch_size": task.batch_size,
+                    "eval_seeds": eval_seeds}
+            new.update(_insert(conn, [s for s in fresh if s.task == name], meta))
         # rows another process inserted between our SELECT and INSERT (PostgreSQL)
-        existing.update(_ids_of(conn, [r["spec_hash"] for r in rows if r["spec_hash"] not in new]))
+        existing.update(_ids_of(conn, [s.spec_hash for s in fresh if s.spec_hash not in new]))
+        if eval_seeds:
+            ids = list(new.values()) + [i for i, _ in existing.values()]
+            for chunk in _chunks(ids, 500):
+                conn.execute(sa.update(Run).where(
+                    Run.id.in_(list(chunk)), Run.role == "selection",
+                    Run.eval_seeds < eval_seeds).values(eval_seeds=eval_seeds))
+            from adaptbench import evaluation
+
+            evaluation.queue_due(conn, _one_per_group(conn, ids))
     out, seen = [], set()
     for h in hashes:
         if h in new:
@@ -133,6 +135,41 @@ def enqueue(
             out.append(Enqueued(existing[h][0], h, False, existing[h][1]))
         seen.add(h)
     return out
+
+
+def _one_per_group(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """One run id per selection group among `ids` (the finished groups' evaluation is checked
+    once each)."""
+    from adaptbench.evaluation import GROUP_COLUMNS
+
+    seen: dict[tuple, int] = {}
+    for chunk in _chunks(list(ids), 500):
+        cols = [getattr(Run, c) for c in GROUP_COLUMNS]
+        for row in conn.execute(sa.select(Run.id, *cols).where(Run.id.in_(list(chunk)))):
+            seen.setdefault(tuple(row[1:]), row[0])
+    return list(seen.values())
+
+
+def insert_specs(conn: Connection, specs: Sequence[RunSpec], meta: Mapping[str, Any]) -> int:
+    """Queue specs that share the task facts `meta` (type, metric, defaults, device request)
+    inside the caller's transaction; returns how many were new (stored ones are left alone)."""
+    return len(_insert(conn, specs, meta))
+
+
+def _insert(conn: Connection, specs: Sequence[RunSpec], meta: Mapping[str, Any]) -> dict[str, int]:
+    now = utcnow()
+    rows = [dict(
+        spec_hash=spec.spec_hash, task=spec.task, optimizer=spec.optimizer,
+        params=json.dumps(dict(spec.params), sort_keys=True), schedule=spec.schedule,
+        lr=spec.lr, seed=spec.seed, steps=spec.steps, batch_size=spec.batch_size,
+        study=spec.study, role=spec.role, fingerprint=spec.fingerprint or None,
+        status="queued", attempts=0, created_at=now, **{"eval_seeds": 0, **meta},
+    ) for spec in specs]
+    new: dict[str, int] = {}
+    for chunk in _chunks(rows, 500):
+        stmt = _insert_ignoring_duplicates(conn).returning(Run.id, Run.spec_hash)
+        new.update({h: i for i, h in conn.execute(stmt, list(chunk))})
+    return new
 
 
 def _insert_ignoring_duplicates(conn: Connection) -> Any:
@@ -171,6 +208,8 @@ def spec_of(row: Any) -> RunSpec:
         params=json.loads(row.params or "{}"),
         schedule=row.schedule,
         study=row.study or "",
+        role=row.role or "selection",
+        fingerprint=row.fingerprint or "",
     )
 
 
@@ -287,7 +326,9 @@ def heartbeat(engine: Engine, c: Claim, lease_seconds: float = DEFAULT_LEASE_SEC
 
 
 def finish(engine: Engine, c: Claim, outcome: Mapping[str, Any], curve: Sequence[Mapping[str, Any]]) -> bool:
-    """Store a finished run (status done / diverged / failed) and its curve, if still held.
+    """Store a finished run (status done / diverged / failed) and its curve, if still held; if
+    it was the last open run of a selection group that asked for evaluation seeds, queue them
+    in the same transaction (`evaluation.queue_due`).
 
     Returns False and writes nothing when the claim is stale.
     """
@@ -301,6 +342,9 @@ def finish(engine: Engine, c: Claim, outcome: Mapping[str, Any], curve: Sequence
             return False
         if curve:
             conn.execute(sa.insert(CurvePoint), [{**p, "run_id": c.run_id} for p in curve])
+        from adaptbench import evaluation
+
+        evaluation.queue_due(conn, [c.run_id])
     return True
 
 

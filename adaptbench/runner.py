@@ -76,7 +76,7 @@ def run_here(
     """Train the run in this process. An exception from the task is a failed run, not a crash."""
     try:
         from adaptbench import devices, train
-        from adaptbench.tasks import get_task
+        from adaptbench.tasks import fingerprint, get_task
     except Exception as exc:  # noqa: BLE001 -- e.g. torch is missing on this machine
         return failed(error_text(exc))
     try:
@@ -84,6 +84,10 @@ def run_here(
         device = devices.choose(job.device)
     except UserError as exc:  # this worker lacks the task or the device; another may have it
         return Outcome("refused", {"error": str(exc)})
+    if job.spec.fingerprint and fingerprint(task) != job.spec.fingerprint:
+        # training it would store the new definition's result under the old one's name
+        return failed(f"task {task.name!r} changed since this run was queued (its code or "
+                      f"settings differ); queue the runs again to train the new definition")
     try:
         result = train.execute(job.spec, task, device, progress=progress, should_stop=should_stop)
         return Outcome(result.status, {**result.outcome(), **provenance()}, result.curve)

@@ -14,6 +14,8 @@ from adaptbench.errors import UserError
 from adaptbench.optimizers import check_optimizer, check_schedule, default_lr
 
 MAX_INT = 2**31  # seeds, steps, batch sizes: 32-bit database columns (and numpy's seed range)
+EVAL_SEED_BASE = 1_000_000  # evaluation seeds are EVAL_SEED_BASE + i: never a selection seed
+MAX_EVAL_SEEDS = 1000
 MAX_STUDY = 100  # characters, the width of the study column
 HASH_VERSION = 1  # bump if the meaning of a spec field changes, so old hashes are not reused
 
@@ -23,7 +25,9 @@ class RunSpec:
     """One run: a task trained by an optimizer at one lr and seed for a budget of steps.
 
     `study` is part of the identity: the same training run queued under two studies is two runs,
-    so that each study is a complete, self-describing set of runs.
+    so that each study is a complete, self-describing set of runs. So are `role` (a selection
+    run on the lr grid, or an evaluation run of the selected lr on a fresh seed) and
+    `fingerprint` (the task's definition, `tasks.fingerprint`): a changed task is a new run.
     """
 
     task: str
@@ -35,10 +39,19 @@ class RunSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     schedule: str = "constant"
     study: str = ""
+    role: str = "selection"
+    fingerprint: str = ""
 
     def canonical(self) -> str:
-        """Canonical JSON of the spec: sorted keys, normalised numbers; the input of the hash."""
+        """Canonical JSON of the spec: sorted keys, normalised numbers; the input of the hash.
+
+        A selection run's role and an unknown fingerprint are left out, so the specs stored
+        before they existed keep their hashes."""
         data = asdict(self)
+        if self.role == "selection":
+            del data["role"]
+        if not self.fingerprint:
+            del data["fingerprint"]
         data["params"] = {k: _normalise(v) for k, v in sorted(self.params.items())}
         data["lr"] = float(self.lr)
         data["hash_version"] = HASH_VERSION
@@ -123,6 +136,7 @@ class Grid:
     schedule: str = "constant"
     study: str = ""
     lr_grid: bool = False  # True: each task's own default lr grid instead of `lrs`
+    eval_seeds: int = 0  # evaluation seeds to run the selected lr on, once the grid is done
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,7 @@ class StudyPreset:
     optimizers: tuple[str, ...]
     seeds: int
     description: str
+    eval_seeds: int = 0
 
 
 STUDY_PRESETS: dict[str, StudyPreset] = {
@@ -141,15 +156,20 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         ("adam", "rmsprop", "adagrad", "sgd", "momentum"),
         5,
         "the runs `adaptbench report claims` needs: adam, rmsprop, adagrad, sgd, momentum x every "
-        "task x the task's lr grid x 5 seeds",
+        "task x the task's lr grid x 5 selection seeds, then the selected lr on 10 fresh "
+        "evaluation seeds",
+        eval_seeds=10,
     ),
 }
 
 
-def expand(grid: Grid, task_defaults: Mapping[str, Any]) -> list[RunSpec]:
+def expand(
+    grid: Grid, task_defaults: Mapping[str, Any], fingerprints: Mapping[str, str] | None = None,
+) -> list[RunSpec]:
     """All RunSpecs of a grid (tasks x optimizers x lrs x seeds), validated, in a stable order.
 
-    `task_defaults` maps a task name to its `Task` (steps, batch size, lr grid are read from it).
+    `task_defaults` maps a task name to its `Task` (steps, batch size, lr grid are read from it);
+    `fingerprints` a task name to its definition's fingerprint (`tasks.fingerprint`).
     """
     validate_grid(grid)
     specs = []
@@ -171,10 +191,21 @@ def expand(grid: Grid, task_defaults: Mapping[str, Any]) -> list[RunSpec]:
                     params=dict(grid.params),
                     schedule=grid.schedule,
                     study=grid.study,
+                    fingerprint=(fingerprints or {}).get(task_name, ""),
                 )
             )
     # the same spec twice in one request (e.g. --lr 0.1,0.1) is one run
     return list({s.spec_hash: s for s in specs}.values())
+
+
+def evaluation_specs(selection: RunSpec, lr: float, n: int) -> list[RunSpec]:
+    """The evaluation runs of a selection group: its settings at the selected lr on the fresh
+    seeds EVAL_SEED_BASE .. EVAL_SEED_BASE + n - 1 (the same for every optimizer, so that
+    evaluation runs pair by seed across optimizers)."""
+    from dataclasses import replace
+
+    return [replace(selection, lr=float(lr), seed=EVAL_SEED_BASE + i, role="evaluation")
+            for i in range(n)]
 
 
 def validate_grid(grid: Grid) -> None:
@@ -193,6 +224,12 @@ def validate_grid(grid: Grid) -> None:
     for seed in grid.seeds:
         if not 0 <= seed < MAX_INT:
             raise UserError(f"seeds must be >= 0 and < 2^31, got {seed}")
+        if seed >= EVAL_SEED_BASE:
+            raise UserError(f"seeds from {EVAL_SEED_BASE:,} up are the evaluation seeds; give "
+                            f"selection seeds below that, got {seed}")
+    if not 0 <= grid.eval_seeds <= MAX_EVAL_SEEDS:
+        raise UserError(f"the number of evaluation seeds must be in 0..{MAX_EVAL_SEEDS}, got "
+                        f"{grid.eval_seeds}", about="eval seeds")
     if grid.steps is not None and not 0 < grid.steps < MAX_INT:
         raise UserError(f"--steps must be a positive integer below 2^31, got {grid.steps}")
     if grid.batch_size is not None and not 0 < grid.batch_size < MAX_INT:
