@@ -2,8 +2,9 @@
 
 Every claim is turned into a statistic with a 95% interval and a verdict: *supported* (the
 interval lies entirely on the claim's side of its threshold), *not supported* (it does not),
-or *not enough data* (fewer than MIN_TASKS tasks on which every optimizer the claim needs has
-at least MIN_SEEDS seeds at its tuned lr; the missing (task, optimizer) combinations are named).
+or *not enough data* (fewer than MIN_TASKS (5) tasks on which every optimizer the claim needs
+has at least MIN_SEEDS seeds at its selected lr; the missing (task, optimizer) combinations are
+named). No claim is decided over fewer than 5 tasks: an interval over 2 tasks is their range.
 All figures use the runs the tuned protocol selected (`protocol.select`: lr chosen per (task,
 optimizer) on the mean validation metric of the selection seeds, figures from the evaluation
 seeds where they exist) and only the optimizers of the `adaptive-lr` study preset.
@@ -20,7 +21,8 @@ seeds where they exist) and only the optimizers of the `adaptive-lr` study prese
       count as fastest), among tasks with a target that some optimizer reaches.
 (b) "RMSprop does well on sparse data." On the tasks of type 'sparse': RMSprop's paired win
     rate over SGD and over momentum (per task over seeds, then the mean over tasks), each with
-    a percentile bootstrap interval over tasks; supported if both lower bounds exceed ½.
+    the stratified bootstrap interval (seeds resampled within tasks, and the tasks too);
+    supported if both lower bounds exceed ½.
 (c) "AdaGrad drops the loss fast early but falls behind in long training." From the training
     loss curves (mean minibatch loss at the evaluation step nearest 10% and 100% of the budget):
     AdaGrad's rank among the five optimizers at each point (1 = lowest loss; mean over seeds
@@ -38,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from adaptbench import inference
-from adaptbench.comparisons import ALPHA, bootstrap_over_tasks, pairwise_task_rates
+from adaptbench.comparisons import (ALPHA, bootstrap_over_tasks, paired_wins, pairwise_task_rates,
+                                    stratified_interval)
 from adaptbench.curves import ranks_at, run_costs, values_at
 from adaptbench.spec import STUDY_PRESETS
 from adaptbench.protocol import results_only
@@ -48,7 +51,7 @@ STUDY = STUDY_PRESETS["adaptive-lr"]
 CLAIMS_OPTIMIZERS: tuple[str, ...] = STUDY.optimizers
 CLAIMS_SEEDS: int = STUDY.seeds  # what the study queues per (task, optimizer, lr)
 MIN_SEEDS = 3  # fewer seeds at the tuned lr and a (task, optimizer) does not count
-MIN_TASKS = 2
+MIN_TASKS = 5  # no statistic over tasks from fewer (an interval over 2 tasks is their range)
 MOST = 0.5
 SPARSE = "sparse"
 EARLY, LATE = 0.1, 1.0
@@ -208,14 +211,16 @@ def _claim_a(at: pd.DataFrame, tasks: list[str], metric: str) -> list[dict]:
 def _claim_b(at: pd.DataFrame, tasks: list[str], metric: str) -> list[dict]:
     rates = pairwise_task_rates(at[at["task"].isin(tasks)], metric)
     rows = []
+    wins = paired_wins(at[at["task"].isin(tasks)], metric)
     for opponent in ("sgd", "momentum"):
         part = rates[(rates["optimizer"] == "rmsprop") & (rates["opponent"] == opponent)]
-        ci = bootstrap_over_tasks(part["win_rate"], pd.Series(0, index=part.index))
-        low = float(ci["ci_low"].iloc[0]) if len(ci) else np.nan
+        mine = wins[(wins["optimizer"] == "rmsprop") & (wins["opponent"] == opponent)]
+        iv = stratified_interval([g.to_numpy(float) for _, g in mine.groupby("task")["win"]])
+        low = iv.low
         rows.append({
             "claim": "b", "statistic": f"rmsprop win rate over {opponent} on sparse tasks",
             "value": float(part["win_rate"].mean()), "ci_low": low,
-            "ci_high": float(ci["ci_high"].iloc[0]) if len(ci) else np.nan, "threshold": 0.5,
+            "ci_high": iv.high, "threshold": 0.5,
             "tasks": len(part), "verdict": SUPPORTED if low > 0.5 else NOT_SUPPORTED,
             "detail": "per task: " + ", ".join(
                 f"{r.task} {r.win_rate:.2f}" for r in part.itertuples()),

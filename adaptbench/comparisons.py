@@ -10,23 +10,25 @@ mean of per-task figures, never a pool of seeds.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from adaptbench import inference
+from adaptbench import aggregate, inference
 from adaptbench.errors import UserError
 from adaptbench.stats import N_RESAMPLES, BOOTSTRAP_SEED, scored, table
 
 ALPHA = 0.05
-WIN_CI = "percentile bootstrap over tasks"  # how win-rate intervals are drawn, for titles
+WIN_CI = ("stratified bootstrap: seeds resampled within tasks, and tasks too from 5 tasks up"
+          )  # how win-rate intervals are drawn, for titles
 _S, _F, _I, _B = object, float, int, bool
 TASK_RATE_SCHEMA = {
     "task": _S, "task_type": _S, "optimizer": _S, "opponent": _S, "win_rate": _F, "pairs": _I,
 }
 WIN_SCHEMA = {
     "task_type": _S, "optimizer": _S, "opponent": _S, "win_rate": _F, "ci_low": _F,
-    "ci_high": _F, "tasks": _I, "pairs": _I,
+    "ci_high": _F, "resampled": _S, "tasks": _I, "pairs": _I,
 }
 RANK_SCHEMA = {"task_type": _S, "task": _S, "optimizer": _S, "rank": _F, "seeds": _I}
 MEAN_RANK_SCHEMA = {
@@ -47,7 +49,7 @@ COMPARE_TASK_SCHEMA = {
 }
 COMPARE_OVERALL_SCHEMA = {
     "task_type": _S, "tasks": _I, "a_wins": _I, "b_wins": _I, "even": _I, "win_rate": _F,
-    "ci_low": _F, "ci_high": _F, "effect_size": _F, "statistic": _F, "p_value": _F,
+    "ci_low": _F, "ci_high": _F, "resampled": _S, "effect_size": _F, "statistic": _F, "p_value": _F,
     "verdict": _S,
 }
 WIN_COLUMNS = list(WIN_SCHEMA)
@@ -59,21 +61,43 @@ def _scores(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     return at.loc[at["score"].notna(), ["task", "task_type", "optimizer", "seed", "score"]]
 
 
-def pairwise_task_rates(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
-    """Per task and ordered pair of optimizers: win rate over the seeds both have.
-
-    win 1, tie ½ (exact equality; two diverged runs tie), loss 0; a diverged run loses to a
-    run that did not diverge. Columns: task, task_type, optimizer, opponent, win_rate, pairs.
-    """
+def paired_wins(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
+    """Per task, seed and ordered pair of optimizers that both have the seed: the paired win
+    value of optimizer over opponent, 1 win, ½ tie (exact equality; two diverged runs tie), 0
+    loss; a diverged run loses to a run that did not diverge. Columns: task, task_type,
+    optimizer, opponent, seed, win."""
     at = _scores(runs, metric)
     pairs = at.merge(at[["task", "seed", "optimizer", "score"]], on=["task", "seed"],
                      suffixes=("", "_b"))
     pairs = pairs[pairs["optimizer"] != pairs["optimizer_b"]]
     a, b = pairs["score"].to_numpy(), pairs["score_b"].to_numpy()
     pairs = pairs.assign(win=(a > b) + 0.5 * (a == b), opponent=pairs["optimizer_b"])
-    out = pairs.groupby(["task", "task_type", "optimizer", "opponent"], sort=True).agg(
+    return pairs[["task", "task_type", "optimizer", "opponent", "seed", "win"]]
+
+
+def pairwise_task_rates(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
+    """Per task and ordered pair of optimizers: win rate over the seeds both have
+    (the mean of `paired_wins`). Columns: task, task_type, optimizer, opponent, win_rate, pairs.
+    """
+    out = paired_wins(runs, metric).groupby(
+        ["task", "task_type", "optimizer", "opponent"], sort=True).agg(
         win_rate=("win", "mean"), pairs=("win", "size"))
     return table(out.reset_index(), TASK_RATE_SCHEMA)
+
+
+def stratified_interval(per_task: list[np.ndarray], confidence: float = 0.95) -> aggregate.Interval:
+    """The mean over tasks of per-task means of per-seed values, with the stratified bootstrap
+    interval (`aggregate.stratified_bootstrap_ci`: seeds resampled within each task, and the
+    tasks too from 5 tasks up). No interval (NaN) when only seeds can be resampled and some
+    task has a single seed: one value says nothing about the spread over seeds."""
+    if not per_task:
+        return aggregate.Interval(math.nan, math.nan, math.nan, 0, aggregate.SEEDS, "no tasks")
+    iv = aggregate.stratified_bootstrap_ci(per_task, aggregate.mean_over_tasks, confidence,
+                                           N_RESAMPLES, BOOTSTRAP_SEED)
+    if iv.resampled == aggregate.SEEDS and min(len(x) for x in per_task) < 2:
+        return replace(iv, low=math.nan, high=math.nan,
+                       reason="a task with a single paired seed and fewer than 5 tasks")
+    return iv
 
 
 def bootstrap_over_tasks(
@@ -81,8 +105,11 @@ def bootstrap_over_tasks(
 ) -> pd.DataFrame:
     """Mean and percentile-bootstrap interval of per-task values within each group of `keys`.
 
-    9,999 resamples of the group's tasks with seed 0 (`inference.percentile_bootstrap`); a
-    group with one task has no interval. Index: the group keys; columns mean, ci_low, ci_high.
+    For statistics that exist only per task (a rank, a gap): 9,999 resamples of the group's
+    tasks with seed 0 (`inference.percentile_bootstrap`). A group with fewer than 5 tasks has
+    no interval: a bootstrap over 2 tasks is their range and ignores the seed noise (95%
+    intervals over 2, 3, 5 tasks cover 52%, 76%, 86% of the time).
+    Index: the group keys; columns mean, ci_low, ci_high.
     """
     grouped = values.groupby(keys, sort=True)
     codes = grouped.ngroup().to_numpy()
@@ -95,7 +122,7 @@ def bootstrap_over_tasks(
     for i, part in enumerate(parts):
         by_size.setdefault(len(part), []).append(i)
     for size, index in by_size.items():
-        if size >= 2:
+        if size >= aggregate.MIN_TASKS_FOR_TASK_BOOTSTRAP:
             lo, hi = inference.percentile_bootstrap(
                 np.stack([parts[i] for i in index]), confidence, N_RESAMPLES, BOOTSTRAP_SEED)
             low[index], high[index] = lo, hi
@@ -103,23 +130,71 @@ def bootstrap_over_tasks(
 
 
 def win_rates(runs: pd.DataFrame, metric: str = "test", confidence: float = 0.95) -> pd.DataFrame:
-    """Paired win rate of each optimizer over each other, per task type, at tuned lrs.
+    """Paired win rate of each optimizer over each other, per task type, at the selected lrs.
 
     The per-task rate is the mean over the seeds both have (`pairwise_task_rates`); the
-    task-type rate is the unweighted mean over tasks, with a percentile bootstrap interval over
-    tasks (see `bootstrap_over_tasks`; none with one task). Pairs with no common seed in a
-    task type are left out. Columns: task_type, optimizer, opponent, win_rate, ci_low, ci_high,
-    tasks (that contributed), pairs (paired seeds over those tasks).
+    task-type rate is the unweighted mean over tasks, with the stratified bootstrap interval
+    of `stratified_interval` (seeds within tasks, tasks too from 5 tasks up; `resampled` says
+    which). The interval of B over A is 1 minus that of A over B, since paired win values
+    add up to 1. Pairs with no common seed in a task type are left out. Columns: task_type,
+    optimizer, opponent, win_rate, ci_low, ci_high, resampled, tasks (that contributed), pairs
+    (paired seeds over those tasks).
     """
-    per_task = pairwise_task_rates(runs, metric).sort_values(
-        ["task_type", "optimizer", "opponent", "task"], kind="mergesort")
-    keys = ["task_type", "optimizer", "opponent"]
-    if per_task.empty:
+    wins = paired_wins(runs, metric)
+    if wins.empty:
         return table([], WIN_SCHEMA)
-    out = per_task.groupby(keys, sort=True).agg(tasks=("task", "size"), pairs=("pairs", "sum"))
-    ci = bootstrap_over_tasks(per_task["win_rate"], [per_task[k] for k in keys], confidence)
-    out = out.join(ci.rename(columns={"mean": "win_rate"}))
-    return table(out.reset_index(), WIN_SCHEMA)
+    rows = []
+    for (kind, a, b), part in wins[wins["optimizer"] < wins["opponent"]].groupby(
+            ["task_type", "optimizer", "opponent"], sort=True):
+        per_task = [g.to_numpy(float) for _, g in part.groupby("task", sort=True)["win"]]
+        iv = stratified_interval(per_task, confidence)
+        common = {"task_type": kind, "tasks": len(per_task), "pairs": len(part),
+                  "resampled": iv.resampled}
+        rows.append({**common, "optimizer": a, "opponent": b, "win_rate": iv.estimate,
+                     "ci_low": iv.low, "ci_high": iv.high})
+        rows.append({**common, "optimizer": b, "opponent": a, "win_rate": 1 - iv.estimate,
+                     "ci_low": 1 - iv.high, "ci_high": 1 - iv.low})
+    out = table(rows, WIN_SCHEMA)
+    return out.sort_values(["task_type", "optimizer", "opponent"], kind="mergesort").reset_index(drop=True)
+
+
+IMPROVEMENT_SCHEMA = {
+    "task_type": _S, "optimizer": _S, "opponent": _S, "probability": _F, "ci_low": _F,
+    "ci_high": _F, "resampled": _S, "tasks": _I, "runs": _I, "opponent_runs": _I,
+}
+
+
+def improvement(runs: pd.DataFrame, metric: str = "test", confidence: float = 0.95) -> pd.DataFrame:
+    """Probability of improvement of each optimizer over each other, per task type (rliable's
+    definition, `aggregate.probability_of_improvement`): per task, the share of (run of A, run
+    of B) pairs, over all their seeds, unpaired, in which A scores higher (ties ½; a diverged
+    run scores lowest), then the mean over the tasks both ran. The interval is the stratified
+    bootstrap (each optimizer's runs resampled within each task, the tasks too from 5 up).
+    Columns: task_type, optimizer, opponent, probability, ci_low, ci_high, resampled, tasks,
+    runs, opponent_runs.
+    """
+    at = _scores(runs, metric)
+    rows = []
+    for kind, part in at.groupby("task_type", sort=True):
+        names = sorted(set(part["optimizer"]))
+        by = {(t, o): g["score"].to_numpy(float)
+              for (t, o), g in part.groupby(["task", "optimizer"], sort=True)}
+        for a in names:
+            for b in names:
+                if a == b:
+                    continue
+                tasks = sorted(t for t in part["task"].unique() if (t, a) in by and (t, b) in by)
+                if not tasks:
+                    continue
+                x, y = [by[(t, a)] for t in tasks], [by[(t, b)] for t in tasks]
+                iv = aggregate.stratified_bootstrap_ci(
+                    (x, y), aggregate.probability_of_improvement, confidence, N_RESAMPLES,
+                    BOOTSTRAP_SEED)
+                rows.append({"task_type": kind, "optimizer": a, "opponent": b,
+                             "probability": iv.estimate, "ci_low": iv.low, "ci_high": iv.high,
+                             "resampled": iv.resampled, "tasks": len(tasks),
+                             "runs": sum(map(len, x)), "opponent_runs": sum(map(len, y))})
+    return table(rows, IMPROVEMENT_SCHEMA)
 
 
 def win_matrix(rates: pd.DataFrame, task_type: str, column: str = "win_rate") -> pd.DataFrame:
@@ -270,7 +345,7 @@ def _overall_verdict(a: str, b: str, tasks: int, a_wins: int, b_wins: int, p: fl
 def compare(
     runs: pd.DataFrame, a: str, b: str, metric: str = "test", confidence: float = 0.95
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Optimizer `a` against `b` at their tuned lrs: per task, and over the tasks of each type.
+    """Optimizer `a` against `b` at their selected lrs: per task, and over the tasks of each type.
 
     Per task (the seeds both have): `a_mean`/`b_mean` are the mean final metrics over the
     seeds where both finished; `advantage` is their paired mean difference oriented so that a
@@ -278,7 +353,7 @@ def compare(
     Cohen's d_z (mean / sd of the paired differences); `p_value` a two-sided paired t-test;
     `win_rate` the paired win rate of `a` (a diverged run loses). Over tasks (per task type and
     `(all)`): how many tasks each wins (per-task win rate above/below ½), the mean win rate
-    with a bootstrap interval over tasks, the Wilcoxon signed-rank test of the per-task win
+    with the stratified bootstrap interval (`stratified_interval`), the Wilcoxon signed-rank test of the per-task win
     rates against ½ and its matched-pairs rank-biserial correlation as effect size (+1: `a`
     wins every task). Each row carries a verdict in words.
     """
@@ -297,9 +372,10 @@ def compare(
         subset=[("score", a), ("score", b)])
     meta = at.groupby("task").agg(task_type=("task_type", "first"),
                                   metric_name=("metric_name", "first"))
-    rows = []
+    rows, wins = [], {}
     for task, part in wide.groupby(level="task", sort=True):
         sa, sb = part[("score", a)].to_numpy(float), part[("score", b)].to_numpy(float)
+        wins[task] = (sa > sb) + 0.5 * (sa == sb)
         both = np.isfinite(sa) & np.isfinite(sb)
         d = sa[both] - sb[both]
         ci = inference.t_interval(np.array([d.mean() if len(d) else np.nan]),
@@ -317,7 +393,7 @@ def compare(
             "p_value": inference.paired_t_test(d).p_value,
             "a_diverged": int(part[("diverged", a)].astype(bool).sum()),
             "b_diverged": int(part[("diverged", b)].astype(bool).sum()),
-            "win_rate": float(((sa > sb) + 0.5 * (sa == sb)).mean()),
+            "win_rate": float(wins[task].mean()),
             "_finite": int(both.sum()),
         }
         row["verdict"] = _task_verdict(a, b, row)
@@ -330,12 +406,12 @@ def compare(
     for kind, part in groups:
         rates = part["win_rate"].to_numpy(float)
         test = inference.wilcoxon(rates - 0.5)
-        ci = bootstrap_over_tasks(part["win_rate"], pd.Series(0, index=part.index), confidence)
+        iv = stratified_interval([wins[t] for t in part["task"]], confidence)
         a_wins, b_wins = int((rates > 0.5).sum()), int((rates < 0.5).sum())
         overall.append({
             "task_type": kind, "tasks": len(part), "a_wins": a_wins, "b_wins": b_wins,
             "even": len(part) - a_wins - b_wins, "win_rate": float(rates.mean()),
-            "ci_low": float(ci["ci_low"].iloc[0]), "ci_high": float(ci["ci_high"].iloc[0]),
+            "ci_low": iv.low, "ci_high": iv.high, "resampled": iv.resampled,
             "effect_size": inference.rank_biserial(rates - 0.5),
             "statistic": test.statistic, "p_value": test.p_value,
             "verdict": _overall_verdict(a, b, len(part), a_wins, b_wins, test.p_value),

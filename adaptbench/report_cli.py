@@ -29,6 +29,16 @@ class Interval(str, Enum):
     bootstrap = "bootstrap"
 
 
+class Aggregate(str, Enum):
+    mean = "mean"
+    iqm = "iqm"
+
+
+class WinStatistic(str, Enum):
+    win_rate = "win-rate"
+    improvement = "improvement"
+
+
 TaskF = Annotated[ListOpt, typer.Option("--task", "-t", help="Only these task(s).")]
 TypeF = Annotated[ListOpt, typer.Option("--task-type", help="Only these task type(s).")]
 OptimF = Annotated[ListOpt, typer.Option("--optim", "-o", help="Only these optimizer(s).")]
@@ -38,7 +48,8 @@ ProtocolF = Annotated[
     Protocol,
     typer.Option("--lr", help="tuned: per (task, optimizer) the lr with the best mean validation metric on the selection seeds, figures from the evaluation seeds; fixed: every lr."),
 ]
-CiF = Annotated[Interval, typer.Option("--ci", help="t: Student-t interval over seeds; bootstrap: BCa bootstrap (9,999 resamples, seed 0).")]
+CiF = Annotated[Interval, typer.Option("--ci", help="Interval of the mean. t: Student-t over seeds; bootstrap: BCa bootstrap (9,999 resamples, seed 0) from 10 seeds up, the t-interval below.")]
+AggregateF = Annotated[Aggregate, typer.Option("--aggregate", help="mean over seeds (with --ci), or iqm: interquartile mean (rliable's) with a percentile bootstrap interval over seeds.")]
 
 DEFAULT_SOURCES = ("DEFAULT", "DEFAULT_MAP")
 
@@ -108,15 +119,23 @@ def _metric_columns(split: Split, loss: bool = False) -> tuple[str, ...]:
     return (f"final_{split.value}_metric",) + ((f"final_{split.value}_loss",) if loss else ())
 
 
-def _summary(selected: Any, split: Split, ci: Interval, fmt: Format) -> None:
+def _summary(selected: Any, split: Split, ci: Interval, fmt: Format,
+             aggregate: Aggregate = Aggregate.mean) -> None:
     from adaptbench import render, stats
 
+    method = "iqm" if aggregate == Aggregate.iqm else ci.value
     if selected.protocol == Protocol.tuned.value:
-        table = stats.tuned_summary(selected, split.value, ci.value)
+        table = stats.tuned_summary(selected, split.value, method)
     else:
-        table = stats.summary(selected.runs, split.value, ci.value)
-    interval = "95% t-interval" if ci == Interval.t else "95% BCa bootstrap interval"
-    title = f"final {split.value} metric, mean ± {interval} over seeds; {selected.describe()}"
+        table = stats.summary(selected.runs, split.value, method)
+    if aggregate == Aggregate.iqm:
+        table = table.rename(columns={"mean": "iqm", "loss_mean": "loss_iqm"})
+        what = "interquartile mean with a 95% percentile bootstrap interval"
+    elif ci == Interval.t:
+        what = "mean ± 95% t-interval"
+    else:
+        what = "mean ± 95% BCa bootstrap interval (t-interval under 10 seeds)"
+    title = f"final {split.value} metric, {what} over seeds; {selected.describe()}"
     render.render(table, fmt.value, title=title)
     if fmt in (Format.csv, Format.json):
         _note(title)
@@ -176,6 +195,7 @@ def report(
     split: SplitF = Split.test,
     lr: ProtocolF = Protocol.tuned,
     ci: CiF = Interval.t,
+    aggregate: AggregateF = Aggregate.mean,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -187,7 +207,7 @@ def report(
         return
     o = SimpleNamespace(**ctx.params)
     _, selected = _load(o, _metric_columns(split, loss=True), lr.value)
-    _summary(selected, split, ci, fmt)
+    _summary(selected, split, ci, fmt, aggregate)
     if fmt == Format.table and sys.stdout.isatty() and lr == Protocol.tuned:
         _wins(selected, split, fmt)
 
@@ -202,6 +222,7 @@ def summary(
     split: SplitF = Split.test,
     lr: ProtocolF = Protocol.tuned,
     ci: CiF = Interval.t,
+    aggregate: AggregateF = Aggregate.mean,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -211,7 +232,7 @@ def summary(
     `selection_n` and `eval_n` how many runs each side has."""
     o = _options(ctx)
     _, selected = _load(o, _metric_columns(o.split, loss=True), o.lr.value)
-    _summary(selected, o.split, o.ci, o.fmt)
+    _summary(selected, o.split, o.ci, o.fmt, o.aggregate)
 
 
 @report_app.command(short_help="Paired win rates between optimizers per task type, with CIs.")
@@ -222,15 +243,29 @@ def wins(
     optim: OptimF = None,
     study: StudyF = None,
     split: SplitF = Split.test,
+    statistic: Annotated[WinStatistic, typer.Option("--statistic", help="win-rate: paired by (task, seed); improvement: probability of improvement (rliable), every run of A against every run of B.")] = WinStatistic.win_rate,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Win rate of each optimizer over each other per task type: runs paired by (task, seed) at
     the selected lrs, win 1, tie ½, diverged loses; tasks weigh equally; the interval resamples
-    seeds within tasks, and tasks too from 5 tasks up."""
+    seeds within tasks, and tasks too from 5 tasks up. `--statistic improvement`: rliable's
+    probability of improvement instead (unpaired: every run against every run, per task)."""
     o = _options(ctx)
     _, selected = _load(o, _metric_columns(o.split))
-    _wins(selected, o.split, o.fmt)
+    if o.statistic == WinStatistic.win_rate:
+        _wins(selected, o.split, o.fmt)
+        return
+    from adaptbench import comparisons, render
+
+    table = comparisons.improvement(selected.runs, o.split.value)
+    render.render(table, o.fmt.value,
+                  title=f"probability of improvement P(row > opponent) per task type, final "
+                        f"{o.split.value} metric, every run against every run per task, tasks "
+                        f"weighed equally [95% interval: {comparisons.WIN_CI}]; "
+                        f"{selected.describe()}")
+    if table.empty:
+        _nothing("tasks with two or more optimizers")
 
 
 @report_app.command(short_help="Average ranks, Friedman test, pairwise Wilcoxon with Holm.")

@@ -24,7 +24,7 @@ from adaptbench.inference import bca_bootstrap, t_interval
 from adaptbench.protocol import Selected, check_selected, check_unique, results_only
 
 SPLITS = ("train", "val", "test")
-CI_METHODS = ("t", "bootstrap")
+CI_METHODS = ("t", "bootstrap", "iqm")
 N_RESAMPLES = 9999
 BOOTSTRAP_SEED = 0
 # Fewer values than this get the Student-t interval where a BCa interval was asked for: below
@@ -169,12 +169,36 @@ def signed(values: pd.Series, higher_is_better: pd.Series) -> pd.Series:
     return values.where(higher_is_better.astype(bool), -values)
 
 
+def _iqm_intervals(
+    x: np.ndarray, c: np.ndarray, count: int, confidence: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per group: interquartile mean (`aggregate.iqm`) with a percentile bootstrap interval over
+    the group's values (`aggregate.stratified_bootstrap_ci`, one task); fewer than 2: none."""
+    from adaptbench import aggregate
+
+    out = np.full((4, count), np.nan)
+    for g in range(count):
+        v = x[c == g]
+        out[3, g] = len(v)
+        if len(v) == 0:
+            continue
+        iv = aggregate.stratified_bootstrap_ci(v[:, None], aggregate.iqm, confidence,
+                                               N_RESAMPLES, BOOTSTRAP_SEED, task_bootstrap=False)
+        out[0, g] = iv.estimate
+        if len(v) >= 2:
+            out[1, g], out[2, g] = iv.low, iv.high
+    return out[0], out[1], out[2], out[3]
+
+
 def _intervals(
     values: pd.Series, codes: np.ndarray, count: int, ci: str, confidence: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per group (codes 0..count-1): mean, low, high, n of the non-NaN values."""
+    """Per group (codes 0..count-1): mean, low, high, n of the non-NaN values; with ci 'iqm',
+    the interquartile mean and its bootstrap interval instead."""
     ok = values.notna().to_numpy()
     x, c = values.to_numpy(float)[ok], codes[ok]
+    if ci == "iqm":
+        return _iqm_intervals(x, c, count, confidence)
     n = np.bincount(c, minlength=count).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.bincount(c, weights=x, minlength=count) / n

@@ -635,7 +635,7 @@ def test_every_report_accepts_no_runs(function):
     out = function(empty)
     assert out.empty and not any(dtype == object for dtype in out.dtypes[
         [c for c in out.columns if c not in ("task", "task_type", "optimizer", "opponent",
-                                             "metric_name", "better", "source")]])
+                                             "metric_name", "better", "source", "resampled")]])
 
 
 def test_loaded_dtypes_give_the_same_numbers():
