@@ -179,3 +179,71 @@ def stratified_bootstrap_ci(
         math.nan, math.nan)
     return Interval(estimate, float(low), float(high), n_tasks,
                     SEEDS_AND_TASKS if resample_tasks else SEEDS, reason)
+
+
+def _counts(rng: np.random.Generator, n: int, n_resamples: int) -> np.ndarray:
+    """How often each of n items is drawn in each of the resamples of n draws: (resamples, n)."""
+    draws = rng.integers(0, n, (n_resamples, n))
+    flat = (draws + n * np.arange(n_resamples)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_resamples * n).reshape(n_resamples, n).astype(float)
+
+
+def mean_intervals(
+    per_task: Sequence[np.ndarray], confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
+    seed: int = 0, task_bootstrap: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """`stratified_bootstrap_ci(..., mean_over_tasks)` for many groups at once that share their
+    tasks and per-task run counts: `per_task[t]` is a (groups, runs_t) array of task t's values.
+
+    The same resampling scheme (runs within each task; tasks too from 5 tasks up, each drawn
+    task with runs drawn afresh), computed as count-weighted sums (a resample's mean is counts ·
+    values / n), so that all groups and resamples cost a few matrix products; another random
+    stream than `stratified_bootstrap_ci`, so the bounds agree within Monte Carlo error.
+    Returns (estimate, low, high) per group and what was resampled.
+    """
+    tasks = len(per_task)
+    values = [np.asarray(v, dtype=float) for v in per_task]
+    estimate = np.mean([v.mean(axis=1) for v in values], axis=0)
+    rng = np.random.default_rng(seed)
+    if task_bootstrap and tasks >= MIN_TASKS_FOR_TASK_BOOTSTRAP:
+        picks = rng.integers(0, tasks, (n_resamples, tasks))
+        total = np.zeros((len(estimate), n_resamples))
+        for slot in range(tasks):
+            for t in range(tasks):
+                rows = np.flatnonzero(picks[:, slot] == t)
+                if len(rows):
+                    n = values[t].shape[1]
+                    total[:, rows] += values[t] @ _counts(rng, n, len(rows)).T / n
+        resampled, stats = SEEDS_AND_TASKS, total / tasks
+    else:
+        stats = sum(v @ _counts(rng, v.shape[1], n_resamples).T / v.shape[1] for v in values) / tasks
+        resampled = SEEDS
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(stats, [alpha, 1 - alpha], axis=1)
+    return estimate, low, high, resampled
+
+
+def iqm_intervals(
+    values: np.ndarray, confidence: float = 0.95, n_resamples: int = N_RESAMPLES, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Interquartile mean of each row of a (groups, n) array, with a percentile bootstrap
+    interval over its values (`stratified_bootstrap_ci(row[:, None], iqm, task_bootstrap=False)`
+    in another random stream).
+
+    With the row sorted, a resample that draws value i c_i times holds it at sorted positions
+    [C_{i-1}, C_i) (C the running count), so its weight in the trimmed mean is the overlap of
+    that range with the kept positions [n//4, n - n//4): the weights depend on the counts alone,
+    and every row's resampled IQMs are one matrix product.
+    """
+    x = np.sort(np.asarray(values, dtype=float), axis=1)
+    n = x.shape[1]
+    cut = n // 4
+    estimate = x[:, cut:n - cut].mean(axis=1)
+    counts = _counts(np.random.default_rng(seed), n, n_resamples)
+    upper = np.cumsum(counts, axis=1)
+    lower = upper - counts
+    weights = np.clip(np.minimum(upper, n - cut) - np.maximum(lower, cut), 0, None)
+    stats = x @ weights.T / (n - 2 * cut)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(stats, [alpha, 1 - alpha], axis=1)
+    return estimate, low, high

@@ -10,7 +10,6 @@ mean of per-task figures, never a pool of seeds.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -85,19 +84,30 @@ def pairwise_task_rates(runs: pd.DataFrame, metric: str = "test") -> pd.DataFram
     return table(out.reset_index(), TASK_RATE_SCHEMA)
 
 
+def stratified_intervals(
+    per_task: list[np.ndarray], confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """For groups that share their tasks and per-task seed counts (`per_task[t]`: a (groups,
+    seeds_t) array of per-seed values): the mean over tasks of per-task means, with the
+    stratified bootstrap interval (`aggregate.mean_intervals`: seeds resampled within each
+    task, and the tasks too from 5 tasks up; 9,999 resamples, seed 0). No interval (NaN) when
+    only seeds can be resampled and a task has a single seed: one value says nothing about the
+    spread over seeds. Returns estimate, low, high per group and what was resampled."""
+    estimate, low, high, resampled = aggregate.mean_intervals(
+        per_task, confidence, N_RESAMPLES, BOOTSTRAP_SEED)
+    if resampled == aggregate.SEEDS and min(v.shape[1] for v in per_task) < 2:
+        low, high = np.full_like(low, np.nan), np.full_like(high, np.nan)
+    return estimate, low, high, resampled
+
+
 def stratified_interval(per_task: list[np.ndarray], confidence: float = 0.95) -> aggregate.Interval:
-    """The mean over tasks of per-task means of per-seed values, with the stratified bootstrap
-    interval (`aggregate.stratified_bootstrap_ci`: seeds resampled within each task, and the
-    tasks too from 5 tasks up). No interval (NaN) when only seeds can be resampled and some
-    task has a single seed: one value says nothing about the spread over seeds."""
+    """`stratified_intervals` of one group: `per_task[t]` the 1-D per-seed values of task t."""
     if not per_task:
         return aggregate.Interval(math.nan, math.nan, math.nan, 0, aggregate.SEEDS, "no tasks")
-    iv = aggregate.stratified_bootstrap_ci(per_task, aggregate.mean_over_tasks, confidence,
-                                           N_RESAMPLES, BOOTSTRAP_SEED)
-    if iv.resampled == aggregate.SEEDS and min(len(x) for x in per_task) < 2:
-        return replace(iv, low=math.nan, high=math.nan,
-                       reason="a task with a single paired seed and fewer than 5 tasks")
-    return iv
+    est, low, high, resampled = stratified_intervals(
+        [np.asarray(v, dtype=float)[None, :] for v in per_task], confidence)
+    return aggregate.Interval(float(est[0]), float(low[0]), float(high[0]), len(per_task),
+                              resampled, "")
 
 
 def bootstrap_over_tasks(
@@ -143,17 +153,26 @@ def win_rates(runs: pd.DataFrame, metric: str = "test", confidence: float = 0.95
     wins = paired_wins(runs, metric)
     if wins.empty:
         return table([], WIN_SCHEMA)
+    wins = wins[wins["optimizer"] < wins["opponent"]].sort_values(
+        ["task_type", "optimizer", "opponent", "task", "seed"], kind="mergesort")
     rows = []
-    for (kind, a, b), part in wins[wins["optimizer"] < wins["opponent"]].groupby(
-            ["task_type", "optimizer", "opponent"], sort=True):
-        per_task = [g.to_numpy(float) for _, g in part.groupby("task", sort=True)["win"]]
-        iv = stratified_interval(per_task, confidence)
-        common = {"task_type": kind, "tasks": len(per_task), "pairs": len(part),
-                  "resampled": iv.resampled}
-        rows.append({**common, "optimizer": a, "opponent": b, "win_rate": iv.estimate,
-                     "ci_low": iv.low, "ci_high": iv.high})
-        rows.append({**common, "optimizer": b, "opponent": a, "win_rate": 1 - iv.estimate,
-                     "ci_low": 1 - iv.high, "ci_high": 1 - iv.low})
+    for kind, part in wins.groupby("task_type", sort=True):
+        # pairs with the same tasks and seed counts share one batched bootstrap
+        batches: dict[tuple, list[tuple[str, str, list[np.ndarray]]]] = {}
+        for (a, b), mine in part.groupby(["optimizer", "opponent"], sort=True):
+            per_task = [g.to_numpy(float) for _, g in mine.groupby("task", sort=True)["win"]]
+            shape = tuple(zip(sorted(mine["task"].unique()), map(len, per_task)))
+            batches.setdefault(shape, []).append((a, b, per_task))
+        for shape, members in batches.items():
+            stacked = [np.stack([m[2][t] for m in members]) for t in range(len(shape))]
+            est, low, high, resampled = stratified_intervals(stacked, confidence)
+            for i, (a, b, per_task) in enumerate(members):
+                common = {"task_type": kind, "tasks": len(per_task), "resampled": resampled,
+                          "pairs": int(sum(map(len, per_task)))}
+                rows.append({**common, "optimizer": a, "opponent": b, "win_rate": est[i],
+                             "ci_low": low[i], "ci_high": high[i]})
+                rows.append({**common, "optimizer": b, "opponent": a, "win_rate": 1 - est[i],
+                             "ci_low": 1 - high[i], "ci_high": 1 - low[i]})
     out = table(rows, WIN_SCHEMA)
     return out.sort_values(["task_type", "optimizer", "opponent"], kind="mergesort").reset_index(drop=True)
 

@@ -172,21 +172,25 @@ def signed(values: pd.Series, higher_is_better: pd.Series) -> pd.Series:
 def _iqm_intervals(
     x: np.ndarray, c: np.ndarray, count: int, confidence: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per group: interquartile mean (`aggregate.iqm`) with a percentile bootstrap interval over
-    the group's values (`aggregate.stratified_bootstrap_ci`, one task); fewer than 2: none."""
+    """Per group: interquartile mean with a percentile bootstrap interval over the group's
+    values (`aggregate.iqm_intervals`, groups of one size at a time); fewer than 2: none."""
     from adaptbench import aggregate
 
     out = np.full((4, count), np.nan)
-    for g in range(count):
-        v = x[c == g]
-        out[3, g] = len(v)
-        if len(v) == 0:
+    out[3] = np.bincount(c, minlength=count)
+    order = np.argsort(c, kind="mergesort")
+    groups = np.split(x[order], np.cumsum(out[3].astype(int))[:-1])
+    by_size: dict[int, list[int]] = {}
+    for g, values in enumerate(groups):
+        by_size.setdefault(len(values), []).append(g)
+    for size, index in by_size.items():
+        if size == 0:
             continue
-        iv = aggregate.stratified_bootstrap_ci(v[:, None], aggregate.iqm, confidence,
-                                               N_RESAMPLES, BOOTSTRAP_SEED, task_bootstrap=False)
-        out[0, g] = iv.estimate
-        if len(v) >= 2:
-            out[1, g], out[2, g] = iv.low, iv.high
+        est, low, high = aggregate.iqm_intervals(np.stack([groups[g] for g in index]),
+                                                 confidence, N_RESAMPLES, BOOTSTRAP_SEED)
+        out[0, index] = est
+        if size >= 2:
+            out[1, index], out[2, index] = low, high
     return out[0], out[1], out[2], out[3]
 
 
