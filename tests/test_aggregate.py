@@ -115,6 +115,38 @@ def test_stratified_intervals_match_rliables(rliable_modules, name, task_bootstr
     assert_close_interval(ours, ref, 10_000)
 
 
+@pytest.mark.parametrize("task_bootstrap", [False, True])
+def test_batched_mean_intervals_match_rliables(rliable_modules, task_bootstrap):
+    # the count-weighted batch that reports use, every optimizer of the fixed data at once
+    library, metrics = rliable_modules
+    scores = fixed_scores()
+    names = [name for name, _ in OPTIMIZERS]
+    per_task = [np.stack([scores[n][:, t] for n in names]) for t in range(6)]
+    est, low, high, resampled = ag.mean_intervals(per_task, n_resamples=OURS,
+                                                  task_bootstrap=task_bootstrap)
+    assert resampled == (ag.SEEDS_AND_TASKS if task_bootstrap else ag.SEEDS)
+    for i, name in enumerate(names):
+        ref = rliable_interval(library, scores[name], lambda s: np.array([metrics.aggregate_mean(s)]),
+                               10_000, task_bootstrap)
+        assert est[i] == pytest.approx(metrics.aggregate_mean(scores[name]), abs=1e-12)
+        assert_close_interval(ag.Interval(est[i], low[i], high[i], 6, resampled, ""), ref, 10_000)
+
+
+def test_batched_iqm_intervals_match_scipys_percentile_bootstrap():
+    from scipy import stats as sps
+
+    rows = np.random.default_rng(4).normal(size=(3, 12))
+    est, low, high = ag.iqm_intervals(rows, n_resamples=OURS)
+    for i, row in enumerate(rows):
+        ref = sps.bootstrap((row,), lambda x, axis: sps.trim_mean(x, 0.25, axis=axis),
+                            method="percentile", n_resamples=20_000,
+                            rng=np.random.default_rng(1)).confidence_interval
+        assert est[i] == pytest.approx(sps.trim_mean(row, 0.25), abs=1e-12)
+        width = ref.high - ref.low
+        se = TOLERANCE_SE * 0.68 * math.sqrt(1 / 20_000 + 1 / OURS) * width
+        assert abs(low[i] - ref.low) <= se and abs(high[i] - ref.high) <= se
+
+
 def test_probability_of_improvement_interval_matches_rliables(rliable_modules):
     library, metrics = rliable_modules
     scores = fixed_scores()
