@@ -509,7 +509,8 @@ from adaptbench import db_cli  # noqa: E402,F401  (registers `adaptbench db ...`
 # the flag of each setting a core error can be about (`UserError.about`)
 FLAGS = {"status": "--status", "task": "--task", "task type": "--task-type",
          "optimizer": "--optim", "study": "--study", "run id": "RUN_IDS", "split": "--split",
-         "within": "--within"}
+         "within": "--within", "seeds": "--seeds", "steps": "--steps",
+         "batch size": "--batch-size", "device": "--device", "eval seeds": "--eval-seeds"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,14 +35,16 @@ def choose(request: str = "auto") -> Any:
             return torch.device("mps")
         return torch.device("cpu")
     if request.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {request!r} was asked for but CUDA is not available here; use --device auto")
+        raise UserError(f"device {request!r} was asked for but CUDA is not available here; use "
+                        f"'auto' (the best device there is)", about="device")
     if request.startswith("cuda:") and int(request[5:]) >= torch.cuda.device_count():
         raise UserError(
             f"device {request!r} does not exist here: {torch.cuda.device_count()} CUDA device(s), "
             "numbered from 0"
         )
     if request == "mps" and not _mps_available(torch):
-        raise UserError("device 'mps' was asked for but MPS is not available here; use --device auto")
+        raise UserError("device 'mps' was asked for but MPS is not available here; use 'auto' "
+                        "(the best device there is)", about="device")
     return torch.device(request)
 
 

@@ -76,16 +76,20 @@ def run_here(
     """Train the run in this process. An exception from the task is a failed run, not a crash."""
     try:
         from adaptbench import devices, train
-        from adaptbench.tasks import fingerprint, get_task
+        from adaptbench.tasks import get_task, loaded_fingerprint, reload_tasks
     except Exception as exc:  # noqa: BLE001 -- e.g. torch is missing on this machine
         return failed(error_text(exc))
     try:
         task = get_task(job.spec.task, job.tasks_dirs)
+        if job.spec.fingerprint and loaded_fingerprint(task) != job.spec.fingerprint:
+            # this process loaded another version of the task: load the files as they are now
+            reload_tasks()
+            task = get_task(job.spec.task, job.tasks_dirs)
         device = devices.choose(job.device)
     except UserError as exc:  # this worker lacks the task or the device; another may have it
         return Outcome("refused", {"error": str(exc)})
-    if job.spec.fingerprint and fingerprint(task) != job.spec.fingerprint:
-        # training it would store the new definition's result under the old one's name
+    if job.spec.fingerprint and loaded_fingerprint(task) != job.spec.fingerprint:
+        # training it would store one definition's result under the other's name
         return failed(f"task {task.name!r} changed since this run was queued (its code or "
                       f"settings differ); queue the runs again to train the new definition")
     try:

@@ -210,9 +210,9 @@ def evaluation_specs(selection: RunSpec, lr: float, n: int) -> list[RunSpec]:
 
 def validate_grid(grid: Grid) -> None:
     if not grid.tasks:
-        raise UserError("no task given; pass --task NAME (see `adaptbench tasks`)")
+        raise UserError("no task given; name one or more (see `adaptbench tasks`)", about="task")
     if not grid.optimizers:
-        raise UserError("no optimizer given; pass --optim NAME (see `adaptbench optims`)")
+        raise UserError("no optimizer given; name one or more (see `adaptbench optims`)", about="optimizer")
     for opt in grid.optimizers:
         check_optimizer(opt, grid.params)
     check_schedule(grid.schedule)
@@ -220,19 +220,21 @@ def validate_grid(grid: Grid) -> None:
         if not (math.isfinite(lr) and lr > 0):
             raise UserError(f"learning rate must be a positive number, got {lr!r}")
     if not grid.seeds:
-        raise UserError("no seeds: pass --seeds N with N >= 1, or --seed S")
+        raise UserError("no seeds: give a number of seeds >= 1, or explicit seeds", about="seeds")
     for seed in grid.seeds:
         if not 0 <= seed < MAX_INT:
-            raise UserError(f"seeds must be >= 0 and < 2^31, got {seed}")
+            raise UserError(f"seeds must be >= 0 and < 2^31, got {seed}", about="seeds")
         if seed >= EVAL_SEED_BASE:
             raise UserError(f"seeds from {EVAL_SEED_BASE:,} up are the evaluation seeds; give "
-                            f"selection seeds below that, got {seed}")
+                            f"selection seeds below that, got {seed}", about="seeds")
     if not 0 <= grid.eval_seeds <= MAX_EVAL_SEEDS:
         raise UserError(f"the number of evaluation seeds must be in 0..{MAX_EVAL_SEEDS}, got "
                         f"{grid.eval_seeds}", about="eval seeds")
     if grid.steps is not None and not 0 < grid.steps < MAX_INT:
-        raise UserError(f"--steps must be a positive integer below 2^31, got {grid.steps}")
+        raise UserError(f"steps must be a positive integer below 2^31, got {grid.steps}", about="steps")
     if grid.batch_size is not None and not 0 < grid.batch_size < MAX_INT:
-        raise UserError(f"--batch-size must be a positive integer below 2^31, got {grid.batch_size}")
+        raise UserError(f"the batch size must be a positive integer below 2^31, got {grid.batch_size}",
+                        about="batch size")
     if len(grid.study) > MAX_STUDY:
-        raise UserError(f"--study must be at most {MAX_STUDY} characters, got {len(grid.study)}")
+        raise UserError(f"a study label is at most {MAX_STUDY} characters, got {len(grid.study)}",
+                        about="study")

@@ -135,6 +135,37 @@ def _package_for(folder: Path | None) -> Any:
     return package
 
 
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Loads a task file from its source, never from a cached .pyc: an edit that keeps the
+    file's size within the same second would otherwise run the old bytecode, under the
+    fingerprint of the new source."""
+
+    def get_code(self, fullname: str) -> Any:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _TaskFinder:
+    """Finds the modules of task packages (built-in and user folders) for `_SourceLoader`."""
+
+    @staticmethod
+    def find_spec(fullname: str, path: Any = None, target: Any = None) -> Any:
+        if not fullname.startswith(_TASK_PREFIXES) or not path:
+            return None
+        stem = fullname.rpartition(".")[2]
+        for folder in path:
+            file = Path(folder) / f"{stem}.py"
+            if file.is_file():
+                return importlib.util.spec_from_file_location(
+                    fullname, file, loader=_SourceLoader(fullname, str(file)))
+        return None
+
+
+_TASK_PREFIXES = (BUILTIN_PACKAGE + ".", "adaptbench_user_tasks_")
+if not any(isinstance(f, _TaskFinder) for f in sys.meta_path):
+    sys.meta_path.insert(0, _TaskFinder())
+
+
 def _task_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
 
@@ -185,6 +216,23 @@ def user_dirs(tasks_dirs: Sequence[str | Path] = ()) -> list[Path]:
 
 
 _CACHE: dict[tuple[str, ...], dict[str, Task]] = {}
+_LOADED: dict[int, str] = {}  # id(task) -> the fingerprint of the code it was loaded from
+
+
+def reload_tasks() -> None:
+    """Forget every loaded task, so that the next `load_tasks` imports the files afresh (a
+    long-lived worker whose task files were edited since it loaded them)."""
+    _CACHE.clear()
+    _LOADED.clear()
+    for name in [m for m in sys.modules if m.startswith(_TASK_PREFIXES)]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def loaded_fingerprint(task: Task) -> str:
+    """The fingerprint of the code a loaded task runs: taken when its file was imported (and
+    `fingerprint` of it now, for a task made in code)."""
+    return _LOADED.get(id(task)) or fingerprint(task)
 
 
 def load_tasks(tasks_dirs: Sequence[str | Path] = ()) -> dict[str, Task]:
@@ -204,6 +252,7 @@ def load_tasks(tasks_dirs: Sequence[str | Path] = ()) -> dict[str, Task]:
                         f"and in {task.source}; rename one of them"
                     )
                 found[task.name] = task
+                _LOADED[id(task)] = fingerprint(task)
     _CACHE[key] = found
     return found
 
