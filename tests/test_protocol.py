@@ -152,3 +152,18 @@ def test_fixed_protocol_shows_every_selection_lr():
     selected = protocol.select(study(eval_metric=0.85), protocol.FIXED)
     assert sorted(set(selected.runs["lr"])) == [0.01, 0.1]
     assert (selected.runs["seed"] < 100).all()
+
+
+def test_queuing_another_budget_does_not_rename_the_runs_already_stored(cli, workdir):
+    common = ["-t", "logistic-regression", "--lr", "0.1", "--seeds", "2"]
+    assert cli("run", "-o", "adam,sgd", *common).code == 0
+    before = pd.read_csv(io.StringIO(cli("report", "--format", "csv").out))
+    assert sorted(before["optimizer"]) == ["adam", "sgd"]
+    assert cli("run", "-o", "sgd", *common, "--steps", "20").code == 0
+    r = cli("report", "--format", "csv")
+    after = pd.read_csv(io.StringIO(r.out)).set_index("optimizer")
+    assert sorted(after.index) == ["adam", "sgd", "sgd@20steps"]
+    assert after.loc["sgd", "mean"] == before.set_index("optimizer").loc["sgd", "mean"]
+    assert "different budgets" in r.err  # and the report says the budgets differ
+    claims = cli("report", "claims", "--format", "json")
+    assert "sgd@20steps" not in claims.out  # claims compare the default budget's runs

@@ -311,6 +311,19 @@ def test_speed_ranks_hand_worked():
     assert late == {"boom": 2.0, "fast": -0.5, "slow": -1.5}
 
 
+def test_speed_reads_a_run_that_diverged_before_any_evaluation_at_the_nominal_fractions():
+    runs, pts = speed_fixture()
+    early = diverged("t", "early", 0)
+    runs = frame([*runs.drop(columns="id").to_dict("records"), early])
+    runs.loc[3, "diverged_at_step"] = 3  # no curve point at all
+    by_task, _ = curves.speed(tuned(runs), pts)
+    row = by_task.set_index("optimizer").loc["early"]
+    assert (row["read_10"], row["read_25"], row["read_100"]) == (0.1, 0.25, 1.0)
+    assert row["rank_10"] == 4.0 and row["rank_100"] == 3.5  # the worst; at 100% tied with boom
+    boom = by_task.set_index("optimizer").loc["boom"]
+    assert boom["read_100"] == 1.0  # diverged at 30: counted at 100%, not at its last evaluation
+
+
 def test_steps_to_target_on_the_test_split_from_curves():
     runs, pts = speed_fixture()
     runs["target"] = 0.75
