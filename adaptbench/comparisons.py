@@ -188,32 +188,43 @@ def improvement(runs: pd.DataFrame, metric: str = "test", confidence: float = 0.
     definition, `aggregate.probability_of_improvement`): per task, the share of (run of A, run
     of B) pairs, over all their seeds, unpaired, in which A scores higher (ties ½; a diverged
     run scores lowest), then the mean over the tasks both ran. The interval is the stratified
-    bootstrap (each optimizer's runs resampled within each task, the tasks too from 5 up).
+    bootstrap (`aggregate.improvement_intervals`: each optimizer's runs resampled within each
+    task, the tasks too from 5 up); pairs over the same tasks share one batched bootstrap.
     Columns: task_type, optimizer, opponent, probability, ci_low, ci_high, resampled, tasks,
     runs, opponent_runs.
     """
     at = _scores(runs, metric)
     rows = []
     for kind, part in at.groupby("task_type", sort=True):
+        by = {key: g["score"].to_numpy(float)
+              for key, g in part.groupby(["task", "optimizer"], sort=True)}
         names = sorted(set(part["optimizer"]))
-        by = {(t, o): g["score"].to_numpy(float)
-              for (t, o), g in part.groupby(["task", "optimizer"], sort=True)}
+        batches: dict[tuple[str, ...], list[tuple[str, str]]] = {}
         for a in names:
             for b in names:
-                if a == b:
-                    continue
-                tasks = sorted(t for t in part["task"].unique() if (t, a) in by and (t, b) in by)
-                if not tasks:
-                    continue
-                x, y = [by[(t, a)] for t in tasks], [by[(t, b)] for t in tasks]
-                iv = aggregate.stratified_bootstrap_ci(
-                    (x, y), aggregate.probability_of_improvement, confidence, N_RESAMPLES,
-                    BOOTSTRAP_SEED)
-                rows.append({"task_type": kind, "optimizer": a, "opponent": b,
-                             "probability": iv.estimate, "ci_low": iv.low, "ci_high": iv.high,
-                             "resampled": iv.resampled, "tasks": len(tasks),
-                             "runs": sum(map(len, x)), "opponent_runs": sum(map(len, y))})
-    return table(rows, IMPROVEMENT_SCHEMA)
+                if a < b:
+                    tasks = tuple(sorted(t for t in part["task"].unique()
+                                         if (t, a) in by and (t, b) in by))
+                    if tasks:
+                        batches.setdefault(tasks, []).append((a, b))
+        for tasks, pairs in batches.items():
+            members = sorted({o for pair in pairs for o in pair})
+            samples = [[by[(t, o)] for t in tasks] for o in members]
+            index = [(members.index(a), members.index(b)) for a, b in pairs]
+            est, low, high, resampled = aggregate.improvement_intervals(
+                samples, index, confidence, N_RESAMPLES, BOOTSTRAP_SEED)
+            for p, (a, b) in enumerate(pairs):
+                na = sum(len(by[(t, a)]) for t in tasks)
+                nb = sum(len(by[(t, b)]) for t in tasks)
+                common = {"task_type": kind, "resampled": resampled, "tasks": len(tasks)}
+                rows.append({**common, "optimizer": a, "opponent": b, "probability": est[p],
+                             "ci_low": low[p], "ci_high": high[p], "runs": na,
+                             "opponent_runs": nb})
+                rows.append({**common, "optimizer": b, "opponent": a, "probability": 1 - est[p],
+                             "ci_low": 1 - high[p], "ci_high": 1 - low[p], "runs": nb,
+                             "opponent_runs": na})
+    out = table(rows, IMPROVEMENT_SCHEMA)
+    return out.sort_values(["task_type", "optimizer", "opponent"], kind="mergesort").reset_index(drop=True)
 
 
 def win_matrix(rates: pd.DataFrame, task_type: str, column: str = "win_rate") -> pd.DataFrame:

@@ -244,3 +244,22 @@ def test_stratified_interval_covers_with_two_tasks_where_tasks_alone_cannot():
         tasks_only += low[0] <= truth <= high[0]
     assert 0.89 <= stratified / trials <= 0.97
     assert 0.40 <= tasks_only / trials <= 0.60
+
+
+@pytest.mark.parametrize("task_bootstrap", [False, True])
+def test_batched_improvement_intervals_match_the_per_pair_bootstrap(task_bootstrap):
+    # the count-weighted batch (U = c_x · W · c_y) against `stratified_bootstrap_ci`, which the
+    # test above checks against rliable; both random streams at OURS resamples
+    scores = fixed_scores()
+    names = [name for name, _ in OPTIMIZERS]
+    samples = [[scores[n][:, t] for t in range(6)] for n in names]
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    est, low, high, resampled = ag.improvement_intervals(samples, pairs, n_resamples=OURS,
+                                                         task_bootstrap=task_bootstrap)
+    for p, (a, b) in enumerate(pairs):
+        ref = ag.stratified_bootstrap_ci((scores[names[a]], scores[names[b]]),
+                                         ag.probability_of_improvement, n_resamples=OURS,
+                                         task_bootstrap=task_bootstrap)
+        assert resampled == ref.resampled and est[p] == pytest.approx(ref.estimate, abs=1e-12)
+        assert_close_interval(ag.Interval(est[p], low[p], high[p], 6, resampled, ""),
+                              (ref.low, ref.high), OURS)
