@@ -208,12 +208,16 @@ def mean_intervals(
     if task_bootstrap and tasks >= MIN_TASKS_FOR_TASK_BOOTSTRAP:
         picks = rng.integers(0, tasks, (n_resamples, tasks))
         total = np.zeros((len(estimate), n_resamples))
-        for slot in range(tasks):
-            for t in range(tasks):
-                rows = np.flatnonzero(picks[:, slot] == t)
-                if len(rows):
-                    n = values[t].shape[1]
-                    total[:, rows] += values[t] @ _counts(rng, n, len(rows)).T / n
+        flat = picks.ravel()
+        order = np.argsort(flat, kind="stable")
+        ends = np.cumsum(np.bincount(flat, minlength=tasks))
+        for t in range(tasks):  # every time task t was drawn, in any slot of any resample
+            drawn_in = order[(ends[t - 1] if t else 0):ends[t]] // tasks
+            if len(drawn_in):
+                n = values[t].shape[1]
+                means = values[t] @ _counts(rng, n, len(drawn_in)).T / n  # (groups, draws)
+                for g in range(len(estimate)):
+                    total[g] += np.bincount(drawn_in, weights=means[g], minlength=n_resamples)
         resampled, stats = SEEDS_AND_TASKS, total / tasks
     else:
         stats = sum(v @ _counts(rng, v.shape[1], n_resamples).T / v.shape[1] for v in values) / tasks
