@@ -16,7 +16,7 @@ import typer
 
 from adaptbench.cli import DbOpt, Format, FormatOpt, ListOpt, report_app
 from adaptbench.errors import UserError
-from adaptbench.vocab import Split, Status
+from adaptbench.vocab import Split
 
 
 class Protocol(str, Enum):
@@ -89,17 +89,13 @@ def _options(ctx: typer.Context) -> SimpleNamespace:
 def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None = None) -> tuple[Any, Any]:
     """The engine and the protocol's selection (`protocol.select`, applied once) of the runs
     that the filter options name; the notes of the selection go to stderr."""
-    from adaptbench import protocol as protocol_mod
-    from adaptbench import results
+    from adaptbench.api import load_selected
     from adaptbench.cli import _filter
     from adaptbench.store import make_engine
 
-    filters = _filter(task=o.task, optim=o.optim, study=o.study, task_type=o.task_type,
-                      status_=list(Status.results()))
-    columns = list(dict.fromkeys([*results.PROTOCOL_COLUMNS, *extra]))
+    filters = _filter(task=o.task, optim=o.optim, study=o.study, task_type=o.task_type)
     engine = make_engine(o.db, create=False)
-    runs = results.load_columns(engine, columns, filters)
-    selected = protocol_mod.select(runs, protocol or Protocol.tuned.value)
+    selected = load_selected(engine, filters, extra, protocol or Protocol.tuned.value)
     for note in selected.notes:
         _note(f"note: {note}")
     return engine, selected
