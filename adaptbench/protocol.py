@@ -250,10 +250,7 @@ def select(runs: pd.DataFrame, protocol: str = TUNED) -> Selected:
     role = _role(res)
     selection = res[role == Role.selection.value]
     evaluation = res[role == Role.evaluation.value]
-    if protocol == FIXED:
-        if len(evaluation):
-            notes.append(f"{len(evaluation)} evaluation run(s) are not shown: the fixed-lr "
-                         f"protocol reports every lr of the selection seeds")
+    if protocol == FIXED:  # every lr of the selection seeds (the title says so)
         return Selected(selection, table([], SELECTION_SCHEMA), protocol, tuple(notes))
     if selection.empty:
         if len(evaluation):
