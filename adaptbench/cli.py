@@ -7,11 +7,13 @@ messages and progress go to stderr. Mistakes in the input are one line on stderr
 from __future__ import annotations
 
 import math
+import os
 import sys
 from enum import Enum
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from adaptbench.errors import UserError
 
@@ -27,7 +29,21 @@ def _click_class(name: str) -> type[Exception]:
 _ClickException = _click_class("ClickException")
 _UsageError = _click_class("UsageError")
 
+class _ReaderGone(Exception):
+    """Stdout's reader went away (`adaptbench ls | head -1`)."""
+
+
+class _Group(TyperGroup):
+    # Click turns a closed pipe into exit 1 before `main` sees it; pass it on as our own.
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            raise _ReaderGone from exc
+
+
 app = typer.Typer(
+    cls=_Group,
     help="Benchmark deep-learning optimizers: queue runs, train them, report with statistics.",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -36,6 +52,22 @@ app = typer.Typer(
 )
 report_app = typer.Typer(help="Aggregate stored runs into statistical comparisons.", rich_markup_mode=None)
 app.add_typer(report_app, name="report")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from adaptbench import __version__
+
+        print(f"adaptbench {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _top(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version)] = False,
+) -> None:
+    # Options of `adaptbench` itself, before any command; the help text is the app's.
+    pass
 
 
 class Format(str, Enum):
@@ -50,6 +82,7 @@ DbOpt = Annotated[
     typer.Option("--db", help="Database URL or SQLite file [env ADAPTBENCH_DB; default sqlite:///results.db]"),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+WideOpt = Annotated[bool, typer.Option("--wide", help="In a terminal, show every column even when the table is wider than the console (by default the least important are hidden, with a note).")]
 TasksDirOpt = Annotated[
     list[str] | None,
     typer.Option("--tasks-dir", help="Extra folder of task files (repeatable) [env ADAPTBENCH_TASKS]."),
@@ -171,6 +204,7 @@ def run(
     tasks_dir: TasksDirOpt = None,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """Queue a grid of runs and train them here, with progress; then print a summary."""
     from adaptbench import render
@@ -202,7 +236,7 @@ def run(
             more = run_with_progress(engine, evaluation, tasks_dir or [], err)
             tally = {k: tally.get(k, 0) + more.get(k, 0) for k in {*tally, *more}}
             ids = ids + evaluation
-    _summary_of(engine, ids, fmt)
+    _summary_of(engine, ids, fmt, wide)
     if tally.get("failed"):
         err.print(f"{tally['failed']} run(s) failed; see `adaptbench ls --status failed`")
         raise typer.Exit(1)
@@ -220,7 +254,7 @@ def _print_ids(queued: list[Any], fmt: Format) -> None:
     render.render(df, fmt.value, title="queued runs")
 
 
-def _summary_of(engine: Any, ids: list[int], fmt: Format) -> None:
+def _summary_of(engine: Any, ids: list[int], fmt: Format, wide: bool = False) -> None:
     """The summary of the runs `run` trained: with evaluation runs, the tuned protocol's (the lr
     chosen on the selection seeds, figures from the evaluation seeds); else every lr."""
     from adaptbench import protocol, render, results, stats
@@ -233,7 +267,8 @@ def _summary_of(engine: Any, ids: list[int], fmt: Format) -> None:
     else:
         selected = protocol.select(runs, protocol.FIXED)
         table = stats.summary(selected.runs)
-    render.render(table, fmt.value, title=f"summary: final test metric; {selected.describe()}")
+    render.render(table, fmt.value, title=f"summary: final test metric; {selected.describe()}",
+                  wide=wide)
 
 
 @app.command("queue")
@@ -387,6 +422,48 @@ def retry(
 
 
 @app.command()
+def delete(
+    run_ids: RunIdsArg = None,
+    task: TaskOpt = None,
+    optim: OptimOpt = None,
+    study: Annotated[ListOpt, typer.Option("--study", help="Study label(s).")] = None,
+    status_: Annotated[ListOpt, typer.Option("--status", help="Status(es): queued, done, diverged, failed, cancelled [default: any].")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    db: DbOpt = None,
+) -> None:
+    """Delete runs (by id or filter) and their learning curves; asks first unless --yes.
+
+    Running runs are refused (cancel them first). There is no undo: copy the database first
+    if in doubt."""
+    from adaptbench import queue
+    from adaptbench.filters import check_statuses
+    from adaptbench.store import make_engine
+
+    sel = _filter(run_ids, task, optim, study, status_)
+    check_statuses(sel.statuses)
+    if not sel.names_runs() and not sel.statuses:
+        raise UserError("say which runs to delete: run ids, --task, --optim, --study or --status")
+    engine = make_engine(db, create=False)
+    rows = queue.deletable(engine, sel)
+    if not rows:
+        print("no runs match; nothing deleted", file=sys.stderr)
+        return
+    from collections import Counter
+
+    by_status = ", ".join(f"{n} {st}" for st, n in sorted(Counter(st for _, st in rows).items()))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"would delete {len(rows)} run(s) ({by_status}); no terminal to ask "
+                            "for confirmation: pass --yes")
+        if not typer.confirm(f"delete {len(rows)} run(s) ({by_status}) and their curves?"):
+            print("nothing deleted", file=sys.stderr)
+            raise typer.Exit(1)
+    n = queue.delete(engine, sel, expected=[i for i, _ in rows])
+    detail = ", ".join(f"{v} {k}" for k, v in n.items() if v)
+    print(f"deleted {sum(n.values())} run(s): {detail}", file=sys.stderr)
+
+
+@app.command()
 def status(
     db: DbOpt = None,
     study: Annotated[str, typer.Option("--study", help="Only runs with this study label.")] = "",
@@ -422,6 +499,7 @@ def ls_cmd(
     all_columns: Annotated[bool, typer.Option("--all", help="Every stored column.")] = False,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """List stored runs, with filters."""
     from adaptbench import render, results
@@ -436,7 +514,7 @@ def ls_cmd(
     if not all_columns:
         runs = runs[LS_COLUMNS].copy()
         runs["error"] = runs["error"].map(lambda e: e.strip().splitlines()[-1][:80] if isinstance(e, str) and e.strip() else "")
-    render.render(runs, fmt.value, title="runs")
+    render.render(runs, fmt.value, title="runs", wide=wide)
 
 
 @app.command()
@@ -459,7 +537,7 @@ def curves(
 
 
 @app.command()
-def tasks(tasks_dir: TasksDirOpt = None, fmt: FormatOpt = Format.table) -> None:
+def tasks(tasks_dir: TasksDirOpt = None, fmt: FormatOpt = Format.table, wide: WideOpt = False) -> None:
     """List the tasks (built-in and from task folders) with their size, budget and measured run time."""
     import pandas as pd
 
@@ -480,11 +558,12 @@ def tasks(tasks_dir: TasksDirOpt = None, fmt: FormatOpt = Format.table) -> None:
     render.render(
         pd.DataFrame(rows), fmt.value,
         title="tasks (seconds: one default run on one CPU thread, from benchmarks/task_timing.py)",
+        wide=wide,
     )
 
 
 @app.command()
-def optims(fmt: FormatOpt = Format.table) -> None:
+def optims(fmt: FormatOpt = Format.table, wide: WideOpt = False) -> None:
     """List the optimizers and learning-rate schedules."""
     import pandas as pd
 
@@ -499,7 +578,7 @@ def optims(fmt: FormatOpt = Format.table) -> None:
         {"kind": "schedule", "name": name, "default_lr": None, "runs": "", "description": doc, "reference": ""}
         for name, doc in SCHEDULE_DOCS.items()
     ]
-    render.render(pd.DataFrame(rows), fmt.value, title="optimizers and schedules")
+    render.render(pd.DataFrame(rows), fmt.value, title="optimizers and schedules", wide=wide)
 
 
 from adaptbench import report_cli  # noqa: E402  (registers the report commands on report_app)
@@ -514,7 +593,30 @@ FLAGS = {"status": "--status", "task": "--task", "task type": "--task-type",
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: one-line errors with exit 2 for anything the user can fix."""
+    """Console entry point: one-line errors with exit 2 for anything the user can fix; a reader
+    that goes away (`adaptbench ls | head -1`) is not an error: exit 0."""
+    try:
+        _dispatch(argv)
+    except SystemExit:
+        try:
+            sys.stdout.flush()  # now, not at interpreter exit, where a closed pipe means exit 120
+        except BrokenPipeError:
+            _stdout_gone()
+        raise
+    except (BrokenPipeError, _ReaderGone):
+        _stdout_gone()
+        sys.exit(0)
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null, so that flushing what is left of its buffer at exit cannot
+    fail again (https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _dispatch(argv: list[str] | None) -> None:
+    """Run the command; always ends in SystemExit with the command's exit code."""
     try:
         code = app(args=argv, standalone_mode=False, prog_name="adaptbench")
     except UserError as exc:
@@ -536,9 +638,6 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("adaptbench: interrupted", file=sys.stderr)
         sys.exit(130)
-    except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
-        sys.exit(0)
     sys.exit(code if isinstance(code, int) else 0)
 
 

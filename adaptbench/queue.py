@@ -1,4 +1,5 @@
-"""The run queue, which is the `runs` table: enqueue, claim, heartbeat, finish, requeue, cancel, retry.
+"""The run queue, which is the `runs` table: enqueue, claim, heartbeat, finish, requeue, cancel,
+retry, delete.
 
 Every state change is one short write transaction. A worker holds a run through a *claim*: the
 run's `worker` column (unique per worker process) and its `attempts` count at claim time.
@@ -432,6 +433,47 @@ def retry(engine: Engine, sel: RunFilter) -> dict[str, int]:
                 out[status] += n
                 conn.execute(sa.delete(CurvePoint).where(CurvePoint.run_id.in_(list(chunk))))
     return out
+
+
+def deletable(engine: Engine, sel: RunFilter) -> list[tuple[int, str]]:
+    """(id, status) of the runs `delete` would delete: every run the filter names, of any
+    status; a running run among them is an error (cancel it first)."""
+    with read(engine) as conn:
+        rows = _select(conn, sel, STATUSES)
+    _refuse_running(rows)
+    return rows
+
+
+def delete(engine: Engine, sel: RunFilter, expected: Sequence[int] | None = None) -> dict[str, int]:
+    """Delete the runs a filter names and their curve points, in one transaction. A running
+    run among them is an error and nothing is deleted; so is a selection other than
+    `expected` (the ids the user agreed to). Returns how many from each status."""
+    with write(engine) as conn:
+        rows = _select(conn, sel, STATUSES)
+        _refuse_running(rows)
+        if expected is not None and sorted(i for i, _ in rows) != sorted(expected):
+            raise UserError("the runs matching changed while you were asked (new runs queued?); "
+                            "nothing was deleted, try again")
+        out = {st: 0 for st in STATUSES if st != "running"}
+        for status in out:
+            ids = [i for i, st in rows if st == status]
+            for chunk in _chunks(ids, 500):
+                conn.execute(sa.delete(CurvePoint).where(CurvePoint.run_id.in_(list(chunk))))
+                out[status] += conn.execute(
+                    sa.delete(Run).where(Run.id.in_(list(chunk)), Run.status == status)
+                ).rowcount
+        if sum(out.values()) != len(rows):  # a run changed status since it was selected
+            raise UserError("runs changed while deleting them (a worker claimed one?); nothing "
+                            "was deleted, try again")
+    return out
+
+
+def _refuse_running(rows: list[tuple[int, str]]) -> None:
+    running = [str(i) for i, st in rows if st == "running"]
+    if running:
+        shown = ", ".join(running[:10]) + (", ..." if len(running) > 10 else "")
+        raise UserError(f"cannot delete running run {shown}; cancel it first (`adaptbench "
+                        f"cancel`); nothing was deleted")
 
 
 def counts(engine: Engine, study: str | None = None) -> dict[str, int]:

@@ -5,6 +5,12 @@ CSV and JSON are data: every value at full precision, no title. NaN is empty (CS
 it), so that "never reached" (∞) stays distinct from "not defined" (NaN). The table and Markdown are for reading: numbers shortened, missing values as '-'. When
 the console is not a terminal the table is plain ASCII (no colour, no box drawing, no wrapping)
 so that pipelines can read it.
+
+In a terminal the table is fitted to the console (`terminal_view`): a number or a name is never
+broken across lines (only free text such as a description wraps, at spaces), each value with
+its interval (`X`, `ci_low`, `ci_high`) shares one column `X [low, high]`, and when that is still
+too wide the least important columns are hidden (`HIDE_ORDER`), with a note on stderr, unless
+`wide` is asked for.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
@@ -31,15 +39,47 @@ SIGNIFICANT = 4
 # Columns that hold a learning rate: shown compactly (3e-04 style when small).
 _LR_COLUMNS = {"lr", "learning_rate"}
 
+# Free text: the only columns a terminal table wraps (at spaces). Every other cell is a number,
+# a name or a short label and is never broken.
+FREE_TEXT = frozenset({"description", "verdict", "detail", "reason", "error", "statement",
+                       "reference", "note"})
+
+# Which columns a terminal table hides first when it is too wide for the console (a merged
+# interval column goes by its value's name, e.g. "loss_mean"). Columns not listed (identifiers
+# and the headline figures: task, optimizer, lr, mean, win_rate, advantage, verdict, ...) are
+# never hidden.
+HIDE_ORDER = (
+    # bookkeeping
+    "attempts", "wall_seconds", "eval_every", "batch_size", "examples", "params", "reference",
+    # the loss beside the metric
+    "loss_mean", "loss_iqm", "final_test_loss", "final_val_loss", "final_train_loss",
+    # labels the title or the task already implies
+    "metric_name", "task_type", "type", "higher_is_better", "better", "source", "statistic",
+    "resampled", "schedule", "study", "lrs",
+    # counts and secondary figures
+    "selection_n", "eval_n", "a_diverged", "b_diverged", "all_diverged", "diverged_at_step",
+    "diverged", "effect_size", "even", "pairs", "a_mean", "b_mean", "target", "seconds",
+    "steps", "metric", "seed", "n", "p_value",
+)
+
+
+class PipeConsole(Console):
+    """A Console that lets a closed pipe (`adaptbench ... | head`) reach the entry point as
+    BrokenPipeError, which ends the command with exit 0; Rich's own handling exits 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
 
 def stdout_console() -> Console:
     """The console for results on stdout: colour only on a terminal and only without NO_COLOR."""
-    return Console(no_color=_no_color(), highlight=False)
+    return PipeConsole(no_color=_no_color(), highlight=False)
 
 
 def stderr_console() -> Console:
     """The console for messages on stderr (progress, warnings), with the same colour rules."""
-    return Console(stderr=True, no_color=_no_color(), highlight=False)
+    return PipeConsole(stderr=True, no_color=_no_color(), highlight=False)
 
 
 def _no_color() -> bool:
@@ -47,12 +87,14 @@ def _no_color() -> bool:
 
 
 def render(
-    df: pd.DataFrame, fmt: str, title: str | None = None, console: Console | None = None
+    df: pd.DataFrame, fmt: str, title: str | None = None, console: Console | None = None,
+    wide: bool = False,
 ) -> None:
     """Write a DataFrame to the console (stdout by default) as table, csv, json or markdown.
 
     A named index becomes leading columns; an unnamed one is not shown. `title` is shown above a table or
-    Markdown table and left out of CSV and JSON, which stay plain data.
+    Markdown table and left out of CSV and JSON, which stay plain data. `wide`: a terminal
+    table shows every column even when it is wider than the console.
     """
     if fmt not in FORMATS:
         raise ValueError(f"Invalid format: {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -60,7 +102,7 @@ def render(
     df = _flat(df)
     if fmt == "table":
         if console.is_terminal:
-            console.print(to_table(df, title))
+            _note_hidden(_print_fitted(df, title, console, wide), console.width)
         else:
             console.file.write(plain_table(df, title))
             console.file.flush()
@@ -72,7 +114,8 @@ def render(
 
 
 def render_sections(
-    sections: list[tuple[str, str | None, pd.DataFrame]], fmt: str, console: Console | None = None
+    sections: list[tuple[str, str | None, pd.DataFrame]], fmt: str, console: Console | None = None,
+    wide: bool = False,
 ) -> None:
     """Several named tables as one output: each (name, title, frame) in turn.
 
@@ -85,6 +128,12 @@ def render_sections(
     if fmt not in FORMATS:
         raise ValueError(f"Invalid format: {fmt!r} (choose from {', '.join(FORMATS)})")
     console = console or stdout_console()
+    if fmt == "table" and console.is_terminal:
+        hidden: list[str] = []
+        for _, title, df in sections:
+            hidden += [h for h in _print_fitted(_flat(df), title, console, wide) if h not in hidden]
+        _note_hidden(hidden, console.width)
+        return
     if fmt in ("table", "markdown"):
         for i, (_, title, df) in enumerate(sections):
             if i and fmt == "markdown":
@@ -205,6 +254,115 @@ def plain_table(df: pd.DataFrame, title: str | None = None) -> str:
     out.print(table)
     lines = out.file.getvalue().splitlines()
     return "".join(line.rstrip() + "\n" for line in ([title] if title else []) + lines)
+
+
+@dataclass(frozen=True)
+class ViewColumn:
+    """One column of a terminal table: its header, its cells' text, and how it is laid out."""
+
+    key: str  # the frame column it shows (for a merged interval: the value's column)
+    header: str
+    cells: list[str]
+    numeric: bool
+    wrap: bool
+
+
+def terminal_view(df: pd.DataFrame) -> list[ViewColumn]:
+    """The columns of a terminal table: every `X` followed by its `..ci_low` and `..ci_high`
+    merged into one column `X [low, high]`; only free-text columns may wrap."""
+    cells = _cells(df)
+    names = list(df.columns)
+    out: list[ViewColumn] = []
+    i = 0
+    while i < len(names):
+        name = names[i]
+        if _interval_follows(df, names, i):
+            low, high = names[i + 1], names[i + 2]
+            text = [_with_interval(v, lo, hi, df[name].iloc[k], df[low].iloc[k], df[high].iloc[k])
+                    for k, (v, lo, hi) in enumerate(zip(cells[name], cells[low], cells[high]))]
+            out.append(ViewColumn(name, f"{name} [low, high]", text, True, False))
+            i += 3
+            continue
+        out.append(ViewColumn(name, name, cells[name], _is_numeric(df[name]),
+                              name in FREE_TEXT and not _is_numeric(df[name])))
+        i += 1
+    return out
+
+
+def _interval_follows(df: pd.DataFrame, names: list[str], i: int) -> bool:
+    if i + 2 >= len(names) or not names[i + 1].endswith("ci_low"):
+        return False
+    low, high = names[i + 1], names[i + 2]
+    return (high.endswith("ci_high") and low[: -len("ci_low")] == high[: -len("ci_high")]
+            and all(_is_numeric(df[c]) for c in names[i: i + 3]))
+
+
+def _with_interval(text: str, low: str, high: str, *values: Any) -> str:
+    """'value [low, high]'; the value alone when it or its interval is missing."""
+    missing = [v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) for v in values]
+    if missing[0] or (missing[1] and missing[2]):
+        return text
+    return f"{text} [{low}, {high}]"
+
+
+def fit(columns: list[ViewColumn], title: str | None, width: int, wide: bool = False,
+        hide_order: Sequence[str] = HIDE_ORDER) -> tuple[Table, int, list[str]]:
+    """The terminal table of `columns` for a console `width` columns wide: (table, the width
+    to print it at, the columns hidden). Columns in `hide_order` are hidden in turn while the
+    table cannot fit without breaking a number or name; if it still cannot (or `wide`), it is
+    printed at its least width, wider than the console."""
+    hidden: list[str] = []
+    shown = list(columns)
+    table, least = _terminal_table(shown, title)
+    if not wide:
+        for key in hide_order:
+            if least <= width:
+                break
+            drop = [c for c in shown if c.key == key]
+            if not drop or len(shown) == len(drop):
+                continue
+            shown = [c for c in shown if c.key != key]
+            hidden += [c.key for c in drop]
+            table, least = _terminal_table(shown, title)
+    return table, max(width, least), hidden
+
+
+def _terminal_table(columns: list[ViewColumn], title: str | None) -> tuple[Table, int]:
+    """The Rich table and the least width it fits in without breaking a word."""
+    table = Table(title=Text(title) if title else None, box=box.SIMPLE_HEAVY,
+                  header_style="bold", title_style="bold", safe_box=True)
+    for c in columns:
+        # Rich measures a cell's least width by its longest word even in a no_wrap column, and
+        # would squeeze such a column to that and crop it; min_width keeps it whole.
+        whole = None if c.wrap else max(map(cell_len, [c.header, *c.cells]))
+        table.add_column(Text(c.header), justify="right" if c.numeric else "left",
+                         no_wrap=not c.wrap, overflow="fold" if c.wrap else "ellipsis",
+                         min_width=whole)
+    for row in zip(*(c.cells for c in columns)):
+        table.add_row(*(Text(cell) for cell in row))
+    probe = Console(file=io.StringIO(), width=1_000_000, color_system=None)
+    return table, Measurement.get(probe, probe.options, table).minimum
+
+
+def _print_fitted(df: pd.DataFrame, title: str | None, console: Console, wide: bool) -> list[str]:
+    """Print the frame as a terminal table fitted to the console; the headers hidden."""
+    table, width, hidden = fit(terminal_view(df), title, console.width, wide)
+    if width <= console.width:
+        console.print(table)
+        return hidden
+    # Wider than the console: lay it out at its own width (the terminal wraps the lines)
+    # rather than let Rich crop numbers.
+    PipeConsole(file=console.file, width=width, force_terminal=True,
+            color_system=console.color_system, no_color=console.no_color, highlight=False,
+            legacy_windows=False).print(table)
+    return hidden
+
+
+def _note_hidden(hidden: list[str], width: int) -> None:
+    if hidden:
+        stderr_console().print(
+            f"note: hidden to fit {width} columns: {', '.join(hidden)} (--wide shows them)",
+            markup=False, highlight=False, soft_wrap=True)
 
 
 def _is_numeric(series: pd.Series) -> bool:

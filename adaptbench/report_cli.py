@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from adaptbench.cli import DbOpt, Format, FormatOpt, ListOpt, report_app
+from adaptbench.cli import DbOpt, Format, FormatOpt, ListOpt, WideOpt, report_app
 from adaptbench.errors import UserError
 from adaptbench.vocab import Split
 
@@ -116,7 +116,7 @@ def _metric_columns(split: Split, loss: bool = False) -> tuple[str, ...]:
 
 
 def _summary(selected: Any, split: Split, ci: Interval, fmt: Format,
-             aggregate: Aggregate = Aggregate.mean) -> None:
+             aggregate: Aggregate = Aggregate.mean, wide: bool = False) -> None:
     from adaptbench import render, stats
 
     method = "iqm" if aggregate == Aggregate.iqm else ci.value
@@ -132,7 +132,7 @@ def _summary(selected: Any, split: Split, ci: Interval, fmt: Format,
     else:
         what = "mean ± 95% BCa bootstrap interval (t-interval under 10 seeds)"
     title = f"final {split.value} metric, {what} over seeds; {selected.describe()}"
-    render.render(table, fmt.value, title=title)
+    render.render(table, fmt.value, title=title, wide=wide)
     if fmt in (Format.csv, Format.json):
         _note(title)
     if table.empty:
@@ -161,7 +161,7 @@ def _win_cells(rates: Any, task_type: str) -> Any:
     return cells
 
 
-def _wins(selected: Any, split: Split, fmt: Format) -> None:
+def _wins(selected: Any, split: Split, fmt: Format, wide: bool = False) -> None:
     from adaptbench import comparisons, render
 
     rates = comparisons.win_rates(selected.runs, split.value)
@@ -178,6 +178,7 @@ def _wins(selected: Any, split: Split, fmt: Format) -> None:
             title=(f"{task_type}: win rate of row over column [95% interval: {comparisons.WIN_CI}], "
                    f"final {split.value} metric, paired by (task, seed), {selected.describe()}; "
                    f"{tasks} task(s), weighed equally; ties ½, diverged runs lose"),
+            wide=wide,
         )
 
 
@@ -194,6 +195,7 @@ def report(
     aggregate: AggregateF = Aggregate.mean,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """Summary of stored runs (same as `report summary`); in a terminal also the win rates.
 
@@ -203,9 +205,9 @@ def report(
         return
     o = SimpleNamespace(**ctx.params)
     _, selected = _load(o, _metric_columns(split, loss=True), lr.value)
-    _summary(selected, split, ci, fmt, aggregate)
+    _summary(selected, split, ci, fmt, aggregate, wide)
     if fmt == Format.table and sys.stdout.isatty() and lr == Protocol.tuned:
-        _wins(selected, split, fmt)
+        _wins(selected, split, fmt, wide)
 
 
 @report_app.command(short_help="Mean ± 95% CI per (task, optimizer) at the selected lr (default).")
@@ -221,6 +223,7 @@ def summary(
     aggregate: AggregateF = Aggregate.mean,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """Per (task, optimizer): mean ± 95% CI of the final metric and loss over seeds, n, diverged
     count and lr. By default the lr is tuned on the selection seeds (best mean validation
@@ -228,7 +231,7 @@ def summary(
     `selection_n` and `eval_n` how many runs each side has."""
     o = _options(ctx)
     _, selected = _load(o, _metric_columns(o.split, loss=True), o.lr.value)
-    _summary(selected, o.split, o.ci, o.fmt, o.aggregate)
+    _summary(selected, o.split, o.ci, o.fmt, o.aggregate, o.wide)
 
 
 @report_app.command(short_help="Paired win rates between optimizers per task type, with CIs.")
@@ -242,6 +245,7 @@ def wins(
     statistic: Annotated[WinStatistic, typer.Option("--statistic", help="win-rate: paired by (task, seed); improvement: probability of improvement (rliable), every run of A against every run of B.")] = WinStatistic.win_rate,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """Win rate of each optimizer over each other per task type: runs paired by (task, seed) at
     the selected lrs, win 1, tie ½, diverged loses; tasks weigh equally; the interval resamples
@@ -250,7 +254,7 @@ def wins(
     o = _options(ctx)
     _, selected = _load(o, _metric_columns(o.split))
     if o.statistic == WinStatistic.win_rate:
-        _wins(selected, o.split, o.fmt)
+        _wins(selected, o.split, o.fmt, o.wide)
         return
     from adaptbench import comparisons, render
 
@@ -259,7 +263,7 @@ def wins(
                   title=f"probability of improvement P(row > opponent) per task type, final "
                         f"{o.split.value} metric, every run against every run per task, tasks "
                         f"weighed equally [95% interval: {comparisons.WIN_CI}]; "
-                        f"{selected.describe()}")
+                        f"{selected.describe()}", wide=o.wide)
     if table.empty:
         _nothing("tasks with two or more optimizers")
 
@@ -274,6 +278,7 @@ def ranks(
     split: SplitF = Split.test,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """Average rank of each optimizer per task type (over the tasks that ran all of them), the
     Friedman test of equal ranks, and Wilcoxon signed-rank tests of every pair over tasks with
@@ -293,7 +298,7 @@ def ranks(
         ("pairwise", "Wilcoxon signed-rank over tasks of (win rate - ½), Holm-adjusted per "
                      "task type; `better` names the winner of a significant pair",
          comparisons.pairwise_tests(runs, metric)),
-    ], o.fmt.value)
+    ], o.fmt.value, wide=o.wide)
     if mean.empty:
         _nothing("tasks with two or more optimizers")
     elif (mean["tasks"] < 6).any() and o.fmt == Format.table:
@@ -313,6 +318,7 @@ def compare(
     split: SplitF = Split.test,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """Optimizer A against B at their selected lrs: per task the paired mean difference over
     seeds (positive favours A) with its CI, Cohen's d_z, a paired t-test and a verdict; over the
@@ -330,7 +336,7 @@ def compare(
         ("overall", f"{a} vs {b} over tasks: tasks won (per-task win rate above ½), mean win "
                     f"rate [95% interval: {comparisons.WIN_CI}], Wilcoxon signed-rank p, "
                     f"rank-biserial effect size", overall),
-    ], o.fmt.value)
+    ], o.fmt.value, wide=o.wide)
     if per_task.empty:
         _nothing(f"tasks where both {a} and {b} have results on a common seed")
 
@@ -345,6 +351,7 @@ def profile(
     split: Annotated[Split, typer.Option("--split", "--metric", help="Split the target is reached on: val (stored) or test (from the curves).")] = Split.val,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """Performance profiles of steps to the task's target at the selected lrs, per task type:
     ρ(τ) is the share of tasks an optimizer solves within τ × the fastest optimizer's steps
@@ -367,12 +374,13 @@ def profile(
     if fmt in (Format.table, Format.markdown):
         render.render(area, fmt.value,
                       title=f"performance profile area (mean ρ over 1 ≤ τ ≤ 4; 1 = fastest on "
-                            f"every task), rho_τ = share of tasks within τ × the fastest; {what}")
+                            f"every task), rho_τ = share of tasks within τ × the fastest; {what}",
+                      wide=o.wide)
     else:
         render.render_sections([
             ("area", what, area),
             ("profile", what, curves.performance_profile(ratios)),
-        ], fmt.value)
+        ], fmt.value, wide=o.wide)
     if ratios.empty:
         _nothing("tasks with a target that every optimizer of their type ran")
 
@@ -410,6 +418,7 @@ def lr(
     within: Annotated[float, typer.Option("--within", help="Band: lrs whose mean is within this % of the best mean.")] = 5.0,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """Mean final metric against lr per (task, optimizer) over the selection seeds, and
     tunability: the band of consecutive lrs around the best whose mean is within X% of the
@@ -432,7 +441,7 @@ def lr(
         sections.append(("tunability", f"tunability: {band}; band_decades = log10(lr_high / "
                                        f"lr_low); at_edge: the best lr is the smallest or largest "
                                        f"tried", tunability))
-        render.render_sections(sections, fmt.value)
+        render.render_sections(sections, fmt.value, wide=o.wide)
     else:
         render.render_sections([("curve", band, curve), ("tunability", band, tunability)],
                                fmt.value)
@@ -450,6 +459,7 @@ def speed(
     split: Annotated[Split, typer.Option("--split", "--metric", help="Curve to rank by: val or test metric, or train (the training loss).")] = Split.val,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """Each optimizer's rank (1 = best) at 10%, 25% and 100% of the budget, read from the stored
     curves at the evaluation step nearest each point, at the selected lrs; per task and per
@@ -470,7 +480,7 @@ def speed(
         ("by_task", f"rank by {what} at 10/25/100% of the budget (mean over seeds); steps to "
                     f"target on the validation metric (median over seeds, inf: not reached)",
          by_task),
-    ], o.fmt.value)
+    ], o.fmt.value, wide=o.wide)
     if by_task.empty:
         _nothing("runs with stored curves")
 
@@ -485,6 +495,7 @@ def claims(
     split: SplitF = Split.test,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
+    wide: WideOpt = False,
 ) -> None:
     """Check, against the stored runs, (a) Adam converges fastest and reaches high accuracy on
     most tasks, (b) RMSprop does well on sparse data, (c) AdaGrad drops the loss fast early but
@@ -503,7 +514,7 @@ def claims(
     verdicts, statistics, missing = claims_mod.check(runs, curve, o.split.value)
     if fmt not in (Format.table, Format.markdown):
         render.render_sections([("claims", None, verdicts), ("statistics", None, statistics),
-                                ("missing", None, missing)], fmt.value)
+                                ("missing", None, missing)], fmt.value, wide=o.wide)
         return
     sections = []
     for row in verdicts.itertuples():
@@ -515,7 +526,7 @@ def claims(
                                     f"{claims_mod.CLAIMS_SEEDS} seeds at the selected lr "
                                     f"(the study's design; >= {claims_mod.MIN_SEEDS} count)",
                          missing))
-    render.render_sections(sections, fmt.value)
+    render.render_sections(sections, fmt.value, wide=o.wide)
 
 
 __all__ = ["report", "summary", "wins", "ranks", "compare", "profile", "lr", "speed", "claims"]
