@@ -16,8 +16,10 @@ import typer
 
 from adaptbench.cli import DbOpt, ListOpt, app
 from adaptbench.errors import UserError
-from adaptbench.report_cli import (Protocol, StudyF, TaskF, TypeF, _load, _metric_columns,
-                                   _nothing, _options)
+# report_cli as a module, its names read when used: under `python -m adaptbench.cli`,
+# report_cli is still loading when this module is first imported (the annotations here are
+# strings that Typer evaluates when the command runs)
+from adaptbench import report_cli as rc
 from adaptbench.vocab import Split
 
 plot_app = typer.Typer(help="Figures of stored runs for a paper (PNG, SVG or PDF by the file's "
@@ -34,10 +36,10 @@ DpiOpt = Annotated[int, typer.Option("--dpi", help="Pixels per inch of a PNG (SV
 
 @plot_app.callback()
 def plot(
-    task: TaskF = None,
-    task_type: TypeF = None,
+    task: rc.TaskF = None,
+    task_type: rc.TypeF = None,
     optim: OptimF = None,
-    study: StudyF = None,
+    study: rc.StudyF = None,
     db: DbOpt = None,
 ) -> None:
     """Figures of stored runs, from the same selected runs as `report`.
@@ -49,7 +51,7 @@ def _start(ctx: typer.Context) -> SimpleNamespace:
     """The options, checked before any loading: the output's format, the size."""
     from adaptbench import plots
 
-    o = _options(ctx)
+    o = rc._options(ctx)
     plots.output_format(o.output)
     for name in ("width", "height"):
         value = getattr(o, name)
@@ -61,7 +63,7 @@ def _start(ctx: typer.Context) -> SimpleNamespace:
 
 
 def _stop(what: str = "finished runs") -> None:
-    _nothing(what)
+    rc._nothing(what)
     raise typer.Exit(2)
 
 
@@ -77,10 +79,10 @@ def _write(fig: Any, o: SimpleNamespace) -> None:
 def curves(
     ctx: typer.Context,
     output: OutputOpt,
-    task: TaskF = None,
-    task_type: TypeF = None,
+    task: rc.TaskF = None,
+    task_type: rc.TypeF = None,
     optim: OptimF = None,
-    study: StudyF = None,
+    study: rc.StudyF = None,
     split: Annotated[Split, typer.Option("--split", help="Curve: the val or test metric, or train (the minibatch loss).")] = Split.val,
     width: WidthOpt = None,
     height: HeightOpt = None,
@@ -92,7 +94,7 @@ def curves(
     from adaptbench import plots, results
 
     o = _start(ctx)
-    engine, selected = _load(o)
+    engine, selected = rc._load(o)
     runs = selected.runs
     if runs.empty:
         _stop()
@@ -108,10 +110,10 @@ def curves(
 def lr(
     ctx: typer.Context,
     output: OutputOpt,
-    task: TaskF = None,
-    task_type: TypeF = None,
+    task: rc.TaskF = None,
+    task_type: rc.TypeF = None,
     optim: OptimF = None,
-    study: StudyF = None,
+    study: rc.StudyF = None,
     split: Annotated[Split, typer.Option("--split", help="Split of the final metric [default: val, the one lrs are tuned on].")] = Split.val,
     width: WidthOpt = None,
     height: HeightOpt = None,
@@ -123,7 +125,7 @@ def lr(
     from adaptbench import plots, protocol
 
     o = _start(ctx)
-    _, grid = _load(o, _metric_columns(o.split), Protocol.fixed.value)
+    _, grid = rc._load(o, rc._metric_columns(o.split), rc.Protocol.fixed.value)
     runs = grid.runs
     if runs.empty:
         _stop()
@@ -137,10 +139,10 @@ def lr(
 def profile(
     ctx: typer.Context,
     output: OutputOpt,
-    task: TaskF = None,
-    task_type: TypeF = None,
+    task: rc.TaskF = None,
+    task_type: rc.TypeF = None,
     optim: OptimF = None,
-    study: StudyF = None,
+    study: rc.StudyF = None,
     split: Annotated[Split, typer.Option("--split", help="Split the target is reached on: val (stored) or test (from the curves).")] = Split.val,
     width: WidthOpt = None,
     height: HeightOpt = None,
@@ -153,7 +155,7 @@ def profile(
     from adaptbench import plots, results
 
     o = _start(ctx)
-    engine, selected = _load(o, ("target", "steps_to_target"))
+    engine, selected = rc._load(o, ("target", "steps_to_target"))
     runs = selected.runs
     if runs.empty:
         _stop()
@@ -172,10 +174,10 @@ def profile(
 def speed(
     ctx: typer.Context,
     output: OutputOpt,
-    task: TaskF = None,
-    task_type: TypeF = None,
+    task: rc.TaskF = None,
+    task_type: rc.TypeF = None,
     optim: OptimF = None,
-    study: StudyF = None,
+    study: rc.StudyF = None,
     split: Annotated[Split, typer.Option("--split", help="Curve to rank by: val or test metric, or train (the training loss).")] = Split.val,
     width: WidthOpt = None,
     height: HeightOpt = None,
@@ -188,7 +190,7 @@ def speed(
     from adaptbench import plots, results
 
     o = _start(ctx)
-    engine, selected = _load(o, ("target", "steps_to_target", "diverged_at_step"))
+    engine, selected = rc._load(o, ("target", "steps_to_target", "diverged_at_step"))
     runs = selected.runs
     if runs.empty:
         _stop()
@@ -207,7 +209,7 @@ def trajectory(
     ctx: typer.Context,
     output: OutputOpt,
     optim: OptimF = None,
-    study: StudyF = None,
+    study: rc.StudyF = None,
     width: WidthOpt = None,
     height: HeightOpt = None,
     dpi: DpiOpt = 300,
@@ -219,7 +221,7 @@ def trajectory(
 
     o = _start(ctx)
     o.task, o.task_type = ["rosenbrock"], None
-    _, selected = _load(o, ("trajectory", "seed"))
+    _, selected = rc._load(o, ("trajectory", "seed"))
     runs = selected.runs
     runs = runs[runs["trajectory"].notna()] if len(runs) else runs
     if runs.empty:
@@ -237,10 +239,10 @@ def trajectory(
 def claims(
     ctx: typer.Context,
     output: OutputOpt,
-    task: TaskF = None,
-    task_type: TypeF = None,
+    task: rc.TaskF = None,
+    task_type: rc.TypeF = None,
     optim: OptimF = None,
-    study: StudyF = None,
+    study: rc.StudyF = None,
     split: Annotated[Split, typer.Option("--split", help="Split of claim (a)'s accuracy and claim (b)'s win rates.")] = Split.test,
     width: WidthOpt = None,
     height: HeightOpt = None,
@@ -253,8 +255,8 @@ def claims(
     from adaptbench import plots, results
 
     o = _start(ctx)
-    engine, selected = _load(o, ("target", "steps_to_target", "diverged_at_step")
-                             + _metric_columns(o.split))
+    engine, selected = rc._load(o, ("target", "steps_to_target", "diverged_at_step")
+                             + rc._metric_columns(o.split))
     runs = selected.runs
     if runs.empty:
         _stop()

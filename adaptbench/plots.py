@@ -156,10 +156,24 @@ def _seed_text(counts: pd.Series) -> str:
 
 
 def _log_if_wide(ax: Any, values: np.ndarray) -> None:
-    """Log y scale when the values are positive and span more than two decades."""
+    """Log y scale when the means are positive and span more than two decades; the limits
+    then follow the means, so that a band reaching 0 or below does not stretch the axis."""
     v = values[np.isfinite(values)]
     if len(v) and (v > 0).all() and v.max() / v.min() > 100:
         ax.set_yscale("log")
+        ax.set_ylim(v.min() / 5, v.max() * 5)
+
+
+def _bands(ax: Any, bands: list[tuple[pd.DataFrame, str, dict[str, str]]], **line: Any) -> None:
+    """Draw each (band, x column, style): the mean line and its interval, after choosing the
+    y scale from the means; on a log axis a band's lower end is clipped to the axis."""
+    means = [b["mean"].to_numpy(float) for b, _, _ in bands]
+    _log_if_wide(ax, np.concatenate(means) if means else np.array([]))
+    floor = ax.get_ylim()[0] if ax.get_yscale() == "log" else -np.inf
+    for band, x, s in bands:
+        ax.plot(band[x], band["mean"], **line, **s)
+        ax.fill_between(band[x], band["low"].clip(lower=floor), band["high"], alpha=0.18,
+                        linewidth=0, color=s["color"])
 
 
 def mean_band(frame: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
@@ -191,13 +205,9 @@ def curves_figure(runs: pd.DataFrame, curves: pd.DataFrame, split: str, protocol
         for optimizer in sorted(mine["optimizer"].unique()):
             part = points[(points["task"] == task) & (points["optimizer"] == optimizer)]
             band = mean_band(part, "step", quantity).sort_values("step")
-            if band.empty:
-                continue
-            ax.plot(band["step"], band["mean"], **style[optimizer])
-            ax.fill_between(band["step"], band["low"], band["high"], alpha=0.2, linewidth=0,
-                            color=style[optimizer]["color"])
-            shown.append(band["mean"].to_numpy(float))
-        _log_if_wide(ax, np.concatenate(shown) if shown else np.array([]))
+            if len(band):
+                shown.append((band, "step", style[optimizer]))
+        _bands(ax, shown)
         first = mine.iloc[0]
         what = "minibatch loss" if split == "train" else f"{split} {first['metric_name']}"
         hib = False if split == "train" else bool(first["higher_is_better"])
@@ -228,17 +238,18 @@ def lr_figure(runs: pd.DataFrame, split: str, chosen: pd.DataFrame, protocol: st
     picked = {(r.task, r.optimizer): float(r.lr) for r in chosen.itertuples()}
     for ax, task in zip(axes, tasks):
         mine = runs[runs["task"] == task]
-        shown = []
+        ax.set_xscale("log")
+        shown, marks = [], []
         for optimizer in sorted(mine["optimizer"].unique()):
             part = mine[mine["optimizer"] == optimizer]
             done = part[part["status"] == "done"]
             band = mean_band(done, "lr", column).sort_values("lr")
-            s = style[optimizer]
             if len(band):
-                ax.plot(band["lr"], band["mean"], marker="o", markersize=2.5, **s)
-                ax.fill_between(band["lr"], band["low"], band["high"], alpha=0.2, linewidth=0,
-                                color=s["color"])
-                shown.append(band["mean"].to_numpy(float))
+                shown.append((band, "lr", style[optimizer]))
+            marks.append((optimizer, part, band))
+        _bands(ax, shown, marker="o", markersize=2.5)
+        for optimizer, part, band in marks:
+            s = style[optimizer]
             diverged = sorted(part.loc[part["status"] == "diverged", "lr"].unique())
             if diverged:
                 ax.plot(diverged, [0.04] * len(diverged), "x", color=s["color"], markersize=5,
@@ -248,8 +259,6 @@ def lr_figure(runs: pd.DataFrame, split: str, chosen: pd.DataFrame, protocol: st
             if len(hit):
                 ax.plot(hit["lr"], hit["mean"], "o", markersize=8, markerfacecolor="none",
                         markeredgewidth=1.2, color=s["color"])
-        ax.set_xscale("log")
-        _log_if_wide(ax, np.concatenate(shown) if shown else np.array([]))
         first = mine.iloc[0]
         ax.set_title(f"{task} ({_seed_text(mine.groupby(['optimizer', 'lr']).size())})")
         ax.set_xlabel("learning rate")
@@ -272,21 +281,25 @@ def profile_figure(profile: pd.DataFrame, split: str, protocol: str, tau_max: fl
     fig, axes = _panels(len(kinds), width, height)
     for ax, kind in zip(axes, kinds):
         part = profile[profile["task_type"] == kind]
-        for optimizer in sorted(part["optimizer"].unique()):
+        names = sorted(part["optimizer"].unique())
+        for i, optimizer in enumerate(names):
             mine = part[part["optimizer"] == optimizer].sort_values("tau")
             inside = mine[mine["tau"] <= tau_max]
             taus = np.append(inside["tau"].to_numpy(float), tau_max)
             rho = np.append(inside["fraction"].to_numpy(float),
                             inside["fraction"].iloc[-1] if len(inside) else 0.0)
-            ax.step(taus, rho, where="post", **style[optimizer])
+            # profiles often coincide (at 0 or 1): a small vertical offset keeps each visible
+            dodge = 0.012 * (i - (len(names) - 1) / 2)
+            ax.step(taus, rho + dodge, where="post", **style[optimizer])
         ax.set_xlim(1, tau_max)
-        ax.set_ylim(-0.03, 1.03)
+        ax.set_ylim(-0.06, 1.06)
         ax.set_title(kind)
         ax.set_xlabel("τ (steps / fastest optimizer's steps)")
         ax.set_ylabel("ρ(τ): share of tasks within τ")
     labels = sorted(profile["optimizer"].unique())
     return _finish(fig, f"performance profiles of steps to the task's target on the {split} "
-                        f"metric (median over seeds; diverged or never reached: ∞); "
+                        f"metric (median over seeds; diverged or never reached: ∞; lines that "
+                        f"coincide are drawn slightly apart); "
                         f"{protocol}", labels, style)
 
 
@@ -343,7 +356,14 @@ def trajectory_figure(paths: pd.DataFrame, title: str, width: float | None = Non
     from matplotlib.colors import LogNorm
 
     fig, ax = plt.subplots(figsize=(width or 4.5, height or 4.0), layout="constrained")
-    box_x, box_y = (-2.0, 2.0), (-1.0, 3.0)
+    parsed = {row.optimizer: parse_trajectory(row.trajectory) for row in paths.itertuples()}
+    # the view: the paths, the start and the minimum, within a box where f stays readable
+    points = np.vstack([p[:, 1:] for p in parsed.values()] + [np.array([[1.0, 1.0]])])
+    points = points[np.isfinite(points).all(axis=1)
+                    & (np.abs(points[:, 0]) <= 3) & (np.abs(points[:, 1] - 1) <= 4)]
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    pad = 0.15 * max(x1 - x0, y1 - y0, 1.0)
+    box_x, box_y = (x0 - pad, x1 + pad), (y0 - pad, y1 + pad)
     xs = np.linspace(*box_x, 400)
     ys = np.linspace(*box_y, 400)
     gx, gy = np.meshgrid(xs, ys)
@@ -355,10 +375,10 @@ def trajectory_figure(paths: pd.DataFrame, title: str, width: float | None = Non
     style = styles(paths["optimizer"])
     labels = []
     for row in paths.sort_values("optimizer").itertuples():
-        path = parse_trajectory(row.trajectory)
+        path = parsed[row.optimizer]
         s = style[row.optimizer]
         finite = path[np.isfinite(path[:, 1:]).all(axis=1)]
-        ax.plot(finite[:, 1], finite[:, 2], marker="o", markersize=1.8, linewidth=1.0, **s)
+        ax.plot(finite[:, 1], finite[:, 2], linewidth=1.1, alpha=0.85, **s)
         ax.plot(finite[-1:, 1], finite[-1:, 2], marker="s", markersize=4, color=s["color"])
         note = ", diverged" if row.status == "diverged" else ""
         labels.append(f"{row.optimizer} (lr {row.lr:g}{note})")
@@ -369,13 +389,12 @@ def trajectory_figure(paths: pd.DataFrame, title: str, width: float | None = Non
     ax.set_ylim(*box_y)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
-    handles = [plt.Line2D([], [], marker="o", markersize=2, **style[o])
-               for o in sorted(paths["optimizer"])]
+    handles = [plt.Line2D([], [], **style[o]) for o in sorted(paths["optimizer"])]
     handles += [plt.Line2D([], [], marker="^", color="black", linestyle="none"),
                 plt.Line2D([], [], marker="*", color="gold", markeredgecolor="black",
                            linestyle="none", markersize=8)]
-    ax.legend(handles, labels + ["start", "minimum (1, 1)"], loc="lower right", fontsize=6,
-              framealpha=0.85)
+    ax.legend(handles, labels + ["start", "minimum (1, 1)"], loc="upper center", fontsize=6,
+              framealpha=0.85, ncols=2)
     fig.suptitle(_wrap(title, fig.get_figwidth()))
     return fig
 
@@ -391,7 +410,7 @@ def claims_figure(verdicts: pd.DataFrame, statistics: pd.DataFrame, split: str, 
     plt = pyplot()
     fig, axes = plt.subplots(len(rows), 1, figsize=(width or WIDTH, fig_h), layout="constrained",
                              squeeze=False, height_ratios=[0.6 + r for r in rows])
-    text_width = int((width or WIDTH) * 15)
+    text_width = int((width or WIDTH) * 9)  # the panel starts right of the statistics' names
     for ax, row in zip(axes[:, 0], verdicts.itertuples()):
         part = statistics[statistics["claim"] == row.claim].reset_index(drop=True)
         ax.set_title("\n".join(textwrap.wrap(

@@ -160,3 +160,11 @@ def test_importing_plots_does_not_import_torch_or_pyplot():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]
+
+
+def test_plot_runs_as_python_m_adaptbench_cli():
+    # under `python -m`, cli.py runs as __main__ and plot_cli is first imported mid report_cli
+    proc = subprocess.run([sys.executable, "-m", "adaptbench.cli", "plot", "curves", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--output" in proc.stdout
