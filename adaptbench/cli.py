@@ -583,6 +583,7 @@ def optims(fmt: FormatOpt = Format.table, wide: WideOpt = False) -> None:
 
 from adaptbench import report_cli  # noqa: E402  (registers the report commands on report_app)
 from adaptbench import db_cli  # noqa: E402,F401  (registers `adaptbench db ...`)
+from adaptbench import plot_cli  # noqa: E402,F401  (registers `adaptbench plot ...`)
 
 
 # the flag of each setting a core error can be about (`UserError.about`)

@@ -76,8 +76,9 @@ def _options(ctx: typer.Context) -> SimpleNamespace:
                 continue
             flag = _flag(parent.command, name)
             if name not in own:
-                raise UserError(f"option {flag} does not apply to `report {ctx.info_name}`; see "
-                                f"`adaptbench report {ctx.info_name} --help` for its options")
+                where = f"{parent.info_name} {ctx.info_name}"
+                raise UserError(f"option {flag} does not apply to `{where}`; see "
+                                f"`adaptbench {where} --help` for its options")
             mine = ctx.get_parameter_source(name)
             if mine is not None and mine.name not in DEFAULT_SOURCES and own[name] != value:
                 raise UserError(f"option {flag} is given twice with different values, before and "
