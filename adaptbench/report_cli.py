@@ -530,4 +530,123 @@ def claims(
     render.render_sections(sections, fmt.value, wide=o.wide)
 
 
-__all__ = ["report", "summary", "wins", "ranks", "compare", "profile", "lr", "speed", "claims"]
+def _writable(output: str) -> Any:
+    """The output path, refused (a UserError) when it cannot be a file we write."""
+    from pathlib import Path
+
+    path = Path(output)
+    if path.is_dir():
+        raise UserError(f"cannot write {output!r}: it is a folder")
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {output!r}: folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def _page_content(o: SimpleNamespace, engine: Any, selected: Any) -> Any:
+    """Every report's frames and every figure for `page.build`, from the one selection (and
+    the lr grid), computed by the same functions as the report and plot commands."""
+    from datetime import datetime, timezone
+
+    import sqlalchemy as sa
+
+    from adaptbench import __version__, comparisons, curves, page, plots, protocol, results, stats
+    from adaptbench import claims as claims_mod
+    from adaptbench.api import load_selected
+    from adaptbench.cli import _filter
+    from adaptbench.store import resolve_url
+
+    filters = _filter(task=o.task, optim=o.optim, study=o.study, task_type=o.task_type)
+    runs, what = selected.runs, selected.describe()
+    ids = runs["id"].tolist()
+    figures: dict[str, Any] = {}
+    tuned = stats.tuned_summary(selected, "test", "t")
+    rates = comparisons.win_rates(runs, "test")
+    wins = {t: _win_cells(rates, t) for t in sorted(rates["task_type"].unique())}
+    grid = load_selected(engine, filters, _metric_columns(Split.val), Protocol.fixed.value)
+    curve, tunability = stats.lr_sensitivity(grid.runs, "val", 5.0)
+    lr_cells = {t: _lr_cells(curve, t) for t in sorted(curve["task"].unique())}
+    if len(grid.runs):
+        chosen, _ = protocol.choose_lr(grid.runs)
+        figures["lr"] = plots.lr_figure(grid.runs, "val", chosen, grid.describe())
+    at = results.load_curves(engine, ids, ["val"], ("run_id", "step", "split", "loss", "metric"),
+                             curves.FRACTIONS)
+    by_task, by_type = curves.speed(runs, at, "val")
+    figures["speed"] = (plots.speed_figure(by_type, "val", what, curves.FRACTIONS) if len(by_type)
+                        else "no tasks with two or more optimizers and stored curves")
+    ratios = curves.performance_ratios(runs, "val", None)
+    area = curves.profile_area(ratios).merge(curves.profile_at(ratios, (1.0, 1.5, 2.0, 4.0)),
+                                             on=["task_type", "optimizer"], how="left")
+    figures["profile"] = (plots.profile_figure(curves.performance_profile(ratios), "val", what,
+                                               curves.TAU_MAX) if len(ratios) else
+                          "no tasks with a target that every optimizer of their type ran")
+    train = claims_mod.curve_run_ids(runs)
+    loss = results.load_curves(engine, train, ["train"], ("run_id", "step", "split", "loss"),
+                               (claims_mod.EARLY, claims_mod.LATE)) if train else None
+    verdicts, statistics, missing = claims_mod.check(runs, loss, "test")
+    figures["claims"] = (plots.claims_figure(verdicts, statistics, "test", what) if len(statistics)
+                         else "no claim has a statistic to draw yet (the verdicts say why)")
+    full = results.load_curves(engine, ids, ["val"], ("run_id", "step", "split", "loss", "metric"))
+    figures["curves"] = (plots.curves_figure(runs, full, "val", what) if len(full)
+                         else "no curve points of the selected runs")
+    rosen = runs[runs["task"] == "rosenbrock"]
+    if len(rosen):
+        paths = rosen.merge(results.load_columns(
+            engine, ["id", "trajectory"], type(filters)(run_ids=tuple(rosen["id"]))), on="id")
+        paths = paths[paths["trajectory"].notna()]
+        if len(paths):  # as `plot trajectory`: seed 0 per optimizer, else its smallest seed
+            paths = (paths.assign(_not0=paths["seed"] != 0)
+                     .sort_values(["optimizer", "_not0", "seed"]).groupby("optimizer").head(1))
+            figures["trajectory"] = plots.trajectory_figure(
+                paths, f"rosenbrock: one run per optimizer at its selected lr; triangle: start, "
+                       f"square: end; {what}")
+    inventory = results.load_columns(engine, ["status", "role", "study", "package_version",
+                                              "torch_version", "device", "host", "finished_at"],
+                                     filters)
+    shown = [f"{flag} {','.join(v)}" for flag, v in (("--task", o.task), ("--task-type", o.task_type),
+             ("--optim", o.optim), ("--study", o.study)) if v]
+    return page.Content(
+        protocol=what, notes=selected.notes, filters=" ".join(shown), runs=inventory,
+        database=sa.engine.make_url(resolve_url(o.db)).render_as_string(hide_password=True),
+        made_at=datetime.now(timezone.utc), version=__version__, summary=tuned, wins=wins,
+        ranks={"mean_ranks": comparisons.mean_ranks(runs, "test").sort_values(
+                   ["task_type", "mean_rank"], kind="mergesort"),
+               "friedman": comparisons.friedman(runs, "test"),
+               "pairwise": comparisons.pairwise_tests(runs, "test")},
+        lr=lr_cells, tunability=tunability, speed={"by task type": by_type, "by task": by_task},
+        profile=area.sort_values(["task_type", "area"], ascending=[True, False], kind="mergesort"),
+        verdicts=verdicts, statistics=statistics, missing=missing, figures=figures)
+
+
+@report_app.command(short_help="One self-contained HTML page: every table and figure, claims, provenance.")
+def html(
+    ctx: typer.Context,
+    output: Annotated[str, typer.Option("--output", "-o", help="HTML file to write (one file: figures embedded, no network needed).", show_default=False)],
+    task: TaskF = None,
+    task_type: TypeF = None,
+    optim: Annotated[ListOpt, typer.Option("--optim", help="Only these optimizer(s).")] = None,
+    study: StudyF = None,
+    db: DbOpt = None,
+) -> None:
+    """One HTML file with the protocol in words, run counts and provenance (versions, devices,
+    hosts, when), the summary, win rates, ranks, lr sensitivity, speed, performance profiles,
+    the claims with their verdicts, and every figure of `adaptbench plot`, each at the
+    defaults of its own command. Self-contained: opens offline, prints on paper."""
+    from adaptbench import page
+
+    o = _options(ctx)
+    path = _writable(o.output)
+    engine, selected = _load(o)
+    if selected.runs.empty:
+        _nothing()
+        raise typer.Exit(2)
+    studies = sorted(set(selected.runs["study"].dropna()) - {""})
+    title = "adaptbench report" + (f": study {', '.join(studies)}" if studies else "")
+    text = page.build(_page_content(o, engine, selected), title)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {o.output!r}: {exc.strerror or exc}") from exc
+    print(f"wrote {o.output} ({len(text) / 1e6:.1f} MB)", file=sys.stderr)
+
+
+__all__ = ["report", "summary", "wins", "ranks", "compare", "profile", "lr", "speed", "claims", "html"]
