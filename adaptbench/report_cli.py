@@ -617,7 +617,7 @@ def _page_content(o: SimpleNamespace, engine: Any, selected: Any) -> Any:
         verdicts=verdicts, statistics=statistics, missing=missing, figures=figures)
 
 
-@report_app.command(short_help="One self-contained HTML page: every table and figure, claims, provenance.")
+@report_app.command(short_help="Every table, figure and claim in one self-contained HTML file.")
 def html(
     ctx: typer.Context,
     output: Annotated[str, typer.Option("--output", "-o", help="HTML file to write (one file: figures embedded, no network needed).", show_default=False)],

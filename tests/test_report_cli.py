@@ -123,7 +123,7 @@ def test_report_help_explains_each_command_in_one_line(study_db):
     r = invoke("report", "--help")
     lines = r.out.split("Commands:")[1].strip().splitlines()
     names = [line.split()[0] for line in lines]
-    assert names == ["summary", "wins", "ranks", "compare", "profile", "lr", "speed", "claims"]
+    assert names == ["summary", "wins", "ranks", "compare", "profile", "lr", "speed", "claims", "html"]
     assert all(len(line) <= 80 for line in lines)
 
 
