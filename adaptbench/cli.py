@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from adaptbench.completion import complete_optimizer, complete_task
 from adaptbench.errors import UserError
 
 
@@ -48,7 +49,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 report_app = typer.Typer(help="Aggregate stored runs into statistical comparisons.", rich_markup_mode=None)
 app.add_typer(report_app, name="report")
@@ -161,8 +162,8 @@ def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict
     return expand(grid, task_info, fingerprints), task_info
 
 
-OptimOpt = Annotated[ListOpt, typer.Option("--optim", "-o", help="Optimizer(s): repeat or comma list; see `adaptbench optims`.")]
-TaskOpt = Annotated[ListOpt, typer.Option("--task", "-t", help="Task(s): repeat or comma list; see `adaptbench tasks`.")]
+OptimOpt = Annotated[ListOpt, typer.Option("--optim", "-o", help="Optimizer(s): repeat or comma list; see `adaptbench optims`.", autocompletion=complete_optimizer)]
+TaskOpt = Annotated[ListOpt, typer.Option("--task", "-t", help="Task(s): repeat or comma list; see `adaptbench tasks`.", autocompletion=complete_task)]
 LrOpt = Annotated[ListOpt, typer.Option("--lr", help="Learning rate(s), comma list [default: the optimizer's conventional lr].")]
 LrGridOpt = Annotated[bool, typer.Option("--lr-grid", help="Use each task's default lr grid.")]
 SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="Number of seeds: 0..N-1 [default: 3; 5 for --study adaptive-lr].", show_default=False)]

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from adaptbench.cli import DbOpt, Format, FormatOpt, ListOpt, WideOpt, report_app
+from adaptbench.completion import complete_optimizer, complete_task
 from adaptbench.errors import UserError
 from adaptbench.vocab import Split
 
@@ -39,9 +40,9 @@ class WinStatistic(str, Enum):
     improvement = "improvement"
 
 
-TaskF = Annotated[ListOpt, typer.Option("--task", "-t", help="Only these task(s).")]
+TaskF = Annotated[ListOpt, typer.Option("--task", "-t", help="Only these task(s).", autocompletion=complete_task)]
 TypeF = Annotated[ListOpt, typer.Option("--task-type", help="Only these task type(s).")]
-OptimF = Annotated[ListOpt, typer.Option("--optim", "-o", help="Only these optimizer(s).")]
+OptimF = Annotated[ListOpt, typer.Option("--optim", "-o", help="Only these optimizer(s).", autocompletion=complete_optimizer)]
 StudyF = Annotated[ListOpt, typer.Option("--study", help="Only these study label(s).")]
 SplitF = Annotated[Split, typer.Option("--split", "--metric", help="Which split's final metric to compare (--metric: former name of --split).")]
 ProtocolF = Annotated[
