@@ -343,7 +343,7 @@ def worker(
     if jobs == 1:
         with worker_mod.handling_signals(worker_mod.StopFlag()) as flag:
             try:
-                tally = worker_mod.work(engine, opts, events=worker_mod.log_events(), flag=flag)
+                tally = worker_mod.work(engine, opts, events=worker_mod.log_events(engine), flag=flag)
             except KeyboardInterrupt:
                 tally = {"interrupted": 1}
     else:
