@@ -90,9 +90,11 @@ def _options(ctx: typer.Context) -> SimpleNamespace:
 
 def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None = None) -> tuple[Any, Any]:
     """The engine and the protocol's selection (`protocol.select`, applied once) of the runs
-    that the filter options name; the notes of the selection go to stderr."""
+    that the filter options name; the notes of the selection go to stderr, and one more when
+    some of those runs are still queued or running (the study is not complete)."""
     from adaptbench.api import load_selected
     from adaptbench.cli import _filter
+    from adaptbench.queue import count_active
     from adaptbench.store import make_engine
 
     filters = _filter(task=o.task, optim=o.optim, study=o.study, task_type=o.task_type)
@@ -100,6 +102,10 @@ def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None 
     selected = load_selected(engine, filters, extra, protocol or Protocol.tuned.value)
     for note in selected.notes:
         _note(f"note: {note}")
+    active = count_active(engine, filters)
+    if active:
+        _note(f"note: {active} run(s) of these are still queued or running; figures will "
+              f"change when they finish")
     return engine, selected
 
 

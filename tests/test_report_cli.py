@@ -333,3 +333,34 @@ def test_an_option_given_twice_with_different_values_is_refused(study_db):
 def test_an_unknown_filter_value_is_an_error_with_a_suggestion(study_db):
     r = invoke("report", "--task", "rosenbrok", "--db", study_db)
     assert r.code == 2 and "--task: no stored run has task 'rosenbrok' (did you mean 'rosenbrock'?)" in r.err
+
+
+# ---------------------------------------------------------------- a study still in progress
+
+STILL = "note: 1 run(s) of these are still queued or running; figures will change when they finish"
+
+
+@pytest.fixture(scope="module")
+def unfinished_db(tmp_path_factory):
+    """Two finished optimizers on one task, and one more adam run still queued."""
+    path = str(tmp_path_factory.mktemp("unfinished") / "u.db")
+    r = invoke("run", "-o", "adam,sgd", "-t", "noisy-quadratic", "--lr", "0.01", "--seeds", "2",
+               "--steps", "10", "--db", path)
+    assert r.code == 0, r.err
+    assert invoke("queue", "-o", "adam", "-t", "noisy-quadratic", "--lr", "0.01", "--seed", "7",
+                  "--steps", "10", "--db", path).code == 0
+    return path
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[1:]) or "bare")
+def test_every_report_notes_runs_still_queued_once(unfinished_db, args):
+    r = invoke(*args, "--db", unfinished_db)
+    assert r.code == 0, r.err
+    assert r.err.count(STILL) == 1, r.err
+
+
+def test_no_note_when_the_filter_leaves_the_queued_runs_out(unfinished_db):
+    r = invoke("report", "summary", "-o", "sgd", "--db", unfinished_db)
+    assert r.code == 0, r.err
+    assert "still queued" not in r.err
+    assert STILL in invoke("report", "summary", "-o", "adam", "--db", unfinished_db).err
