@@ -78,11 +78,44 @@ class Format(str, Enum):
     markdown = "markdown"
 
 
+class DataFormat(str, Enum):
+    """The formats of the commands that export data (ls, curves, report): Format's, and Parquet,
+    which is binary and so goes to a file (--output), never to stdout."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+    parquet = "parquet"
+
+
+PARQUET_INSTALL = "pip install 'adaptbench[parquet]'"
+
+
+def check_output(fmt: str, output: str | None) -> None:
+    """Refuse a --format / --output pair that cannot work, before anything is loaded."""
+    if fmt != DataFormat.parquet:
+        if output is not None:
+            raise UserError("--output is for --format parquet; the other formats go to stdout "
+                            "(redirect it: `> FILE`)")
+        return
+    if output is None:
+        raise UserError("--format parquet writes a file: add --output FILE.parquet")
+    if not output.lower().endswith(".parquet"):
+        raise UserError(f"--output must name a .parquet file, got {output!r}")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UserError(f"--format parquet needs pyarrow: {PARQUET_INSTALL}") from None
+
+
 DbOpt = Annotated[
     str | None,
     typer.Option("--db", help="Database URL or SQLite file [env ADAPTBENCH_DB; default sqlite:///results.db]"),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+DataFormatOpt = Annotated[DataFormat, typer.Option("--format", "-f", help="Output format; parquet needs --output.")]
+OutputOpt = Annotated[str | None, typer.Option("--output", help="The file --format parquet writes (FILE.parquet; several tables are one file with a `table` column, as in CSV).", show_default=False)]
 WideOpt = Annotated[bool, typer.Option("--wide", help="In a terminal, show every column even when the table is wider than the console (by default the least important are hidden, with a note).")]
 TasksDirOpt = Annotated[
     list[str] | None,
@@ -499,7 +532,8 @@ def ls_cmd(
     limit: Annotated[int | None, typer.Option("--limit", help="Show only the newest N runs.")] = None,
     all_columns: Annotated[bool, typer.Option("--all", help="Every stored column.")] = False,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: DataFormatOpt = DataFormat.table,
+    output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
     """List stored runs, with filters."""
@@ -508,6 +542,7 @@ def ls_cmd(
 
     if limit is not None and limit < 0:
         raise UserError(f"--limit must be >= 0, got {limit}")
+    check_output(fmt, output)
     filters = _filter(task=task, optim=optim, study=study, status_=status_, task_type=task_type)
     runs = results.load_runs(make_engine(db, create=False), filters)
     if limit is not None:
@@ -515,7 +550,7 @@ def ls_cmd(
     if not all_columns:
         runs = runs[LS_COLUMNS].copy()
         runs["error"] = runs["error"].map(lambda e: e.strip().splitlines()[-1][:80] if isinstance(e, str) and e.strip() else "")
-    render.render(runs, fmt.value, title="runs", wide=wide)
+    render.render(runs, fmt.value, title="runs", wide=wide, output=output)
 
 
 @app.command()
@@ -525,16 +560,19 @@ def curves(
     optim: OptimOpt = None,
     study: Annotated[ListOpt, typer.Option("--study", help="Study label(s).")] = None,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.csv,
+    fmt: DataFormatOpt = DataFormat.csv,
+    output: OutputOpt = None,
 ) -> None:
     """Export stored learning curves: run_id, step, split, loss, metric, elapsed (CSV by default)."""
     from adaptbench import render, results
     from adaptbench.store import make_engine
 
+    check_output(fmt, output)
     engine = make_engine(db, create=False)
     filters = _filter(run_ids, task, optim, study)
     ids = results.load_columns(engine, ["id"], filters)["id"].astype(int).tolist()
-    render.render(results.load_curves(engine, ids), fmt.value, title="learning curves")
+    render.render(results.load_curves(engine, ids), fmt.value, title="learning curves",
+                  output=output)
 
 
 @app.command()
