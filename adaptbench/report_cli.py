@@ -99,7 +99,7 @@ def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None 
     from adaptbench.queue import count_active
     from adaptbench.store import make_engine
 
-    if hasattr(o, "output"):  # the plot commands share this loader and write no data file
+    if isinstance(getattr(o, "fmt", None), DataFormat):  # not the plot commands' figure files
         check_output(o.fmt, o.output)
     filters = _filter(task=o.task, optim=o.optim, study=o.study, task_type=o.task_type)
     engine = make_engine(o.db, create=False)
