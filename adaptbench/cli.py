@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from adaptbench.completion import complete_optimizer, complete_task
 from adaptbench.errors import UserError
 
 
@@ -48,7 +49,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 report_app = typer.Typer(help="Aggregate stored runs into statistical comparisons.", rich_markup_mode=None)
 app.add_typer(report_app, name="report")
@@ -77,11 +78,44 @@ class Format(str, Enum):
     markdown = "markdown"
 
 
+class DataFormat(str, Enum):
+    """The formats of the commands that export data (ls, curves, report): Format's, and Parquet,
+    which is binary and so goes to a file (--output), never to stdout."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+    parquet = "parquet"
+
+
+PARQUET_INSTALL = "pip install 'adaptbench[parquet]'"
+
+
+def check_output(fmt: str, output: str | None) -> None:
+    """Refuse a --format / --output pair that cannot work, before anything is loaded."""
+    if fmt != DataFormat.parquet:
+        if output is not None:
+            raise UserError("--output is for --format parquet; the other formats go to stdout "
+                            "(redirect it: `> FILE`)")
+        return
+    if output is None:
+        raise UserError("--format parquet writes a file: add --output FILE.parquet")
+    if not output.lower().endswith(".parquet"):
+        raise UserError(f"--output must name a .parquet file, got {output!r}")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UserError(f"--format parquet needs pyarrow: {PARQUET_INSTALL}") from None
+
+
 DbOpt = Annotated[
     str | None,
     typer.Option("--db", help="Database URL or SQLite file [env ADAPTBENCH_DB; default sqlite:///results.db]"),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+DataFormatOpt = Annotated[DataFormat, typer.Option("--format", "-f", help="Output format; parquet needs --output.")]
+OutputOpt = Annotated[str | None, typer.Option("--output", help="The file --format parquet writes (FILE.parquet; several tables are one file with a `table` column, as in CSV).", show_default=False)]
 WideOpt = Annotated[bool, typer.Option("--wide", help="In a terminal, show every column even when the table is wider than the console (by default the least important are hidden, with a note).")]
 TasksDirOpt = Annotated[
     list[str] | None,
@@ -161,8 +195,8 @@ def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict
     return expand(grid, task_info, fingerprints), task_info
 
 
-OptimOpt = Annotated[ListOpt, typer.Option("--optim", "-o", help="Optimizer(s): repeat or comma list; see `adaptbench optims`.")]
-TaskOpt = Annotated[ListOpt, typer.Option("--task", "-t", help="Task(s): repeat or comma list; see `adaptbench tasks`.")]
+OptimOpt = Annotated[ListOpt, typer.Option("--optim", "-o", help="Optimizer(s): repeat or comma list; see `adaptbench optims`.", autocompletion=complete_optimizer)]
+TaskOpt = Annotated[ListOpt, typer.Option("--task", "-t", help="Task(s): repeat or comma list; see `adaptbench tasks`.", autocompletion=complete_task)]
 LrOpt = Annotated[ListOpt, typer.Option("--lr", help="Learning rate(s), comma list [default: the optimizer's conventional lr].")]
 LrGridOpt = Annotated[bool, typer.Option("--lr-grid", help="Use each task's default lr grid.")]
 SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="Number of seeds: 0..N-1 [default: 3; 5 for --study adaptive-lr].", show_default=False)]
@@ -342,7 +376,7 @@ def worker(
     if jobs == 1:
         with worker_mod.handling_signals(worker_mod.StopFlag()) as flag:
             try:
-                tally = worker_mod.work(engine, opts, events=worker_mod.log_events(), flag=flag)
+                tally = worker_mod.work(engine, opts, events=worker_mod.log_events(engine), flag=flag)
             except KeyboardInterrupt:
                 tally = {"interrupted": 1}
     else:
@@ -498,7 +532,8 @@ def ls_cmd(
     limit: Annotated[int | None, typer.Option("--limit", help="Show only the newest N runs.")] = None,
     all_columns: Annotated[bool, typer.Option("--all", help="Every stored column.")] = False,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: DataFormatOpt = DataFormat.table,
+    output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
     """List stored runs, with filters."""
@@ -507,6 +542,7 @@ def ls_cmd(
 
     if limit is not None and limit < 0:
         raise UserError(f"--limit must be >= 0, got {limit}")
+    check_output(fmt, output)
     filters = _filter(task=task, optim=optim, study=study, status_=status_, task_type=task_type)
     runs = results.load_runs(make_engine(db, create=False), filters)
     if limit is not None:
@@ -514,7 +550,7 @@ def ls_cmd(
     if not all_columns:
         runs = runs[LS_COLUMNS].copy()
         runs["error"] = runs["error"].map(lambda e: e.strip().splitlines()[-1][:80] if isinstance(e, str) and e.strip() else "")
-    render.render(runs, fmt.value, title="runs", wide=wide)
+    render.render(runs, fmt.value, title="runs", wide=wide, output=output)
 
 
 @app.command()
@@ -524,16 +560,19 @@ def curves(
     optim: OptimOpt = None,
     study: Annotated[ListOpt, typer.Option("--study", help="Study label(s).")] = None,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.csv,
+    fmt: DataFormatOpt = DataFormat.csv,
+    output: OutputOpt = None,
 ) -> None:
     """Export stored learning curves: run_id, step, split, loss, metric, elapsed (CSV by default)."""
     from adaptbench import render, results
     from adaptbench.store import make_engine
 
+    check_output(fmt, output)
     engine = make_engine(db, create=False)
     filters = _filter(run_ids, task, optim, study)
     ids = results.load_columns(engine, ["id"], filters)["id"].astype(int).tolist()
-    render.render(results.load_curves(engine, ids), fmt.value, title="learning curves")
+    render.render(results.load_curves(engine, ids), fmt.value, title="learning curves",
+                  output=output)
 
 
 @app.command()

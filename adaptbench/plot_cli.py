@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from adaptbench.cli import DbOpt, ListOpt, app
+from adaptbench.completion import complete_optimizer
 from adaptbench.errors import UserError
 # report_cli as a module, its names read when used: under `python -m adaptbench.cli`,
 # report_cli is still loading when this module is first imported (the annotations here are
@@ -28,7 +29,7 @@ app.add_typer(plot_app, name="plot")
 
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="Figure file: .png, .svg or .pdf (the extension sets the format).", show_default=False)]
 # -o is the output here, so the optimizer filter has only its long name
-OptimF = Annotated[ListOpt, typer.Option("--optim", help="Only these optimizer(s).")]
+OptimF = Annotated[ListOpt, typer.Option("--optim", help="Only these optimizer(s).", autocompletion=complete_optimizer)]
 WidthOpt = Annotated[float | None, typer.Option("--width", help="Figure width in inches [default: 7, a two-column paper's text width; 4.5 for trajectory].", show_default=False)]
 HeightOpt = Annotated[float | None, typer.Option("--height", help="Figure height in inches [default: from the number of panels].", show_default=False)]
 DpiOpt = Annotated[int, typer.Option("--dpi", help="Pixels per inch of a PNG (SVG and PDF are vector).")]

@@ -1,4 +1,7 @@
-"""Training queued runs in this process with a Rich progress display (overall and current run)."""
+"""Training queued runs in this process with a Rich progress display (overall and current run).
+
+The overall bar shows runs done of all (n/N) and an estimate of the time left; when stderr is
+not a terminal each finished run is one plain line instead (`worker.log_events`)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+)
 
 from adaptbench import worker
 from adaptbench.queue import Claim
@@ -28,21 +33,25 @@ def _work(engine: Any, run_ids: Sequence[int], pending: list[int], tasks_dirs: S
     opts = worker.WorkerOptions(tasks_dirs=tasks_dirs)
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("eta"), TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+    # the estimate averages over everything done so far, not Rich's last 30 s (often no run ended)
+    with Progress(*columns, console=console, disable=not console.is_terminal,
+                  speed_estimate_period=7 * 24 * 3600) as bar:
         overall = bar.add_task("all runs", total=len(pending))
         current = bar.add_task("", total=1, visible=False)
 
         def claimed(c: Claim) -> None:
             s = c.spec
-            bar.update(current, description=f"run {c.run_id}: {s.task} {s.optimizer} lr={s.lr:g} seed={s.seed}",
-                       completed=0, total=s.steps, visible=True)
+            # reset, not update: the time estimate must not carry over from the previous run
+            bar.reset(current, description=f"run {c.run_id}: {s.task} {s.optimizer} lr={s.lr:g} seed={s.seed}",
+                      total=s.steps, visible=True)
 
         def progress(c: Claim, step: int, total: int) -> None:
             if step % 10 == 0 or step == total:
                 bar.update(current, completed=step)
 
-        log = worker.log_events()
+        log = worker.log_events(total=len(pending))
 
         def finished(c: Claim, status: str, outcome: dict[str, Any]) -> None:
             bar.advance(overall)

@@ -485,6 +485,16 @@ def counts(engine: Engine, study: str | None = None) -> dict[str, int]:
         return {status: n for status, n in conn.execute(stmt)}
 
 
+def count_active(engine: Engine, sel: RunFilter) -> int:
+    """How many of the runs that `sel` names (whatever its statuses) are queued or running: a
+    study still in progress, whose figures will change."""
+    from dataclasses import replace
+
+    stmt = replace(sel, statuses=tuple(ACTIVE)).apply(sa.select(sa.func.count()).select_from(Run))
+    with read(engine) as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
 def statuses(engine: Engine, run_ids: Sequence[int]) -> dict[int, str]:
     with read(engine) as conn:
         out: dict[int, str] = {}

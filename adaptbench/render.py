@@ -1,4 +1,4 @@
-"""Rendering any DataFrame as a Rich table, CSV, JSON or Markdown.
+"""Rendering any DataFrame as a Rich table, CSV, JSON or Markdown (or a Parquet file).
 
 CSV and JSON are data: every value at full precision, no title. NaN is empty (CSV) or null
 (JSON); ±∞ is inf / -inf (CSV) and the strings "inf" / "-inf" (JSON, which has no number for
@@ -32,7 +32,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-FORMATS = ("table", "csv", "json", "markdown")
+FORMATS = ("table", "csv", "json", "markdown", "parquet")
 MISSING = "-"
 SIGNIFICANT = 4
 
@@ -88,9 +88,10 @@ def _no_color() -> bool:
 
 def render(
     df: pd.DataFrame, fmt: str, title: str | None = None, console: Console | None = None,
-    wide: bool = False,
+    wide: bool = False, output: str | None = None,
 ) -> None:
-    """Write a DataFrame to the console (stdout by default) as table, csv, json or markdown.
+    """Write a DataFrame to the console (stdout by default) as table, csv, json or markdown,
+    or to the file `output` as parquet.
 
     A named index becomes leading columns; an unnamed one is not shown. `title` is shown above a table or
     Markdown table and left out of CSV and JSON, which stay plain data. `wide`: a terminal
@@ -98,8 +99,11 @@ def render(
     """
     if fmt not in FORMATS:
         raise ValueError(f"Invalid format: {fmt!r} (choose from {', '.join(FORMATS)})")
-    console = console or stdout_console()
     df = _flat(df)
+    if fmt == "parquet":
+        to_parquet(df, _path(output))
+        return
+    console = console or stdout_console()
     if fmt == "table":
         if console.is_terminal:
             _note_hidden(_print_fitted(df, title, console, wide), console.width)
@@ -115,7 +119,7 @@ def render(
 
 def render_sections(
     sections: list[tuple[str, str | None, pd.DataFrame]], fmt: str, console: Console | None = None,
-    wide: bool = False,
+    wide: bool = False, output: str | None = None,
 ) -> None:
     """Several named tables as one output: each (name, title, frame) in turn.
 
@@ -123,10 +127,13 @@ def render_sections(
     mapping each name to its list of records. CSV: one table whose first column, `table`,
     names the section a row belongs to and whose other columns are the union of the sections'
     (empty where a section has no such column): `pd.read_csv(...).groupby("table")` gives the
-    sections back.
+    sections back. Parquet: that same table, in the file `output`.
     """
     if fmt not in FORMATS:
         raise ValueError(f"Invalid format: {fmt!r} (choose from {', '.join(FORMATS)})")
+    if fmt == "parquet":
+        to_parquet(_stacked(sections), _path(output))
+        return
     console = console or stdout_console()
     if fmt == "table" and console.is_terminal:
         hidden: list[str] = []
@@ -144,19 +151,48 @@ def render_sections(
         payload = {name: json.loads(to_json(_flat(df))) for name, _, df in sections}
         text = json.dumps(payload, allow_nan=False) + "\n"
     else:
-        frames = []
-        for name, _, df in sections:
-            df = _flat(df)
-            for column in df.columns:  # keep integers integral where another section has none
-                if pd.api.types.is_integer_dtype(df[column]):
-                    df[column] = df[column].astype("Int64")
-                elif pd.api.types.is_bool_dtype(df[column]):
-                    df[column] = df[column].astype("boolean")
-            df.insert(0, "table", name)
-            frames.append(df)
-        text = to_csv(pd.concat(frames, ignore_index=True)) if frames else ""
+        text = to_csv(_stacked(sections)) if sections else ""
     console.file.write(text)
     console.file.flush()
+
+
+def _stacked(sections: list[tuple[str, str | None, pd.DataFrame]]) -> pd.DataFrame:
+    """The sections as one frame whose first column, `table`, names each row's section."""
+    frames = []
+    for name, _, df in sections:
+        df = _flat(df)
+        for column in df.columns:  # keep integers integral where another section has none
+            if pd.api.types.is_integer_dtype(df[column]):
+                df[column] = df[column].astype("Int64")
+            elif pd.api.types.is_bool_dtype(df[column]):
+                df[column] = df[column].astype("boolean")
+        df.insert(0, "table", name)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"table": []})
+
+
+def _path(output: str | None) -> str:
+    if output is None:
+        raise ValueError("Invalid output: parquet is written to a file; give its path")
+    return output
+
+
+def to_parquet(df: pd.DataFrame, path: str) -> None:
+    """A Parquet file (through pyarrow) with the values as they are: NaN, ±∞ and integers kept.
+
+    A column of mixed Python types (the union of several sections' columns) cannot be one
+    Parquet type, so its values are stored as text there, missing values staying missing."""
+    df = df.copy()
+    for column in df.columns:
+        if df[column].dtype == object:
+            kinds = {type(v) for v in df[column] if not _is_missing(v)}
+            if len(kinds) > 1:
+                df[column] = df[column].map(lambda v: None if _is_missing(v) else str(v))
+    df.to_parquet(path, index=False)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _flat(df: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from adaptbench.cli import DbOpt, Format, FormatOpt, ListOpt, WideOpt, report_app
+from adaptbench.cli import (
+    DataFormat, DataFormatOpt, DbOpt, Format, ListOpt, OutputOpt, WideOpt, check_output, report_app,
+)
+from adaptbench.completion import complete_optimizer, complete_task
 from adaptbench.errors import UserError
 from adaptbench.vocab import Split
 
@@ -39,9 +42,9 @@ class WinStatistic(str, Enum):
     improvement = "improvement"
 
 
-TaskF = Annotated[ListOpt, typer.Option("--task", "-t", help="Only these task(s).")]
+TaskF = Annotated[ListOpt, typer.Option("--task", "-t", help="Only these task(s).", autocompletion=complete_task)]
 TypeF = Annotated[ListOpt, typer.Option("--task-type", help="Only these task type(s).")]
-OptimF = Annotated[ListOpt, typer.Option("--optim", "-o", help="Only these optimizer(s).")]
+OptimF = Annotated[ListOpt, typer.Option("--optim", "-o", help="Only these optimizer(s).", autocompletion=complete_optimizer)]
 StudyF = Annotated[ListOpt, typer.Option("--study", help="Only these study label(s).")]
 SplitF = Annotated[Split, typer.Option("--split", "--metric", help="Which split's final metric to compare (--metric: former name of --split).")]
 ProtocolF = Annotated[
@@ -89,16 +92,24 @@ def _options(ctx: typer.Context) -> SimpleNamespace:
 
 def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None = None) -> tuple[Any, Any]:
     """The engine and the protocol's selection (`protocol.select`, applied once) of the runs
-    that the filter options name; the notes of the selection go to stderr."""
+    that the filter options name; the notes of the selection go to stderr, and one more when
+    some of those runs are still queued or running (the study is not complete)."""
     from adaptbench.api import load_selected
     from adaptbench.cli import _filter
+    from adaptbench.queue import count_active
     from adaptbench.store import make_engine
 
+    if isinstance(getattr(o, "fmt", None), DataFormat):  # not the plot commands' figure files
+        check_output(o.fmt, o.output)
     filters = _filter(task=o.task, optim=o.optim, study=o.study, task_type=o.task_type)
     engine = make_engine(o.db, create=False)
     selected = load_selected(engine, filters, extra, protocol or Protocol.tuned.value)
     for note in selected.notes:
         _note(f"note: {note}")
+    active = count_active(engine, filters)
+    if active:
+        _note(f"note: {active} run(s) of these are still queued or running; figures will "
+              f"change when they finish")
     return engine, selected
 
 
@@ -117,7 +128,8 @@ def _metric_columns(split: Split, loss: bool = False) -> tuple[str, ...]:
 
 
 def _summary(selected: Any, split: Split, ci: Interval, fmt: Format,
-             aggregate: Aggregate = Aggregate.mean, wide: bool = False) -> None:
+             aggregate: Aggregate = Aggregate.mean, wide: bool = False,
+             output: str | None = None) -> None:
     from adaptbench import render, stats
 
     method = "iqm" if aggregate == Aggregate.iqm else ci.value
@@ -133,8 +145,8 @@ def _summary(selected: Any, split: Split, ci: Interval, fmt: Format,
     else:
         what = "mean ± 95% BCa bootstrap interval (t-interval under 10 seeds)"
     title = f"final {split.value} metric, {what} over seeds; {selected.describe()}"
-    render.render(table, fmt.value, title=title, wide=wide)
-    if fmt in (Format.csv, Format.json):
+    render.render(table, fmt.value, title=title, wide=wide, output=output)
+    if fmt in (Format.csv, Format.json, DataFormat.parquet):
         _note(title)
     if table.empty:
         _nothing()
@@ -162,12 +174,13 @@ def _win_cells(rates: Any, task_type: str) -> Any:
     return cells
 
 
-def _wins(selected: Any, split: Split, fmt: Format, wide: bool = False) -> None:
+def _wins(selected: Any, split: Split, fmt: Format, wide: bool = False,
+          output: str | None = None) -> None:
     from adaptbench import comparisons, render
 
     rates = comparisons.win_rates(selected.runs, split.value)
-    if fmt in (Format.csv, Format.json):
-        render.render(rates, fmt.value)
+    if fmt in (Format.csv, Format.json, DataFormat.parquet):
+        render.render(rates, fmt.value, output=output)
         return
     if rates.empty:
         _note("win rates: need at least two optimizers with results on a common (task, seed)")
@@ -195,7 +208,8 @@ def report(
     ci: CiF = Interval.t,
     aggregate: AggregateF = Aggregate.mean,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: DataFormatOpt = DataFormat.table,
+    output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
     """Summary of stored runs (same as `report summary`); in a terminal also the win rates.
@@ -206,7 +220,7 @@ def report(
         return
     o = SimpleNamespace(**ctx.params)
     _, selected = _load(o, _metric_columns(split, loss=True), lr.value)
-    _summary(selected, split, ci, fmt, aggregate, wide)
+    _summary(selected, split, ci, fmt, aggregate, wide, output)
     if fmt == Format.table and sys.stdout.isatty() and lr == Protocol.tuned:
         _wins(selected, split, fmt, wide)
 
@@ -223,7 +237,8 @@ def summary(
     ci: CiF = Interval.t,
     aggregate: AggregateF = Aggregate.mean,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: DataFormatOpt = DataFormat.table,
+    output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
     """Per (task, optimizer): mean ± 95% CI of the final metric and loss over seeds, n, diverged
@@ -232,7 +247,7 @@ def summary(
     `selection_n` and `eval_n` how many runs each side has."""
     o = _options(ctx)
     _, selected = _load(o, _metric_columns(o.split, loss=True), o.lr.value)
-    _summary(selected, o.split, o.ci, o.fmt, o.aggregate, o.wide)
+    _summary(selected, o.split, o.ci, o.fmt, o.aggregate, o.wide, o.output)
 
 
 @report_app.command(short_help="Paired win rates between optimizers per task type, with CIs.")
@@ -245,7 +260,8 @@ def wins(
     split: SplitF = Split.test,
     statistic: Annotated[WinStatistic, typer.Option("--statistic", help="win-rate: paired by (task, seed); improvement: probability of improvement (rliable), every run of A against every run of B.")] = WinStatistic.win_rate,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: DataFormatOpt = DataFormat.table,
+    output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
     """Win rate of each optimizer over each other per task type: runs paired by (task, seed) at
@@ -255,7 +271,7 @@ def wins(
     o = _options(ctx)
     _, selected = _load(o, _metric_columns(o.split))
     if o.statistic == WinStatistic.win_rate:
-        _wins(selected, o.split, o.fmt, o.wide)
+        _wins(selected, o.split, o.fmt, o.wide, o.output)
         return
     from adaptbench import comparisons, render
 
@@ -264,7 +280,7 @@ def wins(
                   title=f"probability of improvement P(row > opponent) per task type, final "
                         f"{o.split.value} metric, every run against every run per task, tasks "
                         f"weighed equally [95% interval: {comparisons.WIN_CI}]; "
-                        f"{selected.describe()}", wide=o.wide)
+                        f"{selected.describe()}", wide=o.wide, output=o.output)
     if table.empty:
         _nothing("tasks with two or more optimizers")
 
@@ -278,7 +294,8 @@ def ranks(
     study: StudyF = None,
     split: SplitF = Split.test,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: DataFormatOpt = DataFormat.table,
+    output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
     """Average rank of each optimizer per task type (over the tasks that ran all of them), the
@@ -299,7 +316,7 @@ def ranks(
         ("pairwise", "Wilcoxon signed-rank over tasks of (win rate - ½), Holm-adjusted per "
                      "task type; `better` names the winner of a significant pair",
          comparisons.pairwise_tests(runs, metric)),
-    ], o.fmt.value, wide=o.wide)
+    ], o.fmt.value, wide=o.wide, output=o.output)
     if mean.empty:
         _nothing("tasks with two or more optimizers")
     elif (mean["tasks"] < 6).any() and o.fmt == Format.table:
@@ -318,7 +335,8 @@ def compare(
     study: StudyF = None,
     split: SplitF = Split.test,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: DataFormatOpt = DataFormat.table,
+    output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
     """Optimizer A against B at their selected lrs: per task the paired mean difference over
@@ -337,7 +355,7 @@ def compare(
         ("overall", f"{a} vs {b} over tasks: tasks won (per-task win rate above ½), mean win "
                     f"rate [95% interval: {comparisons.WIN_CI}], Wilcoxon signed-rank p, "
                     f"rank-biserial effect size", overall),
-    ], o.fmt.value, wide=o.wide)
+    ], o.fmt.value, wide=o.wide, output=o.output)
     if per_task.empty:
         _nothing(f"tasks where both {a} and {b} have results on a common seed")
 
@@ -351,7 +369,8 @@ def profile(
     study: StudyF = None,
     split: Annotated[Split, typer.Option("--split", "--metric", help="Split the target is reached on: val (stored) or test (from the curves).")] = Split.val,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: DataFormatOpt = DataFormat.table,
+    output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
     """Performance profiles of steps to the task's target at the selected lrs, per task type:
@@ -381,7 +400,7 @@ def profile(
         render.render_sections([
             ("area", what, area),
             ("profile", what, curves.performance_profile(ratios)),
-        ], fmt.value, wide=o.wide)
+        ], fmt.value, wide=o.wide, output=o.output)
     if ratios.empty:
         _nothing("tasks with a target that every optimizer of their type ran")
 
@@ -418,7 +437,8 @@ def lr(
     split: Annotated[Split, typer.Option("--split", "--metric", help="Split whose mean final metric is shown against lr [default: val, the one lrs are tuned on].")] = Split.val,
     within: Annotated[float, typer.Option("--within", help="Band: lrs whose mean is within this % of the best mean.")] = 5.0,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: DataFormatOpt = DataFormat.table,
+    output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
     """Mean final metric against lr per (task, optimizer) over the selection seeds, and
@@ -445,7 +465,7 @@ def lr(
         render.render_sections(sections, fmt.value, wide=o.wide)
     else:
         render.render_sections([("curve", band, curve), ("tunability", band, tunability)],
-                               fmt.value)
+                               fmt.value, output=o.output)
     if curve.empty:
         _nothing()
 
@@ -459,7 +479,8 @@ def speed(
     study: StudyF = None,
     split: Annotated[Split, typer.Option("--split", "--metric", help="Curve to rank by: val or test metric, or train (the training loss).")] = Split.val,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: DataFormatOpt = DataFormat.table,
+    output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
     """Each optimizer's rank (1 = best) at 10%, 25% and 100% of the budget, read from the stored
@@ -481,7 +502,7 @@ def speed(
         ("by_task", f"rank by {what} at 10/25/100% of the budget (mean over seeds); steps to "
                     f"target on the validation metric (median over seeds, inf: not reached)",
          by_task),
-    ], o.fmt.value, wide=o.wide)
+    ], o.fmt.value, wide=o.wide, output=o.output)
     if by_task.empty:
         _nothing("runs with stored curves")
 
@@ -495,7 +516,8 @@ def claims(
     study: StudyF = None,
     split: SplitF = Split.test,
     db: DbOpt = None,
-    fmt: FormatOpt = Format.table,
+    fmt: DataFormatOpt = DataFormat.table,
+    output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
     """Check, against the stored runs, (a) Adam converges fastest and reaches high accuracy on
@@ -515,7 +537,8 @@ def claims(
     verdicts, statistics, missing = claims_mod.check(runs, curve, o.split.value)
     if fmt not in (Format.table, Format.markdown):
         render.render_sections([("claims", None, verdicts), ("statistics", None, statistics),
-                                ("missing", None, missing)], fmt.value, wide=o.wide)
+                                ("missing", None, missing)], fmt.value, wide=o.wide,
+                               output=o.output)
         return
     sections = []
     for row in verdicts.itertuples():

@@ -335,3 +335,29 @@ def _timings(path: Path) -> dict[str, Any]:
         except (OSError, ValueError):
             _TIMINGS[path] = {}  # a damaged timings file only loses the listing's figures
     return _TIMINGS[path]
+
+
+def task_names(tasks_dirs: Sequence[str | Path] = ()) -> list[str]:
+    """The task names the task folders define, read from the files' source without running them
+    (no torch import: shell completion calls this on every Tab). A name counts when it is a
+    literal: ``Task(name="...")``; a task whose name is computed is missed, and an unreadable
+    file or folder is skipped. `load_tasks` is the authority."""
+    import ast
+
+    try:
+        dirs = [builtin_dir(), *user_dirs(tasks_dirs)]
+    except UserError:  # a missing ADAPTBENCH_TASKS folder: complete the built-in tasks only
+        dirs = [builtin_dir()]
+    names: set[str] = set()
+    for folder in dirs:
+        for path in _task_files(folder):
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+            except (OSError, SyntaxError, ValueError):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "Task":
+                    for kw in node.keywords:
+                        if kw.arg == "name" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                            names.add(kw.value.value)
+    return sorted(names)

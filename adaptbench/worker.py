@@ -270,7 +270,7 @@ def _child(opts: WorkerOptions, result_queue: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         engine = make_engine(opts.db)
-        tally = work(engine, opts, events=log_events(), flag=flag)
+        tally = work(engine, opts, events=log_events(engine), flag=flag)
     except KeyboardInterrupt:
         tally = {"interrupted": 1}
     except UserError as exc:
@@ -279,10 +279,38 @@ def _child(opts: WorkerOptions, result_queue: Any) -> None:
     result_queue.put(tally)
 
 
-def log_events() -> Events:
-    """Events that print one plain line per finished run to stderr."""
+def log_events(engine: Engine | None = None, total: int | None = None) -> Events:
+    """Events that print one plain line per finished run to stderr, ending in `[k/N, eta T]`.
+
+    k counts the runs this worker finished; N is `total` when the runs are known in advance
+    (`adaptbench run`), else k plus the runs still queued in `engine` (one count per finished
+    run: the queue may grow while a worker drains it). The estimate is the mean time per run so
+    far times the runs left, shared among the workers now training (those holding a run, and
+    this one).
+    """
+    start = time.monotonic()
+    finished_runs = 0
+
+    def position() -> str:
+        if total is not None:
+            left, others = max(0, total - finished_runs), 0
+        elif engine is not None:
+            try:
+                counts = queue.counts(engine)
+            except DBAPIError:  # the count is decoration: a busy database must not stop the worker
+                return f" [{finished_runs}]"
+            left, others = counts.get("queued", 0), counts.get("running", 0)
+        else:
+            return f" [{finished_runs}]"
+        text = f" [{finished_runs}/{finished_runs + left}"
+        if left:
+            mean = (time.monotonic() - start) / finished_runs
+            text += f", eta {_clock(mean * left / (others + 1))}"
+        return text + "]"
 
     def finished(c: Claim, status: str, outcome: dict[str, Any]) -> None:
+        nonlocal finished_runs
+        finished_runs += 1
         s = c.spec
         extra = ""
         if status == "done" and outcome.get("final_test_metric") is not None:
@@ -292,10 +320,17 @@ def log_events() -> Events:
         elif status == "lost":
             extra = " (not stored: the run was cancelled, or its lease expired and it was requeued)"
         # one write per line: workers sharing a log file must not interleave mid-line
-        sys.stderr.write(f"run {c.run_id} {status}: {s.task} {s.optimizer} lr={s.lr:g} seed={s.seed}{extra}\n")
+        sys.stderr.write(f"run {c.run_id} {status}: {s.task} {s.optimizer} lr={s.lr:g} "
+                         f"seed={s.seed}{extra}{position()}\n")
         sys.stderr.flush()
 
     return Events(finished=finished)
+
+
+def _clock(seconds: float) -> str:
+    """A duration as H:MM:SS (Rich's TimeRemainingColumn writes the same)."""
+    whole = int(round(seconds))
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def work_parallel(opts: WorkerOptions, jobs: int) -> dict[str, int]:

@@ -333,3 +333,90 @@ def test_an_option_given_twice_with_different_values_is_refused(study_db):
 def test_an_unknown_filter_value_is_an_error_with_a_suggestion(study_db):
     r = invoke("report", "--task", "rosenbrok", "--db", study_db)
     assert r.code == 2 and "--task: no stored run has task 'rosenbrok' (did you mean 'rosenbrock'?)" in r.err
+
+
+# ---------------------------------------------------------------- a study still in progress
+
+STILL = "note: 1 run(s) of these are still queued or running; figures will change when they finish"
+
+
+@pytest.fixture(scope="module")
+def unfinished_db(tmp_path_factory):
+    """Two finished optimizers on one task, and one more adam run still queued."""
+    path = str(tmp_path_factory.mktemp("unfinished") / "u.db")
+    r = invoke("run", "-o", "adam,sgd", "-t", "noisy-quadratic", "--lr", "0.01", "--seeds", "2",
+               "--steps", "10", "--db", path)
+    assert r.code == 0, r.err
+    assert invoke("queue", "-o", "adam", "-t", "noisy-quadratic", "--lr", "0.01", "--seed", "7",
+                  "--steps", "10", "--db", path).code == 0
+    return path
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[1:]) or "bare")
+def test_every_report_notes_runs_still_queued_once(unfinished_db, args):
+    r = invoke(*args, "--db", unfinished_db)
+    assert r.code == 0, r.err
+    assert r.err.count(STILL) == 1, r.err
+
+
+def test_no_note_when_the_filter_leaves_the_queued_runs_out(unfinished_db):
+    r = invoke("report", "summary", "-o", "sgd", "--db", unfinished_db)
+    assert r.code == 0, r.err
+    assert "still queued" not in r.err
+    assert STILL in invoke("report", "summary", "-o", "adam", "--db", unfinished_db).err
+
+
+# ---------------------------------------------------------------- parquet files
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[1:]) or "bare")
+def test_every_report_writes_parquet_like_its_csv(study_db, args, tmp_path):
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "out.parquet"
+    r = invoke(*args, "--db", study_db, "--format", "parquet", "--output", path)
+    assert r.code == 0, r.err
+    assert r.out == ""
+    table = pd.read_parquet(path)
+    csv = pd.read_csv(io.StringIO(invoke(*args, "--db", study_db, "--format", "csv").out))
+    assert list(table.columns) == list(csv.columns)
+    assert len(table) == len(csv)
+    if "table" in table.columns:  # several sections in one file, named as in CSV
+        assert list(table["table"]) == list(csv["table"])
+
+
+@pytest.mark.parametrize("args", [["ls"], ["curves"]])
+def test_listing_writes_parquet(study_db, args, tmp_path):
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "out.parquet"
+    r = invoke(*args, "--db", study_db, "-f", "parquet", "--output", path)
+    assert r.code == 0, r.err
+    table = pd.read_parquet(path)
+    csv = pd.read_csv(io.StringIO(invoke(*args, "--db", study_db, "-f", "csv").out))
+    assert list(table.columns) == list(csv.columns) and len(table) == len(csv) > 0
+    assert table["id" if args == ["ls"] else "run_id"].dtype.kind == "i"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "--format parquet writes a file: add --output FILE.parquet"),
+    (["--output", "out.csv"], "--output must name a .parquet file, got 'out.csv'"),
+])
+@pytest.mark.parametrize("args", [["ls"], ["curves"], ["report"], ["report", "ranks"]])
+def test_parquet_needs_a_parquet_file(study_db, args, extra, message):
+    r = invoke(*args, "--db", study_db, "--format", "parquet", *extra)
+    assert r.code == 2
+    assert r.err.strip().splitlines() == [f"adaptbench: error: {message}"]
+
+
+def test_output_without_parquet_is_refused(study_db):
+    r = invoke("ls", "--db", study_db, "--output", "out.parquet")
+    assert r.code == 2 and "--output is for --format parquet" in r.err
+
+
+@pytest.mark.parametrize("args", [["ls"], ["report", "summary"]])
+def test_parquet_without_pyarrow_says_how_to_install_it(study_db, args, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` now fails
+    path = tmp_path / "out.parquet"
+    r = invoke(*args, "--db", study_db, "--format", "parquet", "--output", path)
+    assert r.code == 2
+    assert r.err.strip().splitlines() == [
+        "adaptbench: error: --format parquet needs pyarrow: pip install 'adaptbench[parquet]'"]
+    assert not path.exists()
