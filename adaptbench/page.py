@@ -5,7 +5,7 @@ and every figure, and the claims with their verdicts. It works offline and is pr
 CSS is inline, the fonts are the reader's own, and each figure is a PNG in a `data:` URI, so
 the page never refers to another file or to the network. Every text that comes from the
 database (a study label, a task name) is HTML-escaped. Table cells show the same text as the
-terminal table (`render`). Never imports torch and never queries: `report_cli` gathers the
+terminal table (`render`). Never imports torch and never queries: `cli.report` gathers the
 frames (`Content`) through the reports' own code.
 """
 

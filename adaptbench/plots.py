@@ -1,6 +1,6 @@
 """Figures from the runs a report's protocol selected: pure builders, DataFrames in, Figure out.
 
-Each builder takes the frames `plot_cli` loads (the protocol's selected runs, their curves, the
+Each builder takes the frames `cli.plot` loads (the protocol's selected runs, their curves, the
 statistics of `curves` and `claims`) and returns a matplotlib Figure sized for a paper (inches,
 constrained layout, small fonts); `save` writes it as PNG, SVG or PDF by the file's extension.
 matplotlib is imported only inside functions, with the Agg backend, so no display is needed

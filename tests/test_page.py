@@ -146,7 +146,7 @@ def test_hostile_study_label_is_escaped(tmp_path):
 
 
 def test_page_modules_do_not_import_torch():
-    code = ("import sys; import adaptbench.page, adaptbench.report_cli; "
+    code = ("import sys; import adaptbench.page, adaptbench.cli.report; "
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -154,7 +154,7 @@ def test_mean_band_is_the_t_interval():
 
 
 def test_importing_plots_does_not_import_torch_or_pyplot():
-    code = ("import sys, adaptbench.plots, adaptbench.plot_cli; "
+    code = ("import sys, adaptbench.plots, adaptbench.cli.plot; "
             "print('torch' in sys.modules, 'matplotlib.pyplot' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
@@ -163,7 +163,7 @@ def test_importing_plots_does_not_import_torch_or_pyplot():
 
 
 def test_plot_runs_as_python_m_adaptbench_cli():
-    # under `python -m`, cli.py runs as __main__ and plot_cli is first imported mid report_cli
+    # `python -m adaptbench.cli` runs the package's __main__ after the package registered every command
     proc = subprocess.run([sys.executable, "-m", "adaptbench.cli", "plot", "curves", "--help"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

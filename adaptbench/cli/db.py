@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from adaptbench.cli import DbOpt, app
+from adaptbench.cli.common import DbOpt, app
 
 db_app = typer.Typer(help="Look after the results database.", rich_markup_mode=None, no_args_is_help=True)
 app.add_typer(db_app, name="db")

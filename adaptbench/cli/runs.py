@@ -1,127 +1,20 @@
-"""The adaptbench command line: parse, call the core, render. No logic of its own.
-
-Data goes to stdout (a table in a terminal, plain text, CSV, JSON or Markdown otherwise);
-messages and progress go to stderr. Mistakes in the input are one line on stderr and exit 2.
-"""
+"""`adaptbench run / queue / worker / cancel / retry / delete / status / ls / curves / tasks /
+optims`: queue, train and list runs."""
 
 from __future__ import annotations
 
 import math
-import os
 import sys
-from enum import Enum
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
+from adaptbench.cli.common import (
+    DataFormat, DataFormatOpt, DbOpt, Format, FormatOpt, ListOpt, OutputOpt, RunIdsArg,
+    TasksDirOpt, WideOpt, _filter, app, check_output,
+)
 from adaptbench.completion import complete_optimizer, complete_task
 from adaptbench.errors import UserError
-
-
-def _click_class(name: str) -> type[Exception]:
-    """A click exception class as this Typer uses it (Typer may vendor its own click)."""
-    for cls in typer.BadParameter.__mro__:
-        if cls.__name__ == name:
-            return cls
-    raise ImportError(name)
-
-
-_ClickException = _click_class("ClickException")
-_UsageError = _click_class("UsageError")
-
-class _ReaderGone(Exception):
-    """Stdout's reader went away (`adaptbench ls | head -1`)."""
-
-
-class _Group(TyperGroup):
-    # Click turns a closed pipe into exit 1 before `main` sees it; pass it on as our own.
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BrokenPipeError as exc:
-            raise _ReaderGone from exc
-
-
-app = typer.Typer(
-    cls=_Group,
-    help="Benchmark deep-learning optimizers: queue runs, train them, report with statistics.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    add_completion=True,
-)
-report_app = typer.Typer(help="Aggregate stored runs into statistical comparisons.", rich_markup_mode=None)
-app.add_typer(report_app, name="report")
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        from adaptbench import __version__
-
-        print(f"adaptbench {__version__}")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _top(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version)] = False,
-) -> None:
-    # Options of `adaptbench` itself, before any command; the help text is the app's.
-    pass
-
-
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-    markdown = "markdown"
-
-
-class DataFormat(str, Enum):
-    """The formats of the commands that export data (ls, curves, report): Format's, and Parquet,
-    which is binary and so goes to a file (--output), never to stdout."""
-
-    table = "table"
-    csv = "csv"
-    json = "json"
-    markdown = "markdown"
-    parquet = "parquet"
-
-
-PARQUET_INSTALL = "pip install 'adaptbench[parquet]'"
-
-
-def check_output(fmt: str, output: str | None) -> None:
-    """Refuse a --format / --output pair that cannot work, before anything is loaded."""
-    if fmt != DataFormat.parquet:
-        if output is not None:
-            raise UserError("--output is for --format parquet; the other formats go to stdout "
-                            "(redirect it: `> FILE`)")
-        return
-    if output is None:
-        raise UserError("--format parquet writes a file: add --output FILE.parquet")
-    if not output.lower().endswith(".parquet"):
-        raise UserError(f"--output must name a .parquet file, got {output!r}")
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise UserError(f"--format parquet needs pyarrow: {PARQUET_INSTALL}") from None
-
-
-DbOpt = Annotated[
-    str | None,
-    typer.Option("--db", help="Database URL or SQLite file [env ADAPTBENCH_DB; default sqlite:///results.db]"),
-]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-DataFormatOpt = Annotated[DataFormat, typer.Option("--format", "-f", help="Output format; parquet needs --output.")]
-OutputOpt = Annotated[str | None, typer.Option("--output", help="The file --format parquet writes (FILE.parquet; several tables are one file with a `table` column, as in CSV).", show_default=False)]
-WideOpt = Annotated[bool, typer.Option("--wide", help="In a terminal, show every column even when the table is wider than the console (by default the least important are hidden, with a note).")]
-TasksDirOpt = Annotated[
-    list[str] | None,
-    typer.Option("--tasks-dir", help="Extra folder of task files (repeatable) [env ADAPTBENCH_TASKS]."),
-]
-ListOpt = list[str] | None
 
 
 def _grid_options(
@@ -389,24 +282,6 @@ def worker(
         raise typer.Exit(130)
 
 
-RunIdsArg = Annotated[list[int] | None, typer.Argument(help="Run ids (see `adaptbench ls`).", show_default=False)]
-
-
-def _filter(
-    run_ids: list[int] | None = None, task: ListOpt = None, optim: ListOpt = None,
-    study: ListOpt = None, status_: ListOpt = None, task_type: ListOpt = None,
-) -> Any:
-    """The RunFilter that the filter options describe (one type for every command)."""
-    from adaptbench.filters import RunFilter
-    from adaptbench.spec import split_list
-
-    return RunFilter(
-        run_ids=tuple(run_ids or ()), tasks=tuple(split_list(task)),
-        task_types=tuple(split_list(task_type)), optimizers=tuple(split_list(optim)),
-        studies=tuple(split_list(study)), statuses=tuple(split_list(status_)),
-    )
-
-
 @app.command()
 def cancel(
     run_ids: RunIdsArg = None,
@@ -620,70 +495,3 @@ def optims(fmt: FormatOpt = Format.table, wide: WideOpt = False) -> None:
     render.render(pd.DataFrame(rows), fmt.value, title="optimizers and schedules", wide=wide)
 
 
-from adaptbench import report_cli  # noqa: E402  (registers the report commands on report_app)
-from adaptbench import db_cli  # noqa: E402,F401  (registers `adaptbench db ...`)
-from adaptbench import plot_cli  # noqa: E402,F401  (registers `adaptbench plot ...`)
-
-
-# the flag of each setting a core error can be about (`UserError.about`)
-FLAGS = {"status": "--status", "task": "--task", "task type": "--task-type",
-         "optimizer": "--optim", "study": "--study", "run id": "RUN_IDS", "split": "--split",
-         "within": "--within", "seeds": "--seeds", "steps": "--steps",
-         "batch size": "--batch-size", "device": "--device", "eval seeds": "--eval-seeds"}
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: one-line errors with exit 2 for anything the user can fix; a reader
-    that goes away (`adaptbench ls | head -1`) is not an error: exit 0."""
-    try:
-        _dispatch(argv)
-    except SystemExit:
-        try:
-            sys.stdout.flush()  # now, not at interpreter exit, where a closed pipe means exit 120
-        except BrokenPipeError:
-            _stdout_gone()
-        raise
-    except (BrokenPipeError, _ReaderGone):
-        _stdout_gone()
-        sys.exit(0)
-
-
-def _stdout_gone() -> None:
-    """Point stdout at /dev/null, so that flushing what is left of its buffer at exit cannot
-    fail again (https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-
-
-def _dispatch(argv: list[str] | None) -> None:
-    """Run the command; always ends in SystemExit with the command's exit code."""
-    try:
-        code = app(args=argv, standalone_mode=False, prog_name="adaptbench")
-    except UserError as exc:
-        flag = FLAGS.get(exc.about or "")
-        print(f"adaptbench: error: {flag + ': ' if flag else ''}{exc}", file=sys.stderr)
-        sys.exit(2)
-    except _UsageError as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            exc.show()
-            sys.exit(0)
-        hint = f"; see `{exc.ctx.command_path} --help`" if exc.ctx else ""
-        print(f"adaptbench: error: {exc.format_message()}{hint}", file=sys.stderr)
-        sys.exit(2)
-    except _ClickException as exc:
-        print(f"adaptbench: error: {exc.format_message()}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        print("adaptbench: interrupted", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
-
-
-if __name__ == "__main__":
-    # `python -m adaptbench.cli` runs this file as `__main__`; the commands are registered on
-    # the importable `adaptbench.cli`, so run that module's entry point.
-    from adaptbench.cli import main as _main
-
-    _main()

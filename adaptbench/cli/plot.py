@@ -1,6 +1,6 @@
 """`adaptbench plot ...`: figures of stored runs, as PNG, SVG or PDF. Never imports torch.
 
-Each command loads the runs exactly as `report` does (`report_cli._load`: the same filters,
+Each command loads the runs exactly as `report` does (`cli.report._load`: the same filters,
 `protocol.select` applied once), computes what the matching report computes, and hands the
 frames to a figure builder in `plots`. The file format comes from the output's extension; it
 is checked before anything is loaded, and nothing is written when nothing matches.
@@ -14,13 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from adaptbench.cli import DbOpt, ListOpt, app
+from adaptbench.cli import report as rc
+from adaptbench.cli.common import DbOpt, ListOpt, app
 from adaptbench.completion import complete_optimizer
 from adaptbench.errors import UserError
-# report_cli as a module, its names read when used: under `python -m adaptbench.cli`,
-# report_cli is still loading when this module is first imported (the annotations here are
-# strings that Typer evaluates when the command runs)
-from adaptbench import report_cli as rc
 from adaptbench.vocab import Split
 
 plot_app = typer.Typer(help="Figures of stored runs for a paper (PNG, SVG or PDF by the file's "

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from adaptbench.cli import (
+from adaptbench.cli.common import (
     DataFormat, DataFormatOpt, DbOpt, Format, ListOpt, OutputOpt, WideOpt, check_output, report_app,
 )
 from adaptbench.completion import complete_optimizer, complete_task
@@ -95,7 +95,7 @@ def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None 
     that the filter options name; the notes of the selection go to stderr, and one more when
     some of those runs are still queued or running (the study is not complete)."""
     from adaptbench.api import load_selected
-    from adaptbench.cli import _filter
+    from adaptbench.cli.common import _filter
     from adaptbench.queue import count_active
     from adaptbench.store import make_engine
 
@@ -575,7 +575,7 @@ def _page_content(o: SimpleNamespace, engine: Any, selected: Any) -> Any:
     from adaptbench import __version__, comparisons, curves, page, plots, protocol, results, stats
     from adaptbench import claims as claims_mod
     from adaptbench.api import load_selected
-    from adaptbench.cli import _filter
+    from adaptbench.cli.common import _filter
     from adaptbench.store import resolve_url
 
     filters = _filter(task=o.task, optim=o.optim, study=o.study, task_type=o.task_type)
