@@ -15,7 +15,7 @@ BAD_RUNS = [
     (["-o", "adam", "-t", "sparse-text", "--lr", "fast"], "not a number"),
     (["-o", "adam", "-t", "sparse-text", "--lr", "nan"], "positive number"),
     (["-o", "adam", "-t", "sparse-text", "--seed", "-1"], "seeds must be >= 0"),
-    (["-o", "adam", "-t", "sparse-text", "--seeds", "0"], "--seeds must be at least 1"),
+    (["-o", "adam", "-t", "sparse-text", "--seeds", "0"], "Invalid value for '--seeds'"),
     (["-o", "adam", "-t", "sparse-text", "--steps", "-5"], "--steps: steps must be a positive"),
     (["-o", "adam", "-t", "sparse-text", "--steps", "0"], "--steps: steps must be a positive"),
     (["-o", "adam", "-t", "sparse-text", "--batch-size", "0"], "--batch-size"),

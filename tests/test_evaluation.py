@@ -275,9 +275,9 @@ def test_a_group_whose_every_run_diverged_gets_no_evaluation_runs(cli):
 @pytest.mark.parametrize(("args", "message"), [
     (("--seed", "1000000"), "seeds from 1,000,000 up are the evaluation seeds"),
     (("--seed", "3", "--seed", "2000000"), "got 2000000"),
-    (("--eval-seeds", "-1"), "--eval-seeds must be >= 0, got -1"),
-    (("--eval-seeds", "1001"), "got 1001"),
-    (("--seeds", "1000000000"), "--seeds must be at most 1,000,000"),
+    (("--eval-seeds", "-1"), "Invalid value for '--eval-seeds'"),
+    (("--eval-seeds", "1001"), "Invalid value for '--eval-seeds'"),
+    (("--seeds", "1000000000"), "Invalid value for '--seeds'"),
 ])
 @pytest.mark.parametrize("command", ["queue", "run"])
 def test_seeds_that_collide_with_evaluation_seeds_are_refused(cli, workdir, command, args, message):

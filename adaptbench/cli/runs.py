@@ -3,8 +3,10 @@ optims`: queue, train and list runs."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
+import typing
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +17,7 @@ from adaptbench.cli.common import (
 )
 from adaptbench.completion import complete_optimizer, complete_task
 from adaptbench.errors import UserError
+from adaptbench.spec import EVAL_SEED_BASE, MAX_EVAL_SEEDS
 
 
 def _grid_options(
@@ -34,15 +37,8 @@ def _grid_options(
     """The Grid the options describe. A preset study (`--study adaptive-lr`) fills in what the
     options leave open: its optimizers, every task (resolved in `_expand`), each task's lr grid
     and its number of seeds."""
-    from adaptbench.spec import EVAL_SEED_BASE, STUDY_PRESETS, Grid, parse_lr, parse_opts, split_list
+    from adaptbench.spec import STUDY_PRESETS, Grid, parse_lr, parse_opts, split_list
 
-    if seeds is not None and seeds < 1:
-        raise UserError(f"--seeds must be at least 1, got {seeds}")
-    if seeds is not None and seeds > EVAL_SEED_BASE:
-        raise UserError(f"--seeds must be at most {EVAL_SEED_BASE:,} (seeds from there on are "
-                        f"evaluation seeds), got {seeds}")
-    if eval_seeds is not None and eval_seeds < 0:
-        raise UserError(f"--eval-seeds must be >= 0, got {eval_seeds}")
     lrs = [parse_lr(x) for x in split_list(lr)]
     if lrs and lr_grid:
         raise UserError("give either --lr values or --lr-grid, not both")
@@ -92,8 +88,8 @@ OptimOpt = Annotated[ListOpt, typer.Option("--optim", "-o", help="Optimizer(s): 
 TaskOpt = Annotated[ListOpt, typer.Option("--task", "-t", help="Task(s): repeat or comma list; see `adaptbench tasks`.", autocompletion=complete_task)]
 LrOpt = Annotated[ListOpt, typer.Option("--lr", help="Learning rate(s), comma list [default: the optimizer's conventional lr].")]
 LrGridOpt = Annotated[bool, typer.Option("--lr-grid", help="Use each task's default lr grid.")]
-SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="Number of seeds: 0..N-1 [default: 3; 5 for --study adaptive-lr].", show_default=False)]
-EvalSeedsOpt = Annotated[int | None, typer.Option("--eval-seeds", help="Fresh seeds to run each (task, optimizer)'s selected lr on once its lr grid has finished; reports take their figures from them [default: 0; 10 for --study adaptive-lr].", show_default=False)]
+SeedsOpt = Annotated[int | None, typer.Option("--seeds", min=1, max=EVAL_SEED_BASE, help="Number of seeds: 0..N-1 [default: 3; 5 for --study adaptive-lr].", show_default=False)]
+EvalSeedsOpt = Annotated[int | None, typer.Option("--eval-seeds", min=0, max=MAX_EVAL_SEEDS, help="Fresh seeds to run each (task, optimizer)'s selected lr on once its lr grid has finished; reports take their figures from them [default: 0; 10 for --study adaptive-lr].", show_default=False)]
 SeedOpt = Annotated[list[int] | None, typer.Option("--seed", help="Explicit seed (repeatable); overrides --seeds.")]
 StepsOpt = Annotated[int | None, typer.Option("--steps", help="Training steps [default: the task's].")]
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Batch size [default: the task's].")]
@@ -198,41 +194,28 @@ def _summary_of(engine: Any, ids: list[int], fmt: Format, wide: bool = False) ->
                   wide=wide)
 
 
-@app.command("queue")
-def queue_cmd(
-    optim: OptimOpt = None,
-    task: TaskOpt = None,
-    lr: LrOpt = None,
-    lr_grid: LrGridOpt = False,
-    seeds: SeedsOpt = None,
-    eval_seeds: EvalSeedsOpt = None,
-    seed: SeedOpt = None,
-    steps: StepsOpt = None,
-    batch_size: BatchOpt = None,
-    schedule: ScheduleOpt = "constant",
-    opt: OptOpt = None,
-    study: StudyOpt = "",
-    device: DeviceOpt = "auto",
-    tasks_dir: TasksDirOpt = None,
-    db: DbOpt = None,
-    fmt: FormatOpt = Format.table,
-) -> None:
-    """Queue a grid of runs without training them; prints the run ids (one per line when piped)."""
-    from adaptbench import render
+def _queue_only(**grid: Any) -> None:
+    return run(**grid, detach=True, wide=False)
 
-    grid = _grid_options(optim, task, lr, seeds, seed, steps, batch_size, schedule, opt, study,
-                         lr_grid, eval_seeds)
-    _, queued = _queue_grid(db, grid, tasks_dir, device)
-    new = sum(q.new for q in queued)
-    render.stderr_console().print(f"queued {new} new run(s); {len(queued) - new} already stored")
-    _print_ids(queued, fmt)
+
+# `queue` is `run --detach`: the same grid options, declared once (run's), without the two that
+# only training here needs
+_RUN_ONLY = ("detach", "wide")
+_RUN_HINTS = typing.get_type_hints(run, include_extras=True)  # the options' Annotated types
+_queue_only.__signature__ = inspect.signature(run).replace(parameters=[  # type: ignore[attr-defined]
+    p.replace(annotation=_RUN_HINTS[p.name])
+    for p in inspect.signature(run).parameters.values() if p.name not in _RUN_ONLY])
+_queue_only.__annotations__ = {k: v for k, v in _RUN_HINTS.items() if k not in _RUN_ONLY}
+_queue_only.__doc__ = ("Queue a grid of runs without training them; prints the run ids (one per "
+                       "line when piped).")
+app.command("queue")(_queue_only)
 
 
 @app.command()
 def worker(
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = 1,
     wait: Annotated[bool, typer.Option("--wait", help="Keep polling for new runs instead of exiting when the queue is empty.")] = False,
-    max_runs: Annotated[int | None, typer.Option("--max-runs", help="Stop after this many runs (per process).")] = None,
+    max_runs: Annotated[int | None, typer.Option("--max-runs", min=1, help="Stop after this many runs (per process).")] = None,
     lease: Annotated[float, typer.Option("--lease", help="Lease in seconds; a run whose worker stops renewing it is requeued.")] = 60.0,
     run_timeout: Annotated[float | None, typer.Option("--run-timeout", help="Fail a run still training after this many seconds (a stuck task).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Override the device each run asked for.")] = None,
@@ -250,12 +233,8 @@ def worker(
     from adaptbench.store import make_engine
     from adaptbench.tasks import user_dirs
 
-    if jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {jobs}")
     if not math.isfinite(lease) or not 0 < lease <= 86_400:
         raise UserError(f"--lease must be a number of seconds in (0, 86400], got {lease}")
-    if max_runs is not None and max_runs < 1:
-        raise UserError(f"--max-runs must be at least 1, got {max_runs}")
     if run_timeout is not None and not (math.isfinite(run_timeout) and run_timeout > 0):
         raise UserError(f"--run-timeout must be a positive number of seconds, got {run_timeout}")
     if device is not None:
@@ -404,7 +383,7 @@ def ls_cmd(
     task_type: Annotated[ListOpt, typer.Option("--task-type", help="Task type(s).")] = None,
     study: Annotated[ListOpt, typer.Option("--study", help="Study label(s).")] = None,
     status_: Annotated[ListOpt, typer.Option("--status", help="Status(es): queued, running, done, diverged, failed, cancelled.")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Show only the newest N runs.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=0, help="Show only the newest N runs.")] = None,
     all_columns: Annotated[bool, typer.Option("--all", help="Every stored column.")] = False,
     db: DbOpt = None,
     fmt: DataFormatOpt = DataFormat.table,
@@ -415,8 +394,6 @@ def ls_cmd(
     from adaptbench import render, results
     from adaptbench.store import make_engine
 
-    if limit is not None and limit < 0:
-        raise UserError(f"--limit must be >= 0, got {limit}")
     check_output(fmt, output)
     filters = _filter(task=task, optim=optim, study=study, status_=status_, task_type=task_type)
     runs = results.load_runs(make_engine(db, create=False), filters)
