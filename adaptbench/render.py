@@ -60,6 +60,9 @@ HIDE_ORDER = (
     "selection_n", "eval_n", "a_diverged", "b_diverged", "all_diverged", "diverged_at_step",
     "diverged", "effect_size", "even", "pairs", "a_mean", "b_mean", "target", "seconds",
     "steps", "metric", "seed", "n", "p_value",
+    # the secondary columns of the wide reports (speed, lr, ranks, wins)
+    "read_10", "read_25", "read_100", "reached", "band_lrs", "left_out", "opponent_runs", "runs",
+    "seeds", "p_holm", "lr_low", "lr_high", "rank_25", "steps_to_target", "tasks",
 )
 
 
@@ -381,8 +384,11 @@ def _terminal_table(columns: list[ViewColumn], title: str | None) -> tuple[Table
 
 
 def _print_fitted(df: pd.DataFrame, title: str | None, console: Console, wide: bool) -> list[str]:
-    """Print the frame as a terminal table fitted to the console; the headers hidden."""
-    table, width, hidden = fit(terminal_view(df), title, console.width, wide)
+    """Print the frame as a terminal table fitted to the console; the headers hidden. The title
+    goes on lines of its own, wrapped at the console's width rather than the table's."""
+    table, width, hidden = fit(terminal_view(df), None, console.width, wide)
+    if title:
+        console.print(Text(title, style="bold"))
     if width <= console.width:
         console.print(table)
         return hidden

@@ -161,3 +161,17 @@ def test_a_closed_pipe_exits_zero(args, tmp_path):
         codes.append(done.returncode)
         assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
     assert codes == [0] * 10
+
+
+@pytest.mark.parametrize("args", [
+    ["report", "ranks"], ["report", "lr"], ["report", "speed"], ["report", "profile"],
+    ["report", "claims"], ["report", "wins", "--statistic", "improvement"], ["status"],
+    ["optims"],
+], ids=lambda a: " ".join(a))
+def test_every_other_table_command_fits_a_100_column_terminal(db, terminal, args):
+    from rich.cells import cell_len
+
+    r = invoke(*args, "--db", db) if args[0] not in ("optims",) else invoke(*args)
+    assert r.code == 0, r.err
+    lines = ANSI.sub("", r.out).splitlines()
+    assert lines and max(cell_len(line) for line in lines) <= WIDTH, args

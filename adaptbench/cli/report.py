@@ -406,7 +406,8 @@ def profile(
 
 
 def _lr_cells(curve: Any, task: str) -> Any:
-    """One task's metric-against-lr curve as a matrix of text cells: optimizer × lr."""
+    """One task's metric-against-lr curve as a matrix of text cells: lr (rows, ascending) ×
+    optimizer, so that a long lr grid grows down the page, not across it."""
     import pandas as pd
 
     from adaptbench.render import format_lr, format_number
@@ -423,8 +424,7 @@ def _lr_cells(curve: Any, task: str) -> Any:
     cells = pd.DataFrame({"optimizer": part["optimizer"], "lr": part["lr"].map(format_lr),
                           "cell": [cell(r) for r in part.itertuples()]})
     order = [format_lr(x) for x in sorted(part["lr"].unique())]
-    wide = cells.pivot(index="optimizer", columns="lr", values="cell").reindex(columns=order)
-    return wide.fillna("")
+    return cells.pivot(index="lr", columns="optimizer", values="cell").reindex(order).fillna("")
 
 
 @report_app.command(short_help="Metric against lr; width of the band of good lrs (tunability).")
