@@ -11,6 +11,7 @@ server's connection limit.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shlex
@@ -37,6 +38,7 @@ from adaptbench.errors import UserError
 SCHEMA_VERSION = 3
 DEFAULT_URL = "sqlite:///results.db"
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
+MAX_BUSY_TIMEOUT = 86_400  # seconds: a day; SQLite takes the wait in milliseconds as an int
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING, which claiming relies on
 # File systems on which SQLite's locks and WAL shared memory are unreliable (types as Linux names
 # them). Not every network file system can be recognised: see the README, "Scaling out".
@@ -151,6 +153,9 @@ def resolve_url(db: str | None) -> str:
 
     A bare path (no '://') is taken as an SQLite file.
     """
+    if db is not None and not db.strip():
+        raise UserError("the database URL is empty; give a file (results.db) or a URL "
+                        "(sqlite:///results.db, postgresql+psycopg://user@host/db)")
     url = db or os.environ.get("ADAPTBENCH_DB") or DEFAULT_URL
     if "://" not in url:
         url = f"sqlite:///{url}"
@@ -170,8 +175,9 @@ def _busy_timeout_ms() -> int:
         raise UserError(
             f"ADAPTBENCH_BUSY_TIMEOUT={raw!r} is not a number of seconds; e.g. 30"
         ) from None
-    if seconds < 0:
-        raise UserError(f"ADAPTBENCH_BUSY_TIMEOUT must be >= 0 seconds, got {raw!r}")
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_BUSY_TIMEOUT):
+        raise UserError(f"ADAPTBENCH_BUSY_TIMEOUT must be a number of seconds in "
+                        f"[0, {MAX_BUSY_TIMEOUT}], got {raw!r}; e.g. 30")
     return int(seconds * 1000)
 
 
@@ -292,6 +298,9 @@ def _open(db: str | None, create: bool, upgrading: bool) -> Engine:
             f"unknown database dialect {url.drivername!r} in {raw!r}; use sqlite:///FILE or "
             "postgresql+psycopg://USER:PASS@HOST/DB"
         ) from None
+    except (ValueError, TypeError) as exc:  # a query option of the URL the driver cannot take
+        raise UserError(f"database URL {raw!r} has a setting its driver refuses ({exc}); "
+                        "drop or correct the part after '?'") from None
     except ImportError as exc:
         raise UserError(
             f"the driver for {url.drivername!r} is not installed ({exc.name}); for PostgreSQL "

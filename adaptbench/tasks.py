@@ -11,6 +11,7 @@ This module does not import torch; task files do, when they are loaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.machinery
@@ -242,17 +243,20 @@ def load_tasks(tasks_dirs: Sequence[str | Path] = ()) -> dict[str, Task]:
     if key in _CACHE:
         return _CACHE[key]
     found: dict[str, Task] = {}
-    packages = [_package_for(None)] + [_package_for(d) for d in dirs]
-    for package in packages:
-        for path in _task_files(Path(package.__path__[0])):
-            for task in _tasks_in(path, package):
-                if task.name in found:
-                    raise UserError(
-                        f"task name {task.name!r} is defined twice: in {found[task.name].source} "
-                        f"and in {task.source}; rename one of them"
-                    )
-                found[task.name] = task
-                _LOADED[id(task)] = fingerprint(task)
+    # whatever a task file prints while it loads is a message, never data on stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        packages = [_package_for(None)] + [_package_for(d) for d in dirs]
+        loaded = [(path, _tasks_in(path, package)) for package in packages
+                  for path in _task_files(Path(package.__path__[0]))]
+    for _, tasks_of_file in loaded:
+        for task in tasks_of_file:
+            if task.name in found:
+                raise UserError(
+                    f"task name {task.name!r} is defined twice: in {found[task.name].source} "
+                    f"and in {task.source}; rename one of them"
+                )
+            found[task.name] = task
+            _LOADED[id(task)] = fingerprint(task)
     _CACHE[key] = found
     return found
 

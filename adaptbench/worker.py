@@ -31,6 +31,10 @@ from adaptbench.errors import UserError
 from adaptbench.queue import Claim
 
 T = TypeVar("T")
+# a closed terminal or ssh session (SIGHUP) stops a worker as Ctrl-C and SIGTERM do: the run in
+# hand goes back to the queue
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
 DB_RETRIES = 6  # backoff 0.5 + 1 + 2 + 4 + 8 s: a database unreachable for ~15 s stops the worker
 
 
@@ -218,6 +222,8 @@ def work(
     finally:
         if child is not None:
             child.close()
+    if flag.requested and "requeued" not in tally:  # stopped by a signal while idle
+        tally["interrupted"] = tally.get("interrupted", 0) + 1
     return tally
 
 
@@ -235,7 +241,7 @@ def _sleep(seconds: float, flag: StopFlag) -> None:
 
 
 def install_signal_handlers(flag: StopFlag) -> None:
-    """First SIGINT/SIGTERM: stop after handing the current run back; second: stop now."""
+    """First SIGINT/SIGTERM/SIGHUP: stop after handing the current run back; second: stop now."""
 
     def handler(signum: int, _frame: Any) -> None:
         flag.signals += 1
@@ -243,15 +249,15 @@ def install_signal_handlers(flag: StopFlag) -> None:
         if flag.signals > 1:
             raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, handler)
 
 
 @contextmanager
 def handling_signals(flag: StopFlag) -> Iterator[StopFlag]:
     """`install_signal_handlers` for the duration of a block, then the previous handlers again
     (a command run in-process, e.g. from tests, must not leave its handlers behind)."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     install_signal_handlers(flag)
     try:
         yield flag
@@ -268,6 +274,8 @@ def _child(opts: WorkerOptions, result_queue: Any) -> None:
     # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM, once per press,
     # so each press counts once here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # a closed terminal reaches the group too: same as Ctrl-C
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         engine = make_engine(opts.db)
         tally = work(engine, opts, events=log_events(engine), flag=flag)
@@ -348,14 +356,13 @@ def work_parallel(opts: WorkerOptions, jobs: int) -> dict[str, int]:
             if p.is_alive() and p.pid:
                 os.kill(p.pid, signal.SIGTERM)
 
-    old_int = signal.signal(signal.SIGINT, forward)
-    old_term = signal.signal(signal.SIGTERM, forward)
+    old = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
         for p in procs:
             p.join()
     finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     tally: dict[str, int] = {}
     for _ in procs:
         try:

@@ -147,3 +147,18 @@ def test_read_commands_never_write_a_non_adaptbench_file(cli, workdir):
     _assert_one_line_error(cli("status", "--db", "empty.db"), "holds no adaptbench results")
     with sqlite3.connect(workdir / "empty.db") as conn:
         assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e9"])
+def test_a_busy_timeout_that_is_not_a_sane_number_is_one_line(cli, workdir, monkeypatch, value):
+    assert cli("queue", "-o", "adam", "-t", "sparse-text", "--seeds", "1").code == 0
+    monkeypatch.setenv("ADAPTBENCH_BUSY_TIMEOUT", value)
+    _assert_one_line_error(cli("status"), "ADAPTBENCH_BUSY_TIMEOUT")
+
+
+def test_an_empty_or_badly_optioned_database_url_is_one_line(cli, workdir):
+    assert cli("queue", "-o", "adam", "-t", "sparse-text", "--seeds", "1").code == 0
+    _assert_one_line_error(cli("status", "--db", ""), "the database URL is empty")
+    _assert_one_line_error(cli("ls", "--db", "sqlite:///results.db?timeout=abc"),
+                           "has a setting its driver refuses")
+    _assert_one_line_error(cli("cancel", "1" * 30), "run ids are positive integers below 2^63")

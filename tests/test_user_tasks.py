@@ -108,3 +108,11 @@ def test_the_readme_example_task_runs(cli, workdir):
     rows = json.loads(cli("ls", "--format", "json").out)
     assert [row["status"] for row in rows] == ["done", "done"]
     assert all(row["final_test_metric"] < 0.5 for row in rows)  # it learned something
+
+
+def test_what_a_task_file_prints_never_mixes_with_the_run_ids(cli, workdir):
+    folder = write_folder(workdir / "chatty", body='print("loading my task")\n' + USER_TASK)
+    r = cli("queue", "-o", "adam", "-t", "my-linear", "--tasks-dir", str(folder), "--seeds", "2")
+    assert r.code == 0, r.err
+    assert r.out.split() == ["1", "2"]  # the ids, and nothing else
+    assert "loading my task" in r.err
