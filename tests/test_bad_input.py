@@ -131,6 +131,7 @@ def test_run_needs_its_device_before_queuing(cli, workdir):
 
 @pytest.mark.parametrize(("args", "expected"), [
     (["worker", "--lease", "nan"], "--lease"),
+    (["worker", "--lease", "0.1"], "--lease must be a number of seconds in [1, 86400], got 0.1"),
     (["worker", "--lease", "1e308"], "--lease"),
     (["worker", "--run-timeout", "nan"], "--run-timeout"),
     (["ls", "--limit", "-1"], "--limit"),

@@ -19,6 +19,8 @@ from adaptbench.completion import complete_optimizer, complete_task
 from adaptbench.errors import UserError
 from adaptbench.spec import EVAL_SEED_BASE, MAX_EVAL_SEEDS
 
+MIN_LEASE = 1.0  # seconds: three heartbeats, each at least 0.2 s apart, fit in it with room
+
 
 def _grid_options(
     optim: ListOpt,
@@ -216,7 +218,7 @@ def worker(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes.")] = 1,
     wait: Annotated[bool, typer.Option("--wait", help="Keep polling for new runs instead of exiting when the queue is empty.")] = False,
     max_runs: Annotated[int | None, typer.Option("--max-runs", min=1, help="Stop after this many runs (per process).")] = None,
-    lease: Annotated[float, typer.Option("--lease", help="Lease in seconds; a run whose worker stops renewing it is requeued.")] = 60.0,
+    lease: Annotated[float, typer.Option("--lease", help="Lease in seconds (at least 1); a run whose worker stops renewing it is requeued.")] = 60.0,
     run_timeout: Annotated[float | None, typer.Option("--run-timeout", help="Fail a run still training after this many seconds (a stuck task).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Override the device each run asked for.")] = None,
     tasks_dir: TasksDirOpt = None,
@@ -233,8 +235,11 @@ def worker(
     from adaptbench.store import make_engine
     from adaptbench.tasks import user_dirs
 
-    if not math.isfinite(lease) or not 0 < lease <= 86_400:
-        raise UserError(f"--lease must be a number of seconds in (0, 86400], got {lease}")
+    if not math.isfinite(lease) or not MIN_LEASE <= lease <= 86_400:
+        # the heartbeat renews the lease every lease/3 s, but never more often than every 0.2 s
+        # (worker.Heartbeat): a shorter lease would expire under healthy runs
+        raise UserError(f"--lease must be a number of seconds in [{MIN_LEASE:g}, 86400], got "
+                        f"{lease:g}")
     if run_timeout is not None and not (math.isfinite(run_timeout) and run_timeout > 0):
         raise UserError(f"--run-timeout must be a positive number of seconds, got {run_timeout}")
     if device is not None:
