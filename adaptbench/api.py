@@ -83,13 +83,7 @@ class Study:
                 aggregate: str = "mean") -> pd.DataFrame:
         """`report summary`: per (task, optimizer) the selected lr and mean ± CI over seeds
         (ci 't' or 'bootstrap'; aggregate 'iqm' for the interquartile mean)."""
-        from adaptbench import stats
-
-        selected = self.selected(protocol_name)
-        method = "iqm" if aggregate == "iqm" else ci
-        if selected.protocol == protocol.TUNED:
-            return stats.tuned_summary(selected, split, method)
-        return stats.summary(selected.runs, split, method)
+        return summary_table(self.selected(protocol_name), split, ci, aggregate)
 
     def wins(self, split: str = "test") -> pd.DataFrame:
         """`report wins`: paired win rates per task type with stratified intervals."""
@@ -126,32 +120,62 @@ class Study:
 
     def speed(self, split: str = "val") -> tuple[pd.DataFrame, pd.DataFrame]:
         """`report speed`: (by_task, by_type) ranks at 10/25/100% of the budget."""
-        from adaptbench import curves
-
-        runs = self.selected().runs
-        curve = results.load_curves(self.engine, runs["id"].tolist(), [split],
-                                    ("run_id", "step", "split", "loss", "metric"), curves.FRACTIONS)
-        return curves.speed(runs, curve, split)
+        return speed_tables(self.engine, self.selected().runs, split)
 
     def profile(self, split: str = "val") -> tuple[pd.DataFrame, pd.DataFrame]:
         """`report profile`: (area per optimizer and task type, the profile step functions)."""
         from adaptbench import curves
 
-        runs = self.selected().runs
-        curve = (results.load_curves(self.engine, runs["id"].tolist(), ["test"])
-                 if split == "test" else None)
-        ratios = curves.performance_ratios(runs, split, curve)
+        ratios = profile_ratios(self.engine, self.selected().runs, split)
         return curves.profile_area(ratios), curves.performance_profile(ratios)
 
     def claims(self, split: str = "test") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """`report claims`: (verdicts, statistics, missing)."""
-        from adaptbench import claims as claims_mod
+        return claims_tables(self.engine, self.selected().runs, split)
 
-        runs = self.selected().runs
-        ids = claims_mod.curve_run_ids(runs)
-        curve = results.load_curves(self.engine, ids, ["train"], ("run_id", "step", "split", "loss"),
-                                    (claims_mod.EARLY, claims_mod.LATE)) if ids else None
-        return claims_mod.check(runs, curve, split)
+
+# -- the steps each report, figure and page shares: selected runs (+ their curves) to tables ---
+
+def summary_table(selected: protocol.Selected, split: str = "test", ci: str = "t",
+                  aggregate: str = "mean") -> pd.DataFrame:
+    """`report summary`'s table: per (task, optimizer) mean ± CI (ci 't' or 'bootstrap') or the
+    interquartile mean (aggregate 'iqm'), with the selection columns under the tuned protocol."""
+    from adaptbench import stats
+
+    method = "iqm" if aggregate == "iqm" else ci
+    if selected.protocol == protocol.TUNED:
+        return stats.tuned_summary(selected, split, method)
+    return stats.summary(selected.runs, split, method)
+
+
+def speed_tables(engine: Any, runs: pd.DataFrame, split: str = "val") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`report speed`'s (by_task, by_type), reading only the curve points near 10/25/100%."""
+    from adaptbench import curves
+
+    curve = results.load_curves(engine, runs["id"].tolist(), [split],
+                                ("run_id", "step", "split", "loss", "metric"), curves.FRACTIONS)
+    return curves.speed(runs, curve, split)
+
+
+def profile_ratios(engine: Any, runs: pd.DataFrame, split: str = "val") -> pd.DataFrame:
+    """The performance ratios of `report profile` (the test split reads the test curves)."""
+    from adaptbench import curves
+
+    curve = (results.load_curves(engine, runs["id"].tolist(), ["test"])
+             if split == "test" else None)
+    return curves.performance_ratios(runs, split, curve)
+
+
+def claims_tables(engine: Any, runs: pd.DataFrame,
+                  split: str = "test") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """`report claims`' (verdicts, statistics, missing), with the training-loss curves that
+    claim (c) reads."""
+    from adaptbench import claims as claims_mod
+
+    ids = claims_mod.curve_run_ids(runs)
+    curve = results.load_curves(engine, ids, ["train"], ("run_id", "step", "split", "loss"),
+                                (claims_mod.EARLY, claims_mod.LATE)) if ids else None
+    return claims_mod.check(runs, curve, split)
 
 
 # every column a report may read: the protocol's, and the outcome columns of the statistics

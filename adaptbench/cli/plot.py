@@ -150,17 +150,15 @@ def profile(
     """Dolan–Moré performance profiles of steps to target at the selected lrs, a panel per
     task type: ρ(τ) for 1 <= τ <= 4 (see `report profile`)."""
     from adaptbench import curves as curves_mod
-    from adaptbench import plots, results
+    from adaptbench import plots
+    from adaptbench.api import profile_ratios
 
     o = _start(ctx)
     engine, selected = rc._load(o, ("target", "steps_to_target"))
     runs = selected.runs
     if runs.empty:
         _stop()
-    curve = None
-    if o.split == Split.test:
-        curve = results.load_curves(engine, runs["id"].tolist(), ["test"])
-    ratios = curves_mod.performance_ratios(runs, o.split.value, curve)
+    ratios = profile_ratios(engine, runs, o.split.value)
     if ratios.empty:
         _stop("tasks with a target that every optimizer of their type ran")
     table = curves_mod.performance_profile(ratios)
@@ -185,17 +183,15 @@ def speed(
     """Each optimizer's mean rank at 10%, 25% and 100% of the budget, a panel per task type
     (see `report speed`)."""
     from adaptbench import curves as curves_mod
-    from adaptbench import plots, results
+    from adaptbench import plots
+    from adaptbench.api import speed_tables
 
     o = _start(ctx)
     engine, selected = rc._load(o, ("target", "steps_to_target", "diverged_at_step"))
     runs = selected.runs
     if runs.empty:
         _stop()
-    curve = results.load_curves(engine, runs["id"].tolist(), [o.split.value],
-                                ("run_id", "step", "split", "loss", "metric"),
-                                curves_mod.FRACTIONS)
-    _, by_type = curves_mod.speed(runs, curve, o.split.value)
+    _, by_type = speed_tables(engine, runs, o.split.value)
     if by_type.empty:
         _stop("tasks with two or more optimizers and stored curves")
     _write(plots.speed_figure(by_type, o.split.value, selected.describe(), curves_mod.FRACTIONS,
@@ -249,8 +245,8 @@ def claims(
 ) -> None:
     """The three adaptive-lr claims (see `report claims`): each statistic with its 95%
     interval against its threshold, the verdict in the panel's title."""
-    from adaptbench import claims as claims_mod
-    from adaptbench import plots, results
+    from adaptbench import plots
+    from adaptbench.api import claims_tables
 
     o = _start(ctx)
     engine, selected = rc._load(o, ("target", "steps_to_target", "diverged_at_step")
@@ -258,10 +254,7 @@ def claims(
     runs = selected.runs
     if runs.empty:
         _stop()
-    ids = claims_mod.curve_run_ids(runs)
-    curve = results.load_curves(engine, ids, ["train"], ("run_id", "step", "split", "loss"),
-                                (claims_mod.EARLY, claims_mod.LATE)) if ids else None
-    verdicts, statistics, _ = claims_mod.check(runs, curve, o.split.value)
+    verdicts, statistics, _ = claims_tables(engine, runs, o.split.value)
     _write(plots.claims_figure(verdicts, statistics, o.split.value, selected.describe(),
                                o.width, o.height), o)
 

@@ -130,13 +130,10 @@ def _metric_columns(split: Split, loss: bool = False) -> tuple[str, ...]:
 def _summary(selected: Any, split: Split, ci: Interval, fmt: Format,
              aggregate: Aggregate = Aggregate.mean, wide: bool = False,
              output: str | None = None) -> None:
-    from adaptbench import render, stats
+    from adaptbench import render
+    from adaptbench.api import summary_table
 
-    method = "iqm" if aggregate == Aggregate.iqm else ci.value
-    if selected.protocol == Protocol.tuned.value:
-        table = stats.tuned_summary(selected, split.value, method)
-    else:
-        table = stats.summary(selected.runs, split.value, method)
+    table = summary_table(selected, split.value, ci.value, aggregate.value)
     if aggregate == Aggregate.iqm:
         table = table.rename(columns={"mean": "iqm", "loss_mean": "loss_iqm"})
         what = "interquartile mean with a 95% percentile bootstrap interval"
@@ -377,15 +374,13 @@ def profile(
     ρ(τ) is the share of tasks an optimizer solves within τ × the fastest optimizer's steps
     (failures count as ∞), and the area score is the mean of ρ over 1 ≤ τ ≤ 4 (1 = always
     fastest)."""
-    from adaptbench import curves, render, results
+    from adaptbench import curves, render
+    from adaptbench.api import profile_ratios
 
     o = _options(ctx)
     engine, selected = _load(o, ("target", "steps_to_target"))
     runs, fmt = selected.runs, o.fmt
-    curve = None
-    if o.split == Split.test:
-        curve = results.load_curves(engine, runs["id"].tolist(), ["test"])
-    ratios = curves.performance_ratios(runs, o.split.value, curve)
+    ratios = profile_ratios(engine, runs, o.split.value)
     taus = (1.0, 1.5, 2.0, 4.0)
     area = curves.profile_area(ratios).merge(curves.profile_at(ratios, taus),
                                              on=["task_type", "optimizer"], how="left")
@@ -487,14 +482,13 @@ def speed(
     curves at the evaluation step nearest each point, at the selected lrs; per task and per
     task type, with late_minus_early > 0 for an optimizer that falls behind; and steps to
     target."""
-    from adaptbench import curves, render, results
+    from adaptbench import render
+    from adaptbench.api import speed_tables
 
     o = _options(ctx)
     engine, selected = _load(o, ("target", "steps_to_target", "diverged_at_step"))
     at, metric = selected.runs, o.split.value
-    curve = results.load_curves(engine, at["id"].tolist(), [metric],
-                                ("run_id", "step", "split", "loss", "metric"), curves.FRACTIONS)
-    by_task, by_type = curves.speed(at, curve, metric)
+    by_task, by_type = speed_tables(engine, at, metric)
     what = "training loss" if o.split == Split.train else f"{metric} metric"
     render.render_sections([
         ("by_type", f"mean rank by {what} at 10/25/100% of the budget (1 = best), over the "
@@ -525,16 +519,14 @@ def claims(
     falls behind in long training: each as a statistic with a 95% CI and a verdict (supported,
     not supported, not enough data, naming the missing runs). Definitions: docs, `claims.py`."""
     from adaptbench import claims as claims_mod
-    from adaptbench import render, results
+    from adaptbench import render
+    from adaptbench.api import claims_tables
 
     o = _options(ctx)
     engine, selected = _load(o, ("target", "steps_to_target", "diverged_at_step")
                              + _metric_columns(o.split))
     runs, fmt = selected.runs, o.fmt
-    ids = claims_mod.curve_run_ids(runs)
-    curve = results.load_curves(engine, ids, ["train"], ("run_id", "step", "split", "loss"),
-                                (claims_mod.EARLY, claims_mod.LATE)) if ids else None
-    verdicts, statistics, missing = claims_mod.check(runs, curve, o.split.value)
+    verdicts, statistics, missing = claims_tables(engine, runs, o.split.value)
     if fmt not in (Format.table, Format.markdown):
         render.render_sections([("claims", None, verdicts), ("statistics", None, statistics),
                                 ("missing", None, missing)], fmt.value, wide=o.wide,
@@ -573,8 +565,7 @@ def _page_content(o: SimpleNamespace, engine: Any, selected: Any) -> Any:
     import sqlalchemy as sa
 
     from adaptbench import __version__, comparisons, curves, page, plots, protocol, results, stats
-    from adaptbench import claims as claims_mod
-    from adaptbench.api import load_selected
+    from adaptbench.api import claims_tables, load_selected, profile_ratios, speed_tables, summary_table
     from adaptbench.cli.common import _filter
     from adaptbench.store import resolve_url
 
@@ -582,7 +573,7 @@ def _page_content(o: SimpleNamespace, engine: Any, selected: Any) -> Any:
     runs, what = selected.runs, selected.describe()
     ids = runs["id"].tolist()
     figures: dict[str, Any] = {}
-    tuned = stats.tuned_summary(selected, "test", "t")
+    tuned = summary_table(selected, "test", "t")
     rates = comparisons.win_rates(runs, "test")
     wins = {t: _win_cells(rates, t) for t in sorted(rates["task_type"].unique())}
     grid = load_selected(engine, filters, _metric_columns(Split.val), Protocol.fixed.value)
@@ -591,21 +582,16 @@ def _page_content(o: SimpleNamespace, engine: Any, selected: Any) -> Any:
     if len(grid.runs):
         chosen, _ = protocol.choose_lr(grid.runs)
         figures["lr"] = plots.lr_figure(grid.runs, "val", chosen, grid.describe())
-    at = results.load_curves(engine, ids, ["val"], ("run_id", "step", "split", "loss", "metric"),
-                             curves.FRACTIONS)
-    by_task, by_type = curves.speed(runs, at, "val")
+    by_task, by_type = speed_tables(engine, runs, "val")
     figures["speed"] = (plots.speed_figure(by_type, "val", what, curves.FRACTIONS) if len(by_type)
                         else "no tasks with two or more optimizers and stored curves")
-    ratios = curves.performance_ratios(runs, "val", None)
+    ratios = profile_ratios(engine, runs, "val")
     area = curves.profile_area(ratios).merge(curves.profile_at(ratios, (1.0, 1.5, 2.0, 4.0)),
                                              on=["task_type", "optimizer"], how="left")
     figures["profile"] = (plots.profile_figure(curves.performance_profile(ratios), "val", what,
                                                curves.TAU_MAX) if len(ratios) else
                           "no tasks with a target that every optimizer of their type ran")
-    train = claims_mod.curve_run_ids(runs)
-    loss = results.load_curves(engine, train, ["train"], ("run_id", "step", "split", "loss"),
-                               (claims_mod.EARLY, claims_mod.LATE)) if train else None
-    verdicts, statistics, missing = claims_mod.check(runs, loss, "test")
+    verdicts, statistics, missing = claims_tables(engine, runs, "test")
     figures["claims"] = (plots.claims_figure(verdicts, statistics, "test", what) if len(statistics)
                          else "no claim has a statistic to draw yet (the verdicts say why)")
     full = results.load_curves(engine, ids, ["val"], ("run_id", "step", "split", "loss", "metric"))
