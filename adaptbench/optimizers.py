@@ -195,6 +195,12 @@ def check_schedule(name: str) -> None:
         raise unknown("schedule", name, SCHEDULES)
 
 
-def lr_factor(schedule: str, step: int, total: int) -> float:
-    """The multiplier of the base learning rate at 0-based `step` of a `total`-step run."""
-    return SCHEDULES[schedule](step, total)
+def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.0) -> float:
+    """The multiplier of the base learning rate at 0-based `step` of a `total`-step run; a
+    task's `warmup` (a fraction of the steps) ramps it up linearly first, unless the schedule
+    warms up by itself."""
+    factor = SCHEDULES[schedule](step, total)
+    if warmup > 0 and not schedule.startswith("warmup"):
+        ramp = max(1, round(warmup * total))
+        factor *= min(1.0, (step + 1) / ramp)
+    return factor

@@ -1,8 +1,7 @@
-"""The `Task` type and the registry that finds tasks in `tasks/` and in user task folders.
+"""The `Task` type and the registry that finds the built-in tasks and those in user task folders.
 
 A task file is a Python module that defines a module-level list ``TASKS`` of `Task` values.
-Built-in task files live in the repository's ``tasks/`` folder (installed as
-``adaptbench.builtin_tasks``); users add folders with ``--tasks-dir DIR`` or the
+Built-in task files are the subpackage ``adaptbench.builtin_tasks``; users add folders with ``--tasks-dir DIR`` or the
 ``ADAPTBENCH_TASKS`` variable (several folders separated by ``os.pathsep``). Files whose name
 starts with ``_`` are helpers and are not scanned.
 
@@ -78,6 +77,20 @@ class Task:
     lrs: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     target: float | None = None
     source: str = ""
+    # A sparse task names its dense twin: the same model family, data and budget with every
+    # input coordinate active in every example (see builtin_tasks/_twins.py).
+    twin: str | None = None
+    # False when validation and test compute the same quantity (from the parameters alone):
+    # statistics about held-out performance leave such tasks out.
+    held_out: bool = True
+    # False for a demonstration task that `report claims` and the claims study leave out.
+    claims: bool = True
+    # Gradient clipping (largest global L2 norm of the gradient), applied identically for every
+    # optimizer, before its step; None: no clipping.
+    clip_grad_norm: float | None = None
+    # Linear learning-rate warm-up over this fraction of the steps, applied on top of the run's
+    # schedule (a schedule that warms up by itself, such as warmup-cosine, is left alone).
+    warmup: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -93,6 +106,14 @@ class Task:
                 problems.append(f"{key} must be a positive integer, got {value!r}")
         if not self.lrs or any(not (isinstance(lr, (int, float)) and lr > 0) for lr in self.lrs):
             problems.append(f"lrs must be positive numbers, got {self.lrs!r}")
+        if self.twin is not None and not NAME_RE.match(str(self.twin)):
+            problems.append(f"twin {self.twin!r} must be a task name")
+        if self.clip_grad_norm is not None and not (
+            isinstance(self.clip_grad_norm, (int, float)) and self.clip_grad_norm > 0
+        ):
+            problems.append(f"clip_grad_norm must be a positive number, got {self.clip_grad_norm!r}")
+        if not (isinstance(self.warmup, (int, float)) and 0 <= self.warmup < 1):
+            problems.append(f"warmup must be a fraction of the steps in [0, 1), got {self.warmup!r}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -101,7 +122,7 @@ BUILTIN_PACKAGE = "adaptbench.builtin_tasks"
 
 
 def builtin_dir() -> Path:
-    """The folder holding the built-in task files (installed, or the source checkout's)."""
+    """The folder holding the built-in task files."""
     return Path(_package_for(None).__path__[0])
 
 
@@ -110,13 +131,9 @@ def _package_for(folder: Path | None) -> Any:
     them (``from ._common import ...``) work: the installed ``adaptbench.builtin_tasks`` for the
     built-in folder, a synthetic package per user folder."""
     if folder is None:
-        try:
-            return importlib.import_module(BUILTIN_PACKAGE)
-        except ImportError:  # a source checkout that is not installed: tasks/ beside the package
-            folder, name = Path(__file__).resolve().parent.parent / "tasks", BUILTIN_PACKAGE
-    else:
-        digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
-        name = f"adaptbench_user_tasks_{digest}"
+        return importlib.import_module(BUILTIN_PACKAGE)
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
+    name = f"adaptbench_user_tasks_{digest}"
     if name in sys.modules:
         return sys.modules[name]
     init = folder / "__init__.py"
@@ -271,7 +288,7 @@ def get_task(name: str, tasks_dirs: Sequence[str | Path] = ()) -> Task:
 
 # Task fields that do not change what a run computes: left out of the fingerprint. Every other
 # field is in it, so a field added to Task counts unless it is named here.
-_NOT_FINGERPRINTED = frozenset({"description", "build", "source"})
+_NOT_FINGERPRINTED = frozenset({"description", "build", "source", "twin", "held_out", "claims"})
 
 
 def fingerprint(task: Task) -> str:
@@ -315,15 +332,17 @@ TIMINGS_FILE = "timings.json"
 
 
 def measured(task: Task) -> dict[str, Any]:
-    """What benchmarks/task_timing.py measured for a task: params, examples and the mean
-    seconds of one default run (on one CPU thread), read from ``timings.json`` beside the task
-    file; empty when the task was never measured. Nothing is measured at listing time."""
+    """What benchmarks/task_timing.py measured for a task: params, examples, the mean seconds
+    of one default run (on one CPU thread) and the gradient density (`train.gradient_density`),
+    read from ``timings.json`` beside the task file; empty when the task was never measured.
+    Nothing is measured at listing time."""
     if not task.source:
         return {}
     data = _timings(Path(task.source).parent / TIMINGS_FILE)
     size = data.get("size", {}).get(task.name, {})
     out = {"params": size.get("params"), "examples": size.get("examples"),
-           "seconds": data.get("seconds", {}).get(task.name)}
+           "seconds": data.get("seconds", {}).get(task.name),
+           "gradient_density": data.get("gradient_density", {}).get(task.name)}
     return {k: v for k, v in out.items() if v is not None}
 
 

@@ -151,7 +151,7 @@ def execute(
     for step in range(spec.steps):
         if should_stop is not None and should_stop():
             raise Interrupted()
-        factor = lr_factor(spec.schedule, step, spec.steps)
+        factor = lr_factor(spec.schedule, step, spec.steps, task.warmup)
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = base * factor
         if cursor + batch > n_train:  # new epoch: a fresh permutation
@@ -168,6 +168,8 @@ def execute(
             diverged_at = step + 1
             break
         loss.backward()
+        if task.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), task.clip_grad_norm)
         optimizer.step()
         window_sum += value
         window_n += 1
@@ -205,3 +207,28 @@ def execute(
         curve=curve,
         trajectory=trajectory,
     )
+
+
+def gradient_density(task: Task, seed: int = 0, batches: int = 20, device: Any = None) -> float:
+    """The share of the model's parameter coordinates with a non-zero gradient in one minibatch
+    of the task's default size, averaged over the first `batches` batches of the run's order, at
+    the initial weights: how sparse the gradients are that an optimizer sees (1.0: dense)."""
+    device = device or torch.device("cpu")
+    problem = task.build(seed, device)
+    model = problem.model.to(device)
+    model.train()
+    train_x, train_y = problem.train
+    n_train = train_x.shape[0]
+    batch = min(task.batch_size, n_train)
+    perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed)).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    total = sum(p.numel() for p in params)
+    shares = []
+    for i in range(batches):
+        start = (i * batch) % max(1, n_train - batch + 1)
+        idx = perm[start : start + batch]
+        model.zero_grad(set_to_none=True)
+        problem.loss(model(train_x[idx]), train_y[idx]).backward()
+        nonzero = sum(int((p.grad != 0).sum()) for p in params if p.grad is not None)
+        shares.append(nonzero / total)
+    return sum(shares) / len(shares)

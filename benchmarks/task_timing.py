@@ -8,13 +8,15 @@ under-state the time, so it is repeated at the next smaller grid learning rate. 
 of each task first absorbs one-time costs (imports, first kernel calls, cached data sets).
 
     python benchmarks/task_timing.py                      # table only
-    python benchmarks/task_timing.py --json               # also write tasks/timings.json
+    python benchmarks/task_timing.py --json               # also write adaptbench/builtin_tasks/timings.json
     python benchmarks/task_timing.py --tasks sparse-text,char-rnn --json out.json
 
 The table shows wall-clock seconds per optimizer, their mean, and the mean process CPU seconds
 (close to the wall time on an idle machine, and still meaningful on a busy one). The JSON holds
 ``{"seconds": {task: mean wall seconds}, "cpu_seconds": {task: ...}, "size": {task:
-{"params": ..., "examples": ...}}, "machine": {...}}`` (`adaptbench tasks` shows it);
+{"params": ..., "examples": ...}}, "gradient_density": {task: share of parameter coordinates
+with a non-zero gradient per batch (`adaptbench.train.gradient_density`)}, "machine": {...}}``
+(`adaptbench tasks` shows it);
 tasks not timed this time keep their previous entries.
 """
 
@@ -35,10 +37,10 @@ import torch
 from adaptbench import devices
 from adaptbench.spec import RunSpec
 from adaptbench.tasks import Task, load_tasks
-from adaptbench.train import execute
+from adaptbench.train import execute, gradient_density
 
 OPTIMIZERS = ("adam", "rmsprop", "adagrad", "sgd")
-DEFAULT_JSON = Path(__file__).resolve().parent.parent / "tasks" / "timings.json"
+DEFAULT_JSON = Path(__file__).resolve().parent.parent / "adaptbench" / "builtin_tasks" / "timings.json"
 
 
 @dataclass(frozen=True)
@@ -92,18 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
 
     header = f"{'task':20} {'type':10} {'params':>8} {'examples':>8} {'steps':>6}"
-    header += "".join(f" {o:>8}" for o in optimizers) + f" {'seconds':>8} {'cpu':>8}"
+    header += "".join(f" {o:>8}" for o in optimizers) + f" {'seconds':>8} {'cpu':>8} {'density':>8}"
     print(f"# one default run per optimizer, device {devices.describe(device)}, "
           f"{args.threads} thread(s), torch {torch.__version__}")
     print(header)
     mean_seconds: dict[str, float] = {}
     mean_cpu: dict[str, float] = {}
     sizes: dict[str, dict[str, int]] = {}
+    density: dict[str, float] = {}
     any_diverged = False
     for name in names:
         task = tasks[name]
         params, examples = describe_problem(task, device)
         sizes[name] = {"params": params, "examples": examples}
+        density[name] = round(gradient_density(task, device=device), 4)
         warm_up = RunSpec(task.name, optimizers[0], min(task.lrs), 0, 10, task.batch_size)
         execute(warm_up, task, device)  # one-time costs (lazy imports, first kernels) go here
         runs = [timed_run(task, opt, device) for opt in optimizers]
@@ -114,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             f" {r.seconds:>8.2f}" if r.status == "done" else f" {r.seconds:>7.2f}!" for r in runs
         )
         print(f"{name:20} {task.task_type:10} {params:>8} {examples:>8} {task.steps:>6}"
-              f"{cells} {mean_seconds[name]:>8.2f} {mean_cpu[name]:>8.2f}", flush=True)
+              f"{cells} {mean_seconds[name]:>8.2f} {mean_cpu[name]:>8.2f} {density[name]:>8.3f}",
+              flush=True)
     if any_diverged:
         print("(! = diverged at every lr tried, so the run stopped early)")
 
@@ -125,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": {**old.get("seconds", {}), **mean_seconds},
             "cpu_seconds": {**old.get("cpu_seconds", {}), **mean_cpu},
             "size": {**old.get("size", {}), **sizes},
+            "gradient_density": {**old.get("gradient_density", {}), **density},
             "machine": {
                 "device": devices.describe(device),
                 "threads": args.threads,

@@ -82,7 +82,7 @@ def test_every_setting_counts_but_the_description():
     changed = {"name": "logistic-regression-2", "task_type": "dense", "metric": "accuracy",
                "higher_is_better": not task.higher_is_better, "steps": task.steps + 1,
                "batch_size": task.batch_size + 1, "eval_every": task.eval_every + 1,
-               "target": 0.123, "lrs": (0.5,)}
+               "target": 0.123, "lrs": (0.5,), "clip_grad_norm": 1.0, "warmup": 0.1}
     counted = {f.name for f in dataclasses.fields(Task)} - tasks_mod._NOT_FINGERPRINTED
     assert counted == set(changed)  # a new Task field is counted unless named as not mattering
     for key, value in changed.items():

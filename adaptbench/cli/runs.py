@@ -447,13 +447,17 @@ def tasks(tasks_dir: TasksDirOpt = None, fmt: FormatOpt = Format.table, wide: Wi
             "params": measured(t).get("params"), "examples": measured(t).get("examples"),
             "steps": t.steps, "batch_size": t.batch_size, "eval_every": t.eval_every,
             "seconds": measured(t).get("seconds"),
-            "lrs": ",".join(f"{x:g}" for x in t.lrs), "target": t.target, "description": t.description,
+            "lrs": ",".join(f"{x:g}" for x in t.lrs), "target": t.target,
+            "twin": t.twin, "gradient_density": measured(t).get("gradient_density"),
+            "held_out": t.held_out, "claims": t.claims, "clip_grad_norm": t.clip_grad_norm,
+            "warmup": t.warmup, "description": t.description,
         }
         for t in load_tasks(tasks_dir or []).values()
     ]
     render.render(
         pd.DataFrame(rows), fmt.value,
-        title="tasks (seconds: one default run on one CPU thread, from benchmarks/task_timing.py)",
+        title="tasks (seconds: one default run on one CPU thread; gradient_density: share of parameter "
+              "coordinates with a non-zero gradient per batch; both from benchmarks/task_timing.py)",
         wide=wide,
     )
 
