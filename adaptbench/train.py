@@ -87,10 +87,13 @@ def execute(
     device: Any,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_finish: Callable[[Problem], None] | None = None,
 ) -> RunResult:
     """Train `task` as `spec` says on `device`; deterministic for a given spec and device.
 
-    Evaluates validation and test every `task.eval_every` steps (and at steps 0 and the end);
+    `on_finish`, if given, is called with the trained problem of a run that did not diverge
+    (benchmarks measure the trained model with it). Evaluates validation and test every
+    `task.eval_every` steps (and at steps 0 and the end);
     the "train" curve is the mean minibatch loss since the previous evaluation. A minibatch loss
     that is NaN/inf or EXPLODE_FACTOR times the first one ends the run as diverged at that step.
     """
@@ -192,6 +195,8 @@ def execute(
             final[f"final_{name}_metric"] = _finite(metric_v)
         if final["final_val_loss"] is None or final["final_test_loss"] is None:
             diverged_at = spec.steps
+        elif on_finish is not None:
+            on_finish(problem)
     devices.synchronize(device)
     if diverged_at is not None:  # a diverged run is a failure: it reached nothing
         best_val = best_step = to_target = None
