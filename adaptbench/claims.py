@@ -74,6 +74,27 @@ MISSING_SCHEMA = {"task": _S, "task_type": _S, "optimizer": _S, "seeds": _I, "ne
 _PLAIN = re.compile(r"^(?P<base>[a-z]+)(?P<budget>(@\d+steps)?(/b\d+)?)$")
 
 
+def left_out(runs: pd.DataFrame) -> dict[str, str]:
+    """The tasks of these runs that no claim counts, each with the reason: a demonstration
+    (`Task.claims` False) or a task whose validation and test are the same quantity
+    (`Task.held_out` False: it has no held-out figure). Recorded with each run at queue time;
+    runs from before that was recorded count."""
+    out: dict[str, str] = {}
+    for column, why in (("task_claims", "a demonstration, outside the claims"),
+                        ("task_held_out", "validation = test: no held-out figure")):
+        if column in runs:
+            flag = runs[column]
+            for task in runs.loc[flag.notna() & (flag == False), "task"].unique():  # noqa: E712
+                out.setdefault(str(task), why)
+    return out
+
+
+def _claims_tasks(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the tasks the claims count (see `left_out`)."""
+    out = left_out(runs)
+    return runs[~runs["task"].isin(list(out))] if out else runs
+
+
 def claims_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The selected result runs of the claims optimizers at default settings, named plainly.
 
@@ -82,7 +103,7 @@ def claims_runs(runs: pd.DataFrame) -> pd.DataFrame:
     task's runs share (`adam@20steps` counts as `adam`). Variants with other schedules or
     hyperparameters (`adam+cosine`) are not the optimizers the claims are about.
     """
-    res = results_only(runs)
+    res = _claims_tasks(results_only(runs))
     parts = res["optimizer"].str.extract(_PLAIN)
     ok = parts["base"].isin(CLAIMS_OPTIMIZERS)
     res, parts = res[ok], parts[ok]
@@ -104,7 +125,7 @@ def coverage(runs: pd.DataFrame, tuned: pd.DataFrame | None = None) -> pd.DataFr
 
     Columns: task, task_type, optimizer, seeds. `tuned`: `_tuned(runs)`, if already computed.
     """
-    res = results_only(runs)
+    res = _claims_tasks(results_only(runs))
     tasks = res.groupby("task", sort=True)["task_type"].first()
     grid = pd.MultiIndex.from_product([tasks.index, CLAIMS_OPTIMIZERS], names=["task", "optimizer"])
     tuned = claims_runs(res) if tuned is None else tuned

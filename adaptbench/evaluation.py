@@ -97,7 +97,7 @@ def _meta(row: Any) -> dict[str, Any]:
     """What an evaluation run copies from its selection group besides the spec."""
     return {name: getattr(row, name) for name in (
         "task_type", "metric_name", "higher_is_better", "target", "eval_every", "device_request",
-        "task_steps", "task_batch_size")}
+        "task_steps", "task_batch_size", "task_twin", "task_held_out", "task_claims")}
 
 
 def evaluation_ids(engine: Engine, run_ids: Sequence[int]) -> list[int]:

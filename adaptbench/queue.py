@@ -42,7 +42,7 @@ _SPEC_AND_LIFECYCLE = {
     "id", "spec_hash", "task", "task_type", "metric_name", "higher_is_better", "target",
     "optimizer", "params", "schedule", "lr", "seed", "steps", "batch_size", "eval_every", "study",
     "device_request", "role", "fingerprint", "eval_seeds", "task_steps", "task_batch_size",
-    "status", "attempts", "worker", "lease_expires_at", "created_at", "started_at",
+    "task_twin", "task_held_out", "task_claims", "status", "attempts", "worker", "lease_expires_at", "created_at", "started_at",
     "finished_at", "error",
 }
 # what a result wrote (metrics, curve summary, provenance): cleared when a run is retried
@@ -115,7 +115,8 @@ def enqueue(
                     "higher_is_better": task.higher_is_better, "target": task.target,
                     "eval_every": task.eval_every, "device_request": device_request,
                     "task_steps": task.steps, "task_batch_size": task.batch_size,
-                    "eval_seeds": eval_seeds}
+                    "task_twin": task.twin, "task_held_out": task.held_out,
+                    "task_claims": task.claims, "eval_seeds": eval_seeds}
             new.update(_insert(conn, [s for s in fresh if s.task == name], meta))
         # rows another process inserted between our SELECT and INSERT (PostgreSQL)
         existing.update(_ids_of(conn, [s.spec_hash for s in fresh if s.spec_hash not in new]))

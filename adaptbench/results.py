@@ -131,5 +131,6 @@ def _fetch(engine: Engine, stmt: sa.Select) -> list[tuple]:
 # what `protocol.select` reads besides the columns of the statistics
 PROTOCOL_COLUMNS = ["id", "task", "task_type", "metric_name", "higher_is_better", "optimizer",
                     "lr", "seed", "status", "final_val_metric", "schedule", "params", "steps",
-                    "batch_size", "study", "role", "fingerprint", "task_steps", "task_batch_size"]
+                    "batch_size", "study", "role", "fingerprint", "task_steps", "task_batch_size",
+                    "task_twin", "task_held_out", "task_claims"]
 PROTOCOL_COLUMNS = [c for c in PROTOCOL_COLUMNS if c in RUN_COLUMNS]

@@ -7,7 +7,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from adaptbench.errors import UserError
@@ -137,30 +137,119 @@ class Grid:
     study: str = ""
     lr_grid: bool = False  # True: each task's own default lr grid instead of `lrs`
     eval_seeds: int = 0  # evaluation seeds to run the selected lr on, once the grid is done
+    budget: int = 1  # without `steps`: this multiple of each task's default steps
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One part of a study preset: optimizers with settings, on some tasks, at some budgets.
+
+    `optimizers` None: the request's optimizers (the preset's own unless --optim narrows them);
+    otherwise those of them the request names. `params` and `schedule` empty: the request's.
+    `budgets` are multiples of each task's default steps; `tasks` None: every task the request
+    names, otherwise those of them in this list."""
+
+    optimizers: tuple[str, ...] | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    schedule: str = ""
+    budgets: tuple[int, ...] = (1,)
+    tasks: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        parts = [", ".join(self.optimizers) if self.optimizers else "every optimizer"]
+        if self.params:
+            parts.append(" ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in self.params.items()))
+        if self.schedule:
+            parts.append(f"schedule {self.schedule}")
+        if self.budgets != (1,):
+            parts.append("at " + ", ".join(f"{b}x" for b in self.budgets) + " the default steps")
+        if self.tasks is not None:
+            parts.append("on " + ", ".join(self.tasks))
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True)
 class StudyPreset:
-    """A named study whose grid is fixed by the questions it answers (options may narrow it)."""
+    """A named study whose grid is fixed by the questions it answers (options may narrow it):
+    the union of its arms, each at every task's lr grid on `seeds` selection seeds, then the
+    selected lr of every (task, variant) on `eval_seeds` fresh seeds. Without --task a preset
+    runs every task that is in the claims (`Task.claims`)."""
 
     name: str
     optimizers: tuple[str, ...]
     seeds: int
     description: str
     eval_seeds: int = 0
+    arms: tuple[Arm, ...] = (Arm(),)
 
+
+CLAIMS_OPTIMIZERS = ("adam", "rmsprop", "adagrad", "sgd", "momentum")
+# The tasks whose 16x-budget run takes at most 30 s on one CPU thread (timings.json, measured
+# by benchmarks/task_timing.py; tests/test_tasks.py checks the list against it): the long arm.
+LONG_TRAINING_TASKS: tuple[str, ...] = ()
+LONG_BUDGETS = (4, 16)
+ROBUST_EPS = (1e-6, 1e-4, 1e-2)  # besides torch's default 1e-8, which the plain arm runs
+ROBUST_ADAGRAD_ACCUMULATOR = (0.1,)  # besides torch's default 0 (TF / Keras start at 0.1)
 
 STUDY_PRESETS: dict[str, StudyPreset] = {
     "adaptive-lr": StudyPreset(
         "adaptive-lr",
-        ("adam", "rmsprop", "adagrad", "sgd", "momentum"),
+        CLAIMS_OPTIMIZERS,
         5,
         "the runs `adaptbench report claims` needs: adam, rmsprop, adagrad, sgd, momentum x every "
-        "task x the task's lr grid x 5 selection seeds, then the selected lr on 10 fresh "
-        "evaluation seeds",
+        "task in the claims x the task's lr grid x 5 selection seeds at its default budget, and "
+        "at 4x and 16x that budget on the tasks where a 16x run takes <= 30 s (each budget "
+        "tuned on its own); then each selected lr on 10 fresh evaluation seeds",
         eval_seeds=10,
+        arms=(Arm(), Arm(budgets=LONG_BUDGETS, tasks=LONG_TRAINING_TASKS)),
+    ),
+    "adaptive-lr-robust": StudyPreset(
+        "adaptive-lr-robust",
+        CLAIMS_OPTIMIZERS,
+        5,
+        "do the verdicts survive other tuning choices? the adaptive-lr default-budget grid, plus "
+        "a warm-up + cosine schedule for every optimizer, eps 1e-6, 1e-4, 1e-2 for adam and "
+        "rmsprop (1e-8 is the plain arm) and AdaGrad's initial accumulator 0.1 (0 is the plain "
+        "arm); each variant tuned on its own, then 10 evaluation seeds",
+        eval_seeds=10,
+        arms=(Arm(), Arm(schedule="warmup-cosine"),
+              *[Arm(("adam", "rmsprop"), {"eps": eps}) for eps in ROBUST_EPS],
+              *[Arm(("adagrad",), {"initial_accumulator_value": v})
+                for v in ROBUST_ADAGRAD_ACCUMULATOR]),
     ),
 }
+
+
+def check_study_request(grid: Grid, preset: StudyPreset) -> None:
+    """A preset whose arms set hyperparameters or schedules refuses others from the request."""
+    if grid.params and any(arm.params for arm in preset.arms):
+        raise UserError(f"--study {preset.name} sets the hyperparameters of its arms itself; "
+                        "leave out --opt, or give the runs another --study label", about="opt")
+    if grid.schedule != "constant" and any(arm.schedule for arm in preset.arms):
+        raise UserError(f"--study {preset.name} sets the schedules of its arms itself; leave out "
+                        "--schedule, or give the runs another --study label", about="schedule")
+
+
+def expand_study(
+    grid: Grid, preset: StudyPreset, task_defaults: Mapping[str, Any],
+    fingerprints: Mapping[str, str] | None = None,
+) -> list[RunSpec]:
+    """The RunSpecs of a preset study: `expand` of each of its arms, narrowed by the request
+    (its tasks, optimizers, lrs, seeds; --steps replaces the arms' budgets), without repeats."""
+    check_study_request(grid, preset)
+    specs: list[RunSpec] = []
+    for arm in preset.arms:
+        optimizers = [o for o in grid.optimizers if arm.optimizers is None or o in arm.optimizers]
+        tasks = [t for t in grid.tasks if arm.tasks is None or t in arm.tasks]
+        if not optimizers or not tasks:
+            continue
+        for budget in (1,) if grid.steps is not None else arm.budgets:
+            part = replace(grid, tasks=tasks, optimizers=optimizers,
+                           params=dict(arm.params) or grid.params,
+                           schedule=arm.schedule or grid.schedule, budget=budget)
+            specs += expand(part, task_defaults, fingerprints)
+    return list({s.spec_hash: s for s in specs}.values())
 
 
 def expand(
@@ -186,7 +275,7 @@ def expand(
                     optimizer=opt,
                     lr=float(lr),
                     seed=int(seed),
-                    steps=grid.steps or task.steps,
+                    steps=grid.steps or task.steps * grid.budget,
                     batch_size=grid.batch_size or task.batch_size,
                     params=dict(grid.params),
                     schedule=grid.schedule,
@@ -202,8 +291,6 @@ def evaluation_specs(selection: RunSpec, lr: float, n: int) -> list[RunSpec]:
     """The evaluation runs of a selection group: its settings at the selected lr on the fresh
     seeds EVAL_SEED_BASE .. EVAL_SEED_BASE + n - 1 (the same for every optimizer, so that
     evaluation runs pair by seed across optimizers)."""
-    from dataclasses import replace
-
     return [replace(selection, lr=float(lr), seed=EVAL_SEED_BASE + i, role="evaluation")
             for i in range(n)]
 

@@ -34,8 +34,9 @@ from sqlalchemy.pool import NullPool
 from adaptbench.errors import UserError
 
 # Bump on every change to the tables below, and add the upgrade to MIGRATIONS.
-# 2: runs.trajectory; 3: runs.role, fingerprint, eval_seeds, task_steps, task_batch_size
-SCHEMA_VERSION = 3
+# 2: runs.trajectory; 3: runs.role, fingerprint, eval_seeds, task_steps, task_batch_size;
+# 4: runs.task_twin, task_held_out, task_claims
+SCHEMA_VERSION = 4
 DEFAULT_URL = "sqlite:///results.db"
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
 MAX_BUSY_TIMEOUT = 86_400  # seconds: a day; SQLite takes the wait in milliseconds as an int
@@ -123,6 +124,11 @@ class Run(Base):
     eval_seeds: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     task_steps: Mapped[int | None] = mapped_column(sa.Integer)  # the task's default budget
     task_batch_size: Mapped[int | None] = mapped_column(sa.Integer)
+    # spec, schema 4: what the task said about itself at queue time (`Task.twin`, `held_out`,
+    # `claims`), so that reports never load task code; NULL for runs queued before.
+    task_twin: Mapped[str | None] = mapped_column(sa.String(100))
+    task_held_out: Mapped[bool | None] = mapped_column(sa.Boolean)
+    task_claims: Mapped[bool | None] = mapped_column(sa.Boolean)
 
 
 class CurvePoint(Base):
@@ -514,8 +520,22 @@ def _migrate_2_to_3(conn: Connection) -> str:
     return f"added columns {', '.join(c.name for c in columns)} and index ix_runs_selection_group"
 
 
+def _migrate_3_to_4(conn: Connection) -> str:
+    columns = [
+        sa.Column("task_twin", sa.String(100)),
+        sa.Column("task_held_out", sa.Boolean),
+        sa.Column("task_claims", sa.Boolean),
+    ]
+    sa.Table("runs", sa.MetaData(), *columns)
+    for column in columns:
+        ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {ddl}")
+    return (f"added columns {', '.join(c.name for c in columns)} (empty for the runs stored "
+            "before: reports treat their tasks as held-out, in the claims, without a twin)")
+
+
 # from_version -> the step to from_version + 1, run inside `upgrade`'s transaction; says what it did
-MIGRATIONS: dict[int, Callable[[Connection], str]] = {2: _migrate_2_to_3}
+MIGRATIONS: dict[int, Callable[[Connection], str]] = {2: _migrate_2_to_3, 3: _migrate_3_to_4}
 
 
 @dataclass(frozen=True)

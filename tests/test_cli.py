@@ -153,20 +153,54 @@ def test_db_from_environment(cli, workdir, monkeypatch):
 
 
 def test_adaptive_lr_preset_queues_exactly_the_claims_grid(cli, workdir):
+    from adaptbench.spec import LONG_TRAINING_TASKS
     from adaptbench.tasks import load_tasks
 
-    tasks = load_tasks()
+    tasks = {n: t for n, t in load_tasks().items() if t.claims}
     r = cli("queue", "--study", "adaptive-lr", "--format", "json")
     assert r.code == 0, r.err
     runs = db_runs()
     optims = {"adam", "rmsprop", "adagrad", "sgd", "momentum"}
     assert set(runs["optimizer"]) == optims
-    assert set(runs["task"]) == set(tasks)
+    assert set(runs["task"]) == set(tasks)  # the demonstration tasks are left out
     assert set(runs["seed"]) == {0, 1, 2, 3, 4}
     assert set(runs["study"]) == {"adaptive-lr"}
-    assert len(runs) == len(optims) * 5 * sum(len(t.lrs) for t in tasks.values())
+    default = runs[runs["steps"] == runs["task_steps"]]
+    assert len(default) == len(optims) * 5 * sum(len(t.lrs) for t in tasks.values())
     for name, task in tasks.items():
         assert sorted(set(runs[runs["task"] == name]["lr"])) == sorted(task.lrs)
+    # the long arm: 4x and 16x the default steps, on the quick tasks only, each fully tuned
+    long = runs[runs["steps"] != runs["task_steps"]]
+    assert set(long["task"]) == set(LONG_TRAINING_TASKS)
+    assert set((long["steps"] / long["task_steps"]).astype(int)) <= {4, 16}
+    assert len(long) == 2 * len(optims) * 5 * sum(len(tasks[t].lrs) for t in LONG_TRAINING_TASKS)
+
+
+def test_the_robust_preset_varies_schedule_eps_and_accumulator(cli, workdir):
+    r = cli("queue", "--study", "adaptive-lr-robust", "-t", "tabular-mlp", "--seeds", "1",
+            "--lr", "0.01")
+    assert r.code == 0, r.err
+    runs = db_runs()
+    variants = {(o, p, s) for o, p, s in zip(runs["optimizer"], runs["params"], runs["schedule"])}
+    plain = {(o, "{}", "constant") for o in ("adam", "rmsprop", "adagrad", "sgd", "momentum")}
+    warm = {(o, "{}", "warmup-cosine") for o in ("adam", "rmsprop", "adagrad", "sgd", "momentum")}
+    eps = {(o, json.dumps({"eps": e}), "constant") for o in ("adam", "rmsprop")
+           for e in (1e-6, 1e-4, 1e-2)}
+    acc = {("adagrad", json.dumps({"initial_accumulator_value": 0.1}), "constant")}
+    assert variants == plain | warm | eps | acc
+    assert len(runs) == len(variants)
+    # its arms set their own settings: one given on the command line is refused
+    for extra in (["--opt", "eps=1e-3"], ["--schedule", "cosine"]):
+        r = cli("queue", "--study", "adaptive-lr-robust", "-t", "tabular-mlp", *extra)
+        assert r.code == 2 and "sets the" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_a_queued_run_records_what_its_task_says_about_itself(cli, workdir):
+    assert cli("queue", "-o", "adam", "-t", "hashed-ctr,rosenbrock", "--seeds", "1").code == 0
+    runs = db_runs().set_index("task")
+    assert runs.loc["hashed-ctr", "task_twin"] == "hashed-ctr-dense"
+    assert runs.loc["rosenbrock", "task_held_out"] == 0 and runs.loc["rosenbrock", "task_claims"] == 0
+    assert runs.loc["hashed-ctr", "task_held_out"] == 1
 
 
 def test_adaptive_lr_preset_narrowed_by_options(cli, workdir):

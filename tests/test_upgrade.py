@@ -1,4 +1,4 @@
-"""`adaptbench db upgrade`: a database written by the previous release (schema 2) upgraded to 3.
+"""`adaptbench db upgrade`: a database written by an earlier release (schema 2) upgraded to 4.
 
 The fixture tests/fixtures/schema2.db holds real runs made by that release's CLI (see
 tests/fixtures/make_schema2.py). Every test works on a copy.
@@ -23,8 +23,9 @@ from adaptbench.store import make_engine
 FIXTURES = Path(__file__).parent / "fixtures"
 SCHEMA2 = FIXTURES / "schema2.db"
 NEW_COLUMNS = {"role": "selection", "fingerprint": None, "eval_seeds": 0, "task_steps": None,
-               "task_batch_size": None}
-HINT = "has schema version 2, this adaptbench uses 3: run `adaptbench db upgrade --db {url}`"
+               "task_batch_size": None, "task_twin": None, "task_held_out": None,
+               "task_claims": None}
+HINT = "has schema version 2, this adaptbench uses 4: run `adaptbench db upgrade --db {url}`"
 
 
 def sqlite_rows(path: Path, table: str) -> list[dict]:
@@ -93,9 +94,10 @@ def test_a_rollback_journal_database_is_not_switched_to_wal(cli, old_db):
 def test_upgrade_keeps_every_old_value_and_fills_in_the_new_columns(cli, old_db):
     r = cli("db", "upgrade", "--db", old_db)
     assert r.code == 0, r.err
-    assert (f"upgraded sqlite:///{old_db} from schema 2 to 3: added columns role, fingerprint, "
+    assert (f"upgraded sqlite:///{old_db} from schema 2 to 4: added columns role, fingerprint, "
             "eval_seeds, task_steps, task_batch_size") in r.err
-    assert sqlite_value(old_db, "SELECT value FROM adaptbench_meta WHERE key = 'schema_version'") == "3"
+    assert "added columns task_twin, task_held_out, task_claims" in r.err
+    assert sqlite_value(old_db, "SELECT value FROM adaptbench_meta WHERE key = 'schema_version'") == "4"
 
     old, new = sqlite_rows(SCHEMA2, "runs"), sqlite_rows(old_db, "runs")
     assert len(new) == len(old) == 13
@@ -156,7 +158,7 @@ def test_upgrading_twice_is_a_no_op(cli, old_db):
     before = old_db.read_bytes()
     r = cli("db", "upgrade", "--db", old_db)
     assert r.code == 0, r.err
-    assert "already has schema version 3; nothing to do" in r.err
+    assert "already has schema version 4; nothing to do" in r.err
     assert old_db.read_bytes() == before
 
 
@@ -185,7 +187,7 @@ def test_an_unknown_schema_version_is_refused_untouched(cli, old_db, version):
         r = cli(*args, "--db", old_db)
         assert r.code == 2, r.err
         assert len(r.err.strip().splitlines()) == 1
-        assert f"schema version {version}, this adaptbench uses 3" in r.err
+        assert f"schema version {version}, this adaptbench uses 4" in r.err
         assert "db upgrade --db" not in r.err
     assert old_db.read_bytes() == before
     assert files_beside(old_db) == ["old.db"]
@@ -254,7 +256,7 @@ def test_upgrade_on_postgresql(cli, old_db, postgres_url):
     assert r.code == 2 and HINT.format(url=postgres_url) in r.err, r.err
     r = cli("db", "upgrade", "--db", postgres_url)
     assert r.code == 0, r.err
-    assert "from schema 2 to 3: added columns role, fingerprint, eval_seeds" in r.err
+    assert "from schema 2 to 4: added columns role, fingerprint, eval_seeds" in r.err
     new_runs = all_rows(postgres_url, "runs")
     for before, after in zip(old_runs, new_runs, strict=True):
         assert {k: after[k] for k in before} == before

@@ -526,6 +526,8 @@ def claims(
     engine, selected = _load(o, ("target", "steps_to_target", "diverged_at_step")
                              + _metric_columns(o.split))
     runs, fmt = selected.runs, o.fmt
+    for name, why in claims_mod.left_out(runs).items():
+        typer.echo(f"note: task {name} is left out of the claims ({why})", err=True)
     verdicts, statistics, missing = claims_tables(engine, runs, o.split.value)
     if fmt not in (Format.table, Format.markdown):
         render.render_sections([("claims", None, verdicts), ("statistics", None, statistics),

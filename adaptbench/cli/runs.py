@@ -72,17 +72,24 @@ def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict
     from dataclasses import replace
 
     from adaptbench.optimizers import check_hyperparameter_values
-    from adaptbench.spec import STUDY_PRESETS, expand, validate_grid
+    from adaptbench.spec import (STUDY_PRESETS, check_study_request, expand, expand_study,
+                                 validate_grid)
     from adaptbench.tasks import fingerprint, get_task, load_tasks
 
     check_device_request(device)
-    if not grid.tasks and grid.study in STUDY_PRESETS:
-        grid = replace(grid, tasks=sorted(load_tasks(tasks_dir or [])))
+    preset = STUDY_PRESETS.get(grid.study)
+    if not grid.tasks and preset is not None:
+        grid = replace(grid, tasks=sorted(n for n, t in load_tasks(tasks_dir or []).items()
+                                          if t.claims))
+    if preset is not None:
+        check_study_request(grid, preset)
     validate_grid(grid)
     for name in grid.optimizers:
         check_hyperparameter_values(name, grid.params)
     task_info = {name: get_task(name, tasks_dir or []) for name in grid.tasks}
     fingerprints = {name: fingerprint(task) for name, task in task_info.items()}
+    if preset is not None:
+        return expand_study(grid, preset, task_info, fingerprints), task_info
     return expand(grid, task_info, fingerprints), task_info
 
 
@@ -97,7 +104,7 @@ StepsOpt = Annotated[int | None, typer.Option("--steps", help="Training steps [d
 BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Batch size [default: the task's].")]
 ScheduleOpt = Annotated[str, typer.Option("--schedule", help="Learning-rate schedule; see `adaptbench optims`.")]
 OptOpt = Annotated[ListOpt, typer.Option("--opt", help="Optimizer hyperparameter key=value (repeatable), e.g. betas=0.9,0.99.")]
-StudyOpt = Annotated[str, typer.Option("--study", help="Label grouping these runs; the preset 'adaptive-lr' queues the runs `report claims` needs (adam, rmsprop, adagrad, sgd, momentum x every task x its lr grid x 5 seeds; --task/--optim/--seeds/--lr narrow it).")]
+StudyOpt = Annotated[str, typer.Option("--study", help="Label grouping these runs. Presets: 'adaptive-lr' queues the runs `report claims` needs (adam, rmsprop, adagrad, sgd, momentum x every task in the claims x its lr grid x 5 seeds, + 10 evaluation seeds; a 4x and 16x budget arm on the quick tasks); 'adaptive-lr-robust' the same at the default budget with a warm-up + cosine arm, eps 1e-6..1e-2 for adam and rmsprop, and AdaGrad's initial accumulator 0.1. --task/--optim/--seeds/--lr/--steps narrow them.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps.")]
 
 
