@@ -51,6 +51,7 @@ FREE_TEXT = frozenset({"description", "verdict", "detail", "reason", "error", "s
 HIDE_ORDER = (
     # bookkeeping
     "attempts", "wall_seconds", "eval_every", "batch_size", "examples", "params", "reference",
+    "warmup", "clip_grad_norm", "held_out", "claims",
     # the loss beside the metric
     "loss_mean", "loss_iqm", "final_test_loss", "final_val_loss", "final_train_loss",
     # labels the title or the task already implies
@@ -59,7 +60,7 @@ HIDE_ORDER = (
     # counts and secondary figures
     "selection_n", "eval_n", "a_diverged", "b_diverged", "all_diverged", "diverged_at_step",
     "diverged", "effect_size", "even", "pairs", "a_mean", "b_mean", "target", "seconds",
-    "steps", "metric", "seed", "n", "p_value",
+    "steps", "metric", "seed", "n", "p_value", "gradient_density", "twin",
     # the secondary columns of the wide reports (speed, lr, ranks, wins)
     "read_10", "read_25", "read_100", "reached", "band_lrs", "left_out", "opponent_runs", "runs",
     "seeds", "p_holm", "lr_low", "lr_high", "rank_25", "steps_to_target", "tasks",
