@@ -80,7 +80,7 @@ def round_towards_easy(value: float, higher_is_better: bool) -> float:
         return value
     scale = 10 ** (math.floor(math.log10(abs(value))) - 2)
     q = value / scale
-    return (math.floor(q) if higher_is_better else math.ceil(q)) * scale
+    return (math.floor(q + 1e-9) if higher_is_better else math.ceil(q - 1e-9)) * scale
 
 
 def summarise(task: Any, rows: list[dict[str, Any]], optimizers: list[str]) -> dict[str, Any]:
