@@ -1,9 +1,10 @@
-"""What each optimizer runs with, as `OPTIMIZERS` records it, checked against the installed
+"""What each optimizer runs with, as `adaptbench optims` says, checked against the installed
 torch: its signatures, the param groups it builds, and its first steps worked by hand."""
 
 from __future__ import annotations
 
 import inspect
+import json
 import re
 
 import pytest
@@ -174,3 +175,46 @@ def test_nadam_momentum_warms_up_from_about_half_of_beta1():
     assert mus[0] == pytest.approx(0.45, abs=1e-3)
     schedule = [0.9 * (1 - 0.5 * 0.96 ** (t * 0.004)) for t in (250, 1000, 4245)]
     assert [round(m, 3) for m in schedule] == [0.468, 0.518, 0.675]  # as `differs` says
+
+
+# --- what users see ----------------------------------------------------------------------------
+
+def test_optims_table_shows_every_setting_and_note(cli):
+    r = cli("optims")  # piped: plain text at its natural width, no wrapping
+    assert r.code == 0, r.err
+    for info in OPTIMIZERS.values():
+        assert info.settings_text() in r.out
+        assert info.update in r.out and info.differs in r.out
+    for fact in ("alpha=0.99 eps=1e-08 (outside √v)", "initial_accumulator_value=0",
+                 "eps=1e-10 (outside √s)", "v = μ·v + g (v = g at step 1); p -= lr · v",
+                 "weight_decay=0.01 (decoupled, p -= lr·λ·p)", "momentum_decay=0.004",
+                 "≈ lr·sign(g)", "≈ 10·lr·sign(g)"):
+        assert fact in r.out, fact
+    assert "cosine" in r.out and "warmup-cosine" in r.out  # the schedules follow
+
+
+def test_optims_json_gives_the_settings_as_an_object(cli):
+    records = json.loads(cli("optims", "--format", "json").out)
+    rows = {r["name"]: r for r in records if r["kind"] == "optimizer"}
+    assert set(rows) == set(OPTIMIZERS)
+    for name, info in OPTIMIZERS.items():
+        defaults = rows[name]["defaults"]
+        assert defaults == {k: list(v) if isinstance(v, tuple) else v
+                            for k, v in info.settings.items()}
+        assert rows[name]["update"] == info.update and rows[name]["differs"] == info.differs
+    assert rows["rmsprop"]["defaults"]["alpha"] == 0.99
+    assert rows["rmsprop"]["eps_enters"] == "outside √v"
+    assert rows["adagrad"]["defaults"]["initial_accumulator_value"] == 0
+    assert rows["adagrad"]["defaults"]["eps"] == 1e-10
+    assert rows["adam"]["defaults"]["betas"] == [0.9, 0.999]
+    assert rows["adamw"]["weight_decay_enters"].startswith("decoupled")
+    assert rows["sgd"]["eps_enters"] is None
+    schedules = [r for r in records if r["kind"] == "schedule"]
+    assert schedules and all(r["defaults"] is None for r in schedules)
+
+
+def test_optims_csv_and_markdown_carry_the_settings(cli):
+    csv = cli("optims", "--format", "csv").out
+    assert "settings" in csv.splitlines()[0] and "initial_accumulator_value=0" in csv
+    md = cli("optims", "--format", "markdown").out
+    assert "alpha=0.99" in md and "| name | description |" in md
