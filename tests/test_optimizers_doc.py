@@ -1,11 +1,12 @@
-"""What each optimizer runs with, as `adaptbench optims` says, checked against the installed
-torch: its signatures, the param groups it builds, and its first steps worked by hand."""
+"""What each optimizer runs with, as `adaptbench optims` and the README say, checked against the
+installed torch: its signatures, the param groups it builds, and its first steps worked by hand."""
 
 from __future__ import annotations
 
 import inspect
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from adaptbench import optimizers
 from adaptbench.optimizers import OPTIMIZERS, build_optimizer
 
 NAMES = sorted(OPTIMIZERS)
+README = Path(__file__).resolve().parents[1] / "README.md"
 # Keywords that choose an implementation of the same rule (or the sign of the step), not a value
 # the rule is computed with.
 IMPLEMENTATION = {"foreach", "fused", "capturable", "differentiable", "maximize"}
@@ -218,3 +220,14 @@ def test_optims_csv_and_markdown_carry_the_settings(cli):
     assert "settings" in csv.splitlines()[0] and "initial_accumulator_value=0" in csv
     md = cli("optims", "--format", "markdown").out
     assert "alpha=0.99" in md and "| name | description |" in md
+
+
+def test_readme_documents_every_optimizer_default():
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Optimizer defaults"):]
+    section = section[:section.index("\n## ", 1)]
+    for info in OPTIMIZERS.values():
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{info.name}` "))
+        for key, value in info.settings.items():
+            assert f"{key}={optimizers.format_setting(value)}" in row, (info.name, key)
+        assert info.update.replace("|", "\\|") in row and info.differs.replace("|", "\\|") in row
