@@ -19,7 +19,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,7 @@ _LR_COLUMNS = {"lr", "learning_rate"}
 # Free text: the only columns a terminal table wraps (at spaces). Every other cell is a number,
 # a name or a short label and is never broken.
 FREE_TEXT = frozenset({"description", "verdict", "detail", "reason", "error", "statement",
-                       "reference", "note"})
+                       "reference", "note", "settings", "update", "differs"})
 
 # Which columns a terminal table hides first when it is too wide for the console (a merged
 # interval column goes by its value's name, e.g. "loss_mean"). Columns not listed (identifiers
@@ -123,11 +123,12 @@ def render(
 
 def render_sections(
     sections: list[tuple[str, str | None, pd.DataFrame]], fmt: str, console: Console | None = None,
-    wide: bool = False, output: str | None = None,
+    wide: bool = False, output: str | None = None, hide_order: Sequence[str] = HIDE_ORDER,
 ) -> None:
     """Several named tables as one output: each (name, title, frame) in turn.
 
-    table / markdown: the tables one after another, each under its title. JSON: one object
+    table / markdown: the tables one after another, each under its title; in a terminal the
+    columns in `hide_order` are hidden in turn while a table is too wide. JSON: one object
     mapping each name to its list of records. CSV: one table whose first column, `table`,
     names the section a row belongs to and whose other columns are the union of the sections'
     (empty where a section has no such column): `pd.read_csv(...).groupby("table")` gives the
@@ -142,7 +143,8 @@ def render_sections(
     if fmt == "table" and console.is_terminal:
         hidden: list[str] = []
         for _, title, df in sections:
-            hidden += [h for h in _print_fitted(_flat(df), title, console, wide) if h not in hidden]
+            dropped = _print_fitted(_flat(df), title, console, wide, hide_order)
+            hidden += [h for h in dropped if h not in hidden]
         _note_hidden(hidden, console.width)
         return
     if fmt in ("table", "markdown"):
@@ -239,6 +241,10 @@ def _plain(value: Any) -> Any:
         return pd.Timestamp(value).isoformat()
     if isinstance(value, str):
         return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     return str(value)
 
 
@@ -364,7 +370,30 @@ def fit(columns: list[ViewColumn], title: str | None, width: int, wide: bool = F
             shown = [c for c in shown if c.key != key]
             hidden += [c.key for c in drop]
             table, least = _terminal_table(shown, title)
+    _share_out(table, shown, least, max(width, least))
     return table, max(width, least), hidden
+
+
+def _share_out(table: Table, columns: list[ViewColumn], least: int, width: int) -> None:
+    """Fix the widths of the wrapping columns of `table` (least wide without breaking a word)
+    for printing it `width` columns wide.
+
+    Left to itself, Rich narrows the widest wrapping columns first, blind to their longest
+    words, so that with two or more it can break a word. Here each keeps its longest word and
+    the width left is shared out level by level: the narrowest grow first, none past its
+    longest cell."""
+    wrapping = [(i, c) for i, c in enumerate(columns) if c.wrap]
+    if not wrapping:
+        return
+    texts = [[c.header, *c.cells] for _, c in wrapping]
+    lows = [max((cell_len(w) for t in ts for w in t.split()), default=1) for ts in texts]
+    highs = [max(low, *map(cell_len, ts)) for low, ts in zip(lows, texts)]
+    room = width - (least - sum(lows))
+    level = max(highs)
+    while level > 0 and sum(min(h, max(lo, level)) for lo, h in zip(lows, highs)) > room:
+        level -= 1
+    for (i, _), low, high in zip(wrapping, lows, highs):
+        table.columns[i].width = min(high, max(low, level))
 
 
 def _terminal_table(columns: list[ViewColumn], title: str | None) -> tuple[Table, int]:
@@ -384,10 +413,11 @@ def _terminal_table(columns: list[ViewColumn], title: str | None) -> tuple[Table
     return table, Measurement.get(probe, probe.options, table).minimum
 
 
-def _print_fitted(df: pd.DataFrame, title: str | None, console: Console, wide: bool) -> list[str]:
+def _print_fitted(df: pd.DataFrame, title: str | None, console: Console, wide: bool,
+                  hide_order: Sequence[str] = HIDE_ORDER) -> list[str]:
     """Print the frame as a terminal table fitted to the console; the headers hidden. The title
     goes on lines of its own, wrapped at the console's width rather than the table's."""
-    table, width, hidden = fit(terminal_view(df), None, console.width, wide)
+    table, width, hidden = fit(terminal_view(df), None, console.width, wide, hide_order)
     if title:
         console.print(Text(title, style="bold"))
     if width <= console.width:

@@ -22,7 +22,7 @@ print("TORCH" if "torch" in sys.modules else "NO-TORCH", code, file=sys.stderr)
 
 @pytest.mark.parametrize("args", [
     ["report"], ["report", "wins"], ["report", "--format", "csv"], ["status"], ["ls"], ["--help"],
-    ["report", "--help"], ["curves"],
+    ["report", "--help"], ["curves"], ["optims"], ["optims", "--format", "json"],
 ])
 def test_read_only_commands_do_not_import_torch(workdir, args):
     assert invoke("queue", "-o", "adam", "-t", "sparse-text", "--seeds", "1").code == 0

@@ -189,6 +189,24 @@ def test_table_on_a_terminal_is_drawn():
     assert "sgd[bold]" in buffer.getvalue()  # cell text is not read as markup
 
 
+@pytest.mark.parametrize("width", [50, 60, 80, 120])
+def test_several_wrapping_columns_never_break_a_word(width):
+    # Rich alone narrows the widest wrapping columns to one level, breaking the longer words
+    long = ["initial_accumulator_value=0", "decoupled_weight_decay=false"]
+    df = pd.DataFrame({
+        "name": ["adagrad", "adam"],
+        "description": [" ".join(long * 2), "short"],
+        "note": ["a long note of many short words " * 6, "and one more"],
+    })
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, color_system=None, width=width)
+    rd.render(df, "table", console=console)
+    lines = buffer.getvalue().splitlines()
+    assert max(map(len, lines)) <= width
+    for word in long:
+        assert any(word in line for line in lines), word
+
+
 def test_consoles_follow_no_color(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     assert rd.stdout_console().no_color and rd.stderr_console().no_color

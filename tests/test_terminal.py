@@ -175,3 +175,24 @@ def test_every_other_table_command_fits_a_100_column_terminal(db, terminal, args
     assert r.code == 0, r.err
     lines = ANSI.sub("", r.out).splitlines()
     assert lines and max(cell_len(line) for line in lines) <= WIDTH, args
+
+
+def test_optims_in_an_80_column_terminal_shows_every_setting_whole(monkeypatch):
+    from rich.cells import cell_len
+
+    from adaptbench.optimizers import OPTIMIZERS, format_setting
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "80")
+    r = invoke("optims")
+    assert r.code == 0, r.err
+    out = ANSI.sub("", r.out)
+    assert max(cell_len(line) for line in out.splitlines()) <= 80
+    header = next(line for line in out.splitlines() if "settings" in line).split()
+    assert header == ["name", "default_lr", "settings", "differs"]  # the rest hidden, with a note
+    assert hidden_keys(r.err) == {"reference", "runs", "description", "update"}
+    for info in OPTIMIZERS.values():
+        for key, value in info.settings.items():
+            assert shown_whole(f"{key}={format_setting(value)}", out), (info.name, key)
+    wide = ANSI.sub("", invoke("optims", "--wide").out)
+    assert "update" in wide and "v = μ·v + g" in wide and "hidden" not in invoke("optims", "--wide").err

@@ -469,22 +469,42 @@ def tasks(tasks_dir: TasksDirOpt = None, fmt: FormatOpt = Format.table, wide: Wi
     )
 
 
+# What a narrow terminal hides first in `optims`: the settings stay, and where torch differs.
+OPTIMS_HIDE_ORDER = ("reference", "runs", "description", "update", "differs")
+
+
 @app.command()
 def optims(fmt: FormatOpt = Format.table, wide: WideOpt = False) -> None:
-    """List the optimizers and learning-rate schedules."""
+    """List the optimizers, with every setting each runs with and how torch computes its update,
+    and the learning-rate schedules. --format json gives the settings as an object (`defaults`)."""
     import pandas as pd
 
     from adaptbench import render
     from adaptbench.optimizers import OPTIMIZERS, SCHEDULE_DOCS
 
-    rows = [
-        {"kind": "optimizer", "name": o.name, "default_lr": o.default_lr, "runs": f"torch.optim.{o.torch_class}",
-         "description": o.description, "reference": o.reference}
-        for o in OPTIMIZERS.values()
-    ] + [
-        {"kind": "schedule", "name": name, "default_lr": None, "runs": "", "description": doc, "reference": ""}
+    infos = list(OPTIMIZERS.values())
+    optimizers = pd.DataFrame([
+        {"kind": "optimizer", "name": o.name, "default_lr": o.default_lr,
+         "runs": f"torch.optim.{o.torch_class}", "settings": o.settings_text(), "update": o.update,
+         "differs": o.differs, "description": o.description, "reference": o.reference}
+        for o in infos
+    ])
+    if fmt is Format.json:  # data: the settings as an object, and where eps and weight decay enter
+        optimizers["defaults"] = pd.Series([o.settings for o in infos], dtype=object)
+        optimizers["eps_enters"] = [o.eps_enters or None for o in infos]
+        optimizers["weight_decay_enters"] = [o.weight_decay_enters for o in infos]
+    schedules = pd.DataFrame([
+        {"kind": "schedule", "name": name, "default_lr": None, "runs": "", "settings": "",
+         "update": "", "differs": "", "description": doc, "reference": ""}
         for name, doc in SCHEDULE_DOCS.items()
-    ]
-    render.render(pd.DataFrame(rows), fmt.value, title="optimizers and schedules", wide=wide)
+    ])
+    if fmt in (Format.csv, Format.json):  # data: one list, a row per optimizer or schedule
+        render.render(pd.concat([optimizers, schedules], ignore_index=True), fmt.value)
+        return
+    render.render_sections(
+        [("optimizers", "optimizers, with every setting they run with",
+          optimizers.drop(columns="kind")),
+         ("schedules", "learning-rate schedules", schedules[["name", "description"]])],
+        fmt.value, wide=wide, hide_order=OPTIMS_HIDE_ORDER)
 
 
