@@ -16,7 +16,8 @@ training rating) and each user's (item's) factors and bias one row of a user (it
 table. The loss is the squared error plus the usual L2 penalty on the rows a rating touches,
 0.05 (|p̂_u|² + |q̂_i|² + b̂_u² + b̂_i²), the same for every optimizer; the metric is the mean
 squared error of held-out ratings. A batch touches the rows of its few hundred users and items
-only, so the gradient of each table is zero outside them: rare items get infrequent updates.
+only (14% of the coordinates), so the gradient of each table is zero outside them: rare items
+get infrequent updates.
 
 zipf-mf-dense is its dense twin (builtin_tasks/_twins.py): the same ratings, model, penalty and
 budget, with both tables trained in a randomly rotated basis, so every coordinate moves every
