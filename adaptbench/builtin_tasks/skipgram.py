@@ -146,7 +146,7 @@ TASKS = [
         task_type="dense",
         description=(
             "dense twin of skipgram: the same pairs and model with both embedding tables trained "
-            "in a random rotated basis; val negative-sampling loss"
+            "in a randomly rotated basis; val negative-sampling loss"
         ),
         build=build_dense,
         target=2.73,  # target: median tuned optimizer's val sgns-loss (benchmarks/tuning.py)

@@ -156,7 +156,7 @@ TASKS = [
         task_type="dense",
         description=(
             "dense twin of zipf-mf: the same ratings and model with both embedding tables "
-            "trained in a random rotated basis; val MSE"
+            "trained in a randomly rotated basis; val MSE"
         ),
         build=build_dense,
         target=0.573,  # target: median tuned optimizer's val mse (benchmarks/tuning.py)
