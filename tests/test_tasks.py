@@ -16,6 +16,7 @@ import torch
 from adaptbench import train
 from adaptbench.spec import RunSpec
 from adaptbench.tasks import TASK_TYPES, Problem, Task, builtin_dir, load_tasks
+from adaptbench.train import gradient_density
 
 CPU = torch.device("cpu")
 
@@ -43,6 +44,10 @@ TASK_TABLE = [
     TaskInfo("logistic-regression", "convex", "adam", 1e-2, 50),
     TaskInfo("noisy-quadratic", "convex", "adam", 1e-2, 200),
     TaskInfo("rosenbrock", "nonconvex", "adam", 3e-2, 300),
+    TaskInfo("skipgram", "sparse", "adagrad", 3e-1, 100),
+    TaskInfo("skipgram-dense", "dense", "adam", 3e-2, 100),
+    TaskInfo("zipf-mf", "sparse", "adagrad", 3e-1, 100),
+    TaskInfo("zipf-mf-dense", "dense", "adam", 1e-2, 100),
 ]
 INFOS = {info.name: info for info in TASK_TABLE}
 
@@ -173,3 +178,66 @@ def test_every_main_optimizer_trains_every_task(task, optimizer):
     assert {p["split"] for p in result.curve} >= {"val", "test"}
     if result.status == "done":
         assert all(v is not None and math.isfinite(v) for v in result.final.values())
+
+
+# --- sparse tasks and their dense twins --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TwinInfo:
+    """A sparse task, its dense twin, and learning rates at which SGD and Adam train both."""
+
+    sparse: str
+    twin: str
+    sgd_lr: float
+    adam_lr: float
+
+
+TWIN_TABLE = [
+    TwinInfo("skipgram", "skipgram-dense", 30.0, 1e-2),
+    TwinInfo("zipf-mf", "zipf-mf-dense", 0.3, 1e-2),
+]
+# What a twin shares with its sparse task (the target is tuned for each).
+SHARED = ("metric", "higher_is_better", "steps", "batch_size", "eval_every", "lrs", "warmup",
+          "clip_grad_norm")
+
+
+@pytest.fixture(params=TWIN_TABLE, ids=lambda info: info.sparse)
+def twins(request) -> tuple[Task, Task, TwinInfo]:
+    tasks = load_tasks()
+    return tasks[request.param.sparse], tasks[request.param.twin], request.param
+
+
+def test_twin_table_lists_every_twin():
+    named = {(t.name, t.twin) for t in load_tasks().values() if t.twin}
+    assert named == {(info.sparse, info.twin) for info in TWIN_TABLE}
+
+
+def test_a_twin_is_its_sparse_task_with_dense_gradients(twins):
+    sparse, dense, _ = twins
+    assert (sparse.task_type, dense.task_type, dense.twin) == ("sparse", "dense", None)
+    assert all(getattr(sparse, key) == getattr(dense, key) for key in SHARED)
+    a, b = sparse.build(0, CPU), dense.build(0, CPU)
+    for (x, y), (bx, by) in zip(splits_of(a).values(), splits_of(b).values()):
+        assert torch.equal(x, bx) and torch.equal(y, by), "a twin trains on the same examples"
+    x = a.val[0][:512]
+    with torch.no_grad():
+        assert torch.allclose(a.model(x), b.model(x), atol=1e-5), "and starts at the same function"
+    assert gradient_density(sparse, batches=3) < 0.3
+    assert gradient_density(dense, batches=3) > 0.99
+
+
+@pytest.mark.parametrize("optimizer, alike", [("sgd", True), ("adam", False)])
+def test_sgd_runs_alike_on_a_sparse_task_and_its_twin_and_adam_does_not(twins, optimizer, alike):
+    """SGD is rotation-equivariant, so on the twin it follows the sparse task's trajectory;
+    Adam's per-coordinate steps are not, and the rotation changes where it goes."""
+    sparse, dense, info = twins
+    lr = info.sgd_lr if optimizer == "sgd" else info.adam_lr
+    steps = 2 * sparse.eval_every
+    curves = []
+    for task in (sparse, dense):
+        result = train.execute(RunSpec(task.name, optimizer, lr, 0, steps, task.batch_size), task, CPU)
+        assert result.status == "done"
+        curves.append([p["metric"] for p in result.curve if p["split"] == "val"])
+    assert curves[0][-1] != pytest.approx(curves[0][0], rel=0.01), "the run trained"
+    assert (curves[1] == pytest.approx(curves[0], rel=1e-3)) == alike, curves
