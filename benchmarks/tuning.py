@@ -110,7 +110,8 @@ def summarise(task: Any, rows: list[dict[str, Any]], optimizers: list[str]) -> d
             "diverged": sum(r["status"] != "done" for r in mine), "runs": len(mine),
             "val_per_lr": {f"{lr:g}": v for lr, v in per_lr.items()},
         }
-    chunks = [r["chunks"] for r in rows if r["chunks"]]
+    adam = out["optimizers"].get("adam")
+    chunks = [r["chunks"] for r in rows if r["chunks"] and adam and r["lr"] == adam["best_lr"]]
     if chunks:
         out["metric_se"] = statistics.stdev(chunks[0]) / math.sqrt(len(chunks[0]))
     diffs = [abs(tuned_test[a] - tuned_test[b]) for a, b in itertools.combinations(optimizers, 2)
