@@ -228,6 +228,7 @@ def worker(
     lease: Annotated[float, typer.Option("--lease", help="Lease in seconds (at least 1); a run whose worker stops renewing it is requeued.")] = 60.0,
     run_timeout: Annotated[float | None, typer.Option("--run-timeout", help="Fail a run still training after this many seconds (a stuck task).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Override the device each run asked for.")] = None,
+    db_outage: Annotated[float | None, typer.Option("--db-outage", help="Wait out an unreachable database for this many seconds (retrying with backoff; the run in training trains on), then stop with exit 2 [default: forever with --wait, else 300].", show_default=False)] = None,
     tasks_dir: TasksDirOpt = None,
     db: DbOpt = None,
 ) -> None:
@@ -237,9 +238,9 @@ def worker(
     --run-timeout is stored as failed with the reason, and the worker goes on. Ctrl-C or SIGTERM
     puts the current run back in the queue at once; a second Ctrl-C quits immediately.
     """
+    from adaptbench import faults
     from adaptbench import worker as worker_mod
     from adaptbench.devices import check_device_request
-    from adaptbench.store import make_engine
     from adaptbench.tasks import user_dirs
 
     if not math.isfinite(lease) or not MIN_LEASE <= lease <= 86_400:
@@ -249,21 +250,32 @@ def worker(
                         f"{lease:g}")
     if run_timeout is not None and not (math.isfinite(run_timeout) and run_timeout > 0):
         raise UserError(f"--run-timeout must be a positive number of seconds, got {run_timeout}")
+    if db_outage is not None and not (db_outage >= 0 and not math.isnan(db_outage)):
+        raise UserError(f"--db-outage must be a number of seconds >= 0 (inf: for ever), got {db_outage:g}")
     if device is not None:
         check_device_request(device)
     user_dirs(tasks_dir or [])  # a missing folder is an error now, not a failure of every run
-    engine = make_engine(db)
+    if db_outage is None:
+        db_outage = math.inf if wait else worker_mod.DEFAULT_DB_OUTAGE
     opts = worker_mod.WorkerOptions(
         db=db, lease_seconds=lease, max_runs=max_runs, wait=wait, device=device,
         tasks_dirs=tasks_dir or [], run_timeout=run_timeout, isolate=True,
+        db_outage=None if math.isinf(db_outage) else db_outage,
     )
-    if jobs == 1:
-        with worker_mod.handling_signals(worker_mod.StopFlag()) as flag:
-            try:
-                tally = worker_mod.work(engine, opts, events=worker_mod.log_events(engine), flag=flag)
-            except KeyboardInterrupt:
-                tally = {"interrupted": 1}
-    else:
+    with worker_mod.handling_signals(worker_mod.StopFlag()) as flag:
+        try:
+            # waits out a database unreachable at start; creates the schema once, before any child
+            engine = worker_mod.open_engine(opts, flag)
+            tally = worker_mod.work(engine, opts, events=worker_mod.log_events(engine),
+                                    flag=flag) if jobs == 1 else None
+        except KeyboardInterrupt:
+            tally = {"interrupted": 1}
+        except faults.Unreachable:
+            if not flag.requested:
+                raise
+            tally = {"interrupted": 1}
+    if tally is None:
+        engine.dispose()
         tally = worker_mod.work_parallel(opts, jobs)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(tally.items())) or "no runs"
     print(f"worker finished: {summary}", file=sys.stderr)
@@ -375,7 +387,7 @@ def status(
     from adaptbench import queue, render
     from adaptbench.store import make_engine
 
-    engine = make_engine(db, create=False)
+    engine = make_engine(db, read_only=True)
     counts = queue.counts(engine, study or None)
     order = ["queued", "running", "done", "diverged", "failed", "cancelled"]
     rows = [{"status": s, "runs": counts.get(s, 0)} for s in order + sorted(set(counts) - set(order))]
@@ -408,7 +420,7 @@ def ls_cmd(
 
     check_output(fmt, output)
     filters = _filter(task=task, optim=optim, study=study, status_=status_, task_type=task_type)
-    runs = results.load_runs(make_engine(db, create=False), filters)
+    runs = results.load_runs(make_engine(db, read_only=True), filters)
     if limit is not None:
         runs = runs.tail(limit)
     if not all_columns:
@@ -432,7 +444,7 @@ def curves(
     from adaptbench.store import make_engine
 
     check_output(fmt, output)
-    engine = make_engine(db, create=False)
+    engine = make_engine(db, read_only=True)
     filters = _filter(run_ids, task, optim, study)
     ids = results.load_columns(engine, ["id"], filters)["id"].astype(int).tolist()
     render.render(results.load_curves(engine, ids), fmt.value, title="learning curves",
