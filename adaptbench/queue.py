@@ -250,7 +250,7 @@ def _requeue_expired(conn: Connection, max_attempts: int) -> int:
     return len(ids)
 
 
-def has_work(engine: Engine, run_ids: Sequence[int] | None = None) -> bool:
+def has_work(engine: Engine, run_ids: Sequence[int] | None = None, plugins: bool = True) -> bool:
     """Whether a claim could find a run now: one queued, or running on an expired lease."""
     if run_ids is not None and not run_ids:
         return False
@@ -261,7 +261,20 @@ def has_work(engine: Engine, run_ids: Sequence[int] | None = None) -> bool:
         )
         if run_ids is not None:
             stmt = stmt.where(Run.id.in_(list(run_ids)))
+        if not plugins:
+            stmt = stmt.where(_no_plugin)
         return conn.execute(stmt.limit(1)).first() is not None
+
+
+# a run whose optimizer is a built-in one, not a plugin (`module:attr`, code a worker imports)
+_no_plugin = ~Run.optimizer.contains(":", autoescape=True)
+
+
+def queued_plugin_runs(engine: Engine) -> int:
+    """How many queued runs name a plugin optimizer (those `worker --no-plugins` leaves)."""
+    with read(engine) as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(Run).where(
+            Run.status == "queued", ~_no_plugin)).scalar_one())
 
 
 def claim(
@@ -270,8 +283,10 @@ def claim(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     run_ids: Sequence[int] | None = None,
     max_attempts: int = MAX_ATTEMPTS,
+    plugins: bool = True,
 ) -> Claim | None:
-    """Atomically take the oldest queued run (optionally among `run_ids`), or None if none is left.
+    """Atomically take the oldest queued run (optionally among `run_ids`; with `plugins=False`
+    one whose optimizer is not a plugin), or None if none is left.
 
     Expired leases are reaped first, in the same transaction.
     SQLite: the transaction begins IMMEDIATE (it holds the write lock), so no two workers can
@@ -286,6 +301,8 @@ def claim(
         pick = sa.select(Run.id).where(Run.status == "queued")
         if run_ids is not None:
             pick = pick.where(Run.id.in_(list(run_ids)))
+        if not plugins:
+            pick = pick.where(_no_plugin)
         pick = pick.order_by(Run.id).limit(1)
         if conn.dialect.name != "sqlite":  # SQLite has no row locks: the IMMEDIATE lock suffices
             pick = pick.with_for_update(skip_locked=True)

@@ -60,6 +60,9 @@ class WorkerOptions:
     isolate: bool = False  # train in a child process (required for run_timeout)
     # how long to wait out an unreachable database before stopping; None: for ever
     db_outage: float | None = DEFAULT_DB_OUTAGE
+    # False: never claim a run whose optimizer is a plugin (`module:attr`), so that no code named
+    # by whoever can queue runs is imported; such runs stay queued for a worker that allows it
+    plugins: bool = True
 
 
 @dataclass
@@ -236,13 +239,13 @@ def work(
     try:
         while not flag.requested and (opts.max_runs is None or done < opts.max_runs):
             if child is not None and not child.alive() and outage.call(
-                    queue.has_work, engine, run_ids, idle=True):
+                    queue.has_work, engine, run_ids, opts.plugins, idle=True):
                 problem = child.start(lambda: flag.requested)
                 if problem is not None and not flag.requested:
                     raise UserError(f"cannot start a training process: {problem}")
                 continue
             claim = outage.call(queue.claim, engine, worker_id, opts.lease_seconds, run_ids,
-                                opts.max_attempts, settle=True, idle=True)
+                                opts.max_attempts, opts.plugins, settle=True, idle=True)
             if claim is None:
                 if opts.wait and not flag.requested:
                     _sleep(opts.poll_seconds, flag)

@@ -20,6 +20,7 @@ from adaptbench.errors import UserError
 from adaptbench.spec import EVAL_SEED_BASE, MAX_EVAL_SEEDS
 
 MIN_LEASE = 1.0  # seconds: three heartbeats, each at least 0.2 s apart, fit in it with room
+MAX_GRID = 100_000  # runs a grid may queue without --yes: a typo in --seeds is not a week of work
 
 
 def _grid_options(
@@ -67,13 +68,13 @@ def _grid_options(
     )
 
 
-def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict[str, Any]]:
+def _expand(grid: Any, tasks_dir: ListOpt, device: str, yes: bool = False) -> tuple[list[Any], dict[str, Any]]:
     from adaptbench.devices import check_device_request
     from dataclasses import replace
 
     from adaptbench.optimizers import check_hyperparameter_values
     from adaptbench.spec import (STUDY_PRESETS, check_study_request, expand, expand_study,
-                                 validate_grid)
+                                 grid_size, validate_grid)
     from adaptbench.tasks import fingerprint, get_task, load_tasks
 
     check_device_request(device)
@@ -87,6 +88,11 @@ def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict
     for name in grid.optimizers:
         check_hyperparameter_values(name, grid.params)
     task_info = {name: get_task(name, tasks_dir or []) for name in grid.tasks}
+    runs, later = grid_size(grid, task_info, preset)
+    if runs + later > MAX_GRID and not yes:
+        also = f" and {later:,} evaluation runs after them" if later else ""
+        raise UserError(f"this grid is {runs:,} runs{also}, over {MAX_GRID:,}: pass --yes to queue "
+                        "them all; nothing was queued")
     fingerprints = {name: fingerprint(task) for name, task in task_info.items()}
     if preset is not None:
         return expand_study(grid, preset, task_info, fingerprints), task_info
@@ -108,11 +114,12 @@ StudyOpt = Annotated[str, typer.Option("--study", help="Label grouping these run
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps.")]
 
 
-def _queue_grid(db: str | None, grid: Any, tasks_dir: ListOpt, device: str) -> tuple[Any, list[Any]]:
+def _queue_grid(db: str | None, grid: Any, tasks_dir: ListOpt, device: str,
+                yes: bool = False) -> tuple[Any, list[Any]]:
     from adaptbench import queue
     from adaptbench.store import make_engine
 
-    specs, task_info = _expand(grid, tasks_dir, device)  # all validation before the DB is opened
+    specs, task_info = _expand(grid, tasks_dir, device, yes)  # all validation before the DB is opened
     engine = make_engine(db)
     return engine, queue.enqueue(engine, specs, task_info, device, grid.eval_seeds)
 
@@ -133,6 +140,7 @@ def run(
     study: StudyOpt = "",
     device: DeviceOpt = "auto",
     detach: Annotated[bool, typer.Option("--detach", help="Only queue the runs; a worker trains them.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=f"Queue a grid of more than {MAX_GRID:,} runs (counted with its evaluation runs); without it such a grid is refused.")] = False,
     tasks_dir: TasksDirOpt = None,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
@@ -147,7 +155,7 @@ def run(
         from adaptbench.devices import choose
 
         choose(device)
-    engine, queued = _queue_grid(db, grid, tasks_dir, device)
+    engine, queued = _queue_grid(db, grid, tasks_dir, device, yes)
     err = render.stderr_console()
     new = sum(q.new for q in queued)
     err.print(f"queued {new} new run(s); {len(queued) - new} already stored")
@@ -228,6 +236,7 @@ def worker(
     lease: Annotated[float, typer.Option("--lease", help="Lease in seconds (at least 1); a run whose worker stops renewing it is requeued.")] = 60.0,
     run_timeout: Annotated[float | None, typer.Option("--run-timeout", help="Fail a run still training after this many seconds (a stuck task).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Override the device each run asked for.")] = None,
+    no_plugins: Annotated[bool, typer.Option("--no-plugins", help="Never train a run whose optimizer is a plugin (module:attr), so that no code named in the database is imported here; such runs stay queued for other workers.")] = False,
     db_outage: Annotated[float | None, typer.Option("--db-outage", help="Wait out an unreachable database for this many seconds (retrying with backoff; the run in training trains on), then stop with exit 2 [default: forever with --wait, else 300].", show_default=False)] = None,
     tasks_dir: TasksDirOpt = None,
     db: DbOpt = None,
@@ -260,7 +269,7 @@ def worker(
     opts = worker_mod.WorkerOptions(
         db=db, lease_seconds=lease, max_runs=max_runs, wait=wait, device=device,
         tasks_dirs=tasks_dir or [], run_timeout=run_timeout, isolate=True,
-        db_outage=None if math.isinf(db_outage) else db_outage,
+        db_outage=None if math.isinf(db_outage) else db_outage, plugins=not no_plugins,
     )
     with worker_mod.handling_signals(worker_mod.StopFlag()) as flag:
         try:
@@ -279,10 +288,25 @@ def worker(
         tally = worker_mod.work_parallel(opts, jobs)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(tally.items())) or "no runs"
     print(f"worker finished: {summary}", file=sys.stderr)
+    if no_plugins:
+        _note_plugin_runs(opts)
     if "refused" in tally:
         raise typer.Exit(2)
     if "interrupted" in tally or "requeued" in tally:
         raise typer.Exit(130)
+
+
+def _note_plugin_runs(opts: Any) -> None:
+    from adaptbench import queue
+    from adaptbench.store import make_engine
+
+    try:
+        left = queue.queued_plugin_runs(make_engine(opts.db, read_only=True))
+    except Exception:  # noqa: BLE001 -- a note: a database gone meanwhile is said elsewhere
+        return
+    if left:
+        print(f"note: {left} queued run(s) name a plugin optimizer (module:attr); --no-plugins "
+              "left them in the queue for a worker that may import them", file=sys.stderr)
 
 
 @app.command()
