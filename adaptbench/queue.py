@@ -349,7 +349,8 @@ def finish(engine: Engine, c: Claim, outcome: Mapping[str, Any], curve: Sequence
     it was the last open run of a selection group that asked for evaluation seeds, queue them
     in the same transaction (`evaluation.queue_due`).
 
-    Returns False and writes nothing when the claim is stale.
+    Returns False and writes nothing when the claim is stale; True without writing when this
+    claim's result is already stored (a retried finish).
     """
     with write(engine) as conn:
         n = conn.execute(
@@ -358,7 +359,13 @@ def finish(engine: Engine, c: Claim, outcome: Mapping[str, Any], curve: Sequence
             .values(**outcome, finished_at=_now(conn), lease_expires_at=None)
         ).rowcount
         if n != 1:
-            return False
+            # the claim's own result already stored: this is a retry of a commit whose answer
+            # was lost (the server went down right after it); only this claim's finish leaves
+            # the row finished with its worker and attempt
+            mine = conn.execute(sa.select(Run.status).where(
+                Run.id == c.run_id, Run.worker == c.worker, Run.attempts == c.attempt,
+                Run.status.in_([*RESULT_STATUSES, "failed"]))).first()
+            return mine is not None
         if curve:
             conn.execute(sa.insert(CurvePoint), [{**p, "run_id": c.run_id} for p in curve])
         from adaptbench import evaluation

@@ -4,9 +4,9 @@ SQLite (the default, ``sqlite:///results.db`` in the working folder) runs in WAL
 timeout (``ADAPTBENCH_BUSY_TIMEOUT`` seconds), and every write transaction begins IMMEDIATE, so
 concurrent workers queue up for the write lock instead of failing with "database is locked".
 SQLite is for workers on one machine: a database on a network file system, or in memory, is
-refused. Commands that only read open the file read-only (SQLite's mode=ro): they never change
-it, whatever its journal mode, and they can read a file they may not write. A writer notices
-when its file is deleted or replaced (`faults.DatabaseGone`) before it writes again.
+refused. Commands that only read open the file so that they cannot write it (`SqliteFile`):
+they never change it, whatever its journal mode, and they can read a file they may not write. A
+writer notices when its file is deleted or replaced (`faults.DatabaseGone`) before it writes.
 
 PostgreSQL URLs (``postgresql+psycopg://...``) use the same models and queries; there, each
 worker connects only while it reads or writes, so hundreds of workers stay far below the

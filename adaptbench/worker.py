@@ -363,7 +363,7 @@ def log_events(engine: Engine | None = None, total: int | None = None) -> Events
         elif engine is not None:
             try:
                 counts = queue.counts(engine)
-            except DBAPIError:  # the count is decoration: a busy database must not stop the worker
+            except (DBAPIError, faults.StorageFault):  # the count is decoration: a busy database must not stop the worker
                 return f" [{finished_runs}]"
             left, others = counts.get("queued", 0), counts.get("running", 0)
         else:
