@@ -128,7 +128,6 @@ class Outage:
         self._since: float | None = None  # when the database was lost (monotonic), or None
         self._back_at = -float("inf")
         self._last = ""
-        self.outages = 0
 
     @property
     def down(self) -> bool:
@@ -141,7 +140,6 @@ class Outage:
             if self._since is not None:
                 return
             self._since = time.monotonic()
-            self.outages += 1
         how_long = "until it is back" if self.limit is None else f"for up to {self.limit:g} s"
         self._log(f"adaptbench worker: database unreachable ({self._last}); "
                   f"retrying {how_long} (--db-outage)")

@@ -3,14 +3,19 @@ SQLite and PostgreSQL. Every run must end done exactly once, and no worker may d
 
 For each engine, K `adaptbench worker --wait` processes (benchmarks/stress.py's pool, on the
 `tiny` task of tests/fixtures/tasks) drain N runs while this script, within --seconds:
-  kills       a SIGKILL every --kill-every s on average, and two storms that SIGKILL half the
-              workers at once (each killed worker is replaced at once)
-  pause       SIGSTOP a worker for three leases, then SIGCONT: its run is reaped and trained
-              again elsewhere; its own result, when it wakes, must be refused, not stored twice
-  restart     PostgreSQL stopped in immediate mode (a crash) and started again at once; SQLite
-              has no server: a third kill storm instead
+  kills       a SIGKILL every --kill-every s on average (while the database is up), and two
+              storms that SIGKILL half the workers at once (each killed worker is replaced at once)
+  pause       SIGSTOP a worker holding a run for three leases, then SIGCONT: the run is reaped
+              and trained again elsewhere; the worker's own result, when it wakes, must be
+              refused, not stored twice
+  restart     PostgreSQL stopped in immediate mode (a crash) and started again at once (the
+              server commits durably here: a crash of a server with synchronous_commit=off, as
+              the tests run it, loses acknowledged commits, and so stores a run twice); SQLite
+              has no server to restart
   outage      PostgreSQL stopped for --outage s; on SQLite, the write lock held for --outage s,
               past the workers' busy timeout (ADAPTBENCH_BUSY_TIMEOUT=2 here)
+The restart and the outage wait until half the workers are training, and no worker is killed
+while the database is away.
 (counted from the moment the workers have finished their first runs), then waits up to --drain s
 for the queue to empty, and stops the workers with SIGTERM.
 It prints, per engine, runs, kills, lost (not done), duplicated (a result stored or reported
@@ -22,10 +27,12 @@ PostgreSQL server (skipped, with a message, when its binaries are not installed:
   python benchmarks/chaos.py                       # both engines, a minute or two each
   python benchmarks/chaos.py --engine sqlite --seconds 30
 
-Measured on a 2-core machine shared with other jobs (see README, "Fault tests and figures"):
-K = 6, N = 400, lease 3 s, --seconds 60, --outage 15:
-  SQLite:        see README
-  PostgreSQL 16: see README
+Measured on a 2-core machine shared with other jobs, K = 6, N = 400, lease 3 s, defaults
+(`python benchmarks/chaos.py`, both engines in about 5 minutes; wall time from the first fault):
+  SQLite:        9 SIGKILLs, 1 SIGSTOP, the write lock held 10 s; 0 lost, 0 duplicated, 0 stuck,
+                 0 worker deaths; 2 results refused to a lapsed claim; 59 s
+  PostgreSQL 15: 6 SIGKILLs, 1 SIGSTOP, a crash, a 10 s outage; 0 lost, 0 duplicated, 0 stuck,
+                 0 worker deaths; 1 result refused to a lapsed claim; 75 s
 """
 
 from __future__ import annotations
@@ -97,11 +104,21 @@ class Chaos:
         victim.send_signal(signal.SIGCONT)
         self._wait(self.args.lease, spare=victim)  # it wakes, and finds its run taken over
         self.pauses += 1
-        self.events.append(f"SIGSTOP {seconds:g} s of a worker {'holding a run' if victim.pid in holders else ''}".rstrip())
+        whose = "a worker holding a run" if victim.pid in holders else "an idle worker"
+        self.events.append(f"SIGSTOP {seconds:g} s of {whose}")
+
+    def busy(self, engine: sa.Engine) -> None:
+        """Wait, killing no one, until half the workers train (up to a minute): the next fault
+        must meet workers at work, not starting up after a storm."""
+        end = time.monotonic() + 60
+        while stress.counts(engine).get("running", 0) < max(1, len(self.pool.live) // 2):
+            if time.monotonic() > end:
+                return
+            self._wait(0.5, kills=False)
 
     def restart(self) -> None:
         if self.server is None:
-            self.storm()
+            self.events.append("no server to restart")
             return
         self.server.stop_server("immediate")
         self.server.start_server()
@@ -112,27 +129,28 @@ class Chaos:
         if self.server is None:  # hold SQLite's write lock past the workers' busy timeout
             conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
             conn.execute("BEGIN IMMEDIATE")
-            self._wait(seconds)
+            self._wait(seconds, kills=False)
             conn.execute("ROLLBACK")
             conn.close()
             self.events.append(f"write lock held {seconds:g} s")
             return
         self.server.stop_server("fast")
         try:
-            self._wait(seconds)
+            self._wait(seconds, kills=False)
         finally:
             self.server.start_server()
         self.events.append(f"outage {seconds:g} s")
 
     # -- the run -----------------------------------------------------------------------------
 
-    def _wait(self, seconds: float, spare: subprocess.Popen | None = None) -> None:
+    def _wait(self, seconds: float, spare: subprocess.Popen | None = None,
+              kills: bool = True) -> None:
         """Sleep, killing one worker now and then as in stress.py (never `spare`), and noticing
         deaths."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             self.check_deaths()
-            if self.rng.random() < 0.2 / self.args.kill_every:
+            if kills and self.rng.random() < 0.2 / self.args.kill_every:
                 self.kill_one(spare)
             time.sleep(0.2)
 
@@ -169,6 +187,8 @@ class Chaos:
         try:
             for at, fault in schedule:
                 self._wait(max(0.0, started + at * args.seconds - time.monotonic()))
+                if fault in (self.restart, self.outage):
+                    self.busy(engine)
                 fault()
             self._wait(max(0.0, started + args.seconds - time.monotonic()))
             deadline = time.monotonic() + args.drain
@@ -255,7 +275,7 @@ def main() -> None:
             if missing:
                 print(f"adaptbench chaos: postgresql skipped: {missing}")
                 continue
-            with stress.temp_postgres() as pg:
+            with stress.temp_postgres(durable=True) as pg:  # it is killed: no commit may be lost
                 code |= Chaos(pg.create_database("chaos"), folder, args, server=pg).run()
     sys.exit(code)
 

@@ -51,8 +51,8 @@ def pgserver():  # type: ignore[no-untyped-def]
     return module
 
 
-def temp_postgres():  # type: ignore[no-untyped-def]
-    return pgserver().TempPostgres()
+def temp_postgres(durable: bool = False):  # type: ignore[no-untyped-def]
+    return pgserver().TempPostgres(durable=durable)
 
 
 class Pool:
