@@ -15,7 +15,6 @@ import pytest
 import sqlalchemy as sa
 
 from adaptbench import faults, queue, store, worker
-from tests.conftest import invoke
 from tests.test_faults import FIXTURE_TASKS, Workers, wait_until
 
 

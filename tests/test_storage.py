@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
