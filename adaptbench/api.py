@@ -52,7 +52,7 @@ class Study:
     def engine(self) -> Any:
         from adaptbench.store import make_engine
 
-        return make_engine(self.db, create=False)
+        return make_engine(self.db, read_only=True)
 
     # -- raw data ----------------------------------------------------------------------------
 
@@ -202,5 +202,5 @@ def open(db: str | None = None, *, task: str | Sequence[str] | None = None,  # n
     database at once: a missing file or another schema is a `UserError`."""
     from adaptbench.store import make_engine
 
-    make_engine(db, create=False).dispose()
+    make_engine(db, read_only=True).dispose()
     return Study(db).where(task=task, task_type=task_type, optim=optim, study=study)

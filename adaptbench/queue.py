@@ -250,7 +250,7 @@ def _requeue_expired(conn: Connection, max_attempts: int) -> int:
     return len(ids)
 
 
-def has_work(engine: Engine, run_ids: Sequence[int] | None = None) -> bool:
+def has_work(engine: Engine, run_ids: Sequence[int] | None = None, plugins: bool = True) -> bool:
     """Whether a claim could find a run now: one queued, or running on an expired lease."""
     if run_ids is not None and not run_ids:
         return False
@@ -261,7 +261,20 @@ def has_work(engine: Engine, run_ids: Sequence[int] | None = None) -> bool:
         )
         if run_ids is not None:
             stmt = stmt.where(Run.id.in_(list(run_ids)))
+        if not plugins:
+            stmt = stmt.where(_no_plugin)
         return conn.execute(stmt.limit(1)).first() is not None
+
+
+# a run whose optimizer is a built-in one, not a plugin (`module:attr`, code a worker imports)
+_no_plugin = ~Run.optimizer.contains(":", autoescape=True)
+
+
+def queued_plugin_runs(engine: Engine) -> int:
+    """How many queued runs name a plugin optimizer (those `worker --no-plugins` leaves)."""
+    with read(engine) as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(Run).where(
+            Run.status == "queued", ~_no_plugin)).scalar_one())
 
 
 def claim(
@@ -270,8 +283,10 @@ def claim(
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     run_ids: Sequence[int] | None = None,
     max_attempts: int = MAX_ATTEMPTS,
+    plugins: bool = True,
 ) -> Claim | None:
-    """Atomically take the oldest queued run (optionally among `run_ids`), or None if none is left.
+    """Atomically take the oldest queued run (optionally among `run_ids`; with `plugins=False`
+    one whose optimizer is not a plugin), or None if none is left.
 
     Expired leases are reaped first, in the same transaction.
     SQLite: the transaction begins IMMEDIATE (it holds the write lock), so no two workers can
@@ -286,6 +301,8 @@ def claim(
         pick = sa.select(Run.id).where(Run.status == "queued")
         if run_ids is not None:
             pick = pick.where(Run.id.in_(list(run_ids)))
+        if not plugins:
+            pick = pick.where(_no_plugin)
         pick = pick.order_by(Run.id).limit(1)
         if conn.dialect.name != "sqlite":  # SQLite has no row locks: the IMMEDIATE lock suffices
             pick = pick.with_for_update(skip_locked=True)
@@ -332,7 +349,8 @@ def finish(engine: Engine, c: Claim, outcome: Mapping[str, Any], curve: Sequence
     it was the last open run of a selection group that asked for evaluation seeds, queue them
     in the same transaction (`evaluation.queue_due`).
 
-    Returns False and writes nothing when the claim is stale.
+    Returns False and writes nothing when the claim is stale; True without writing when this
+    claim's result is already stored (a retried finish).
     """
     with write(engine) as conn:
         n = conn.execute(
@@ -341,7 +359,13 @@ def finish(engine: Engine, c: Claim, outcome: Mapping[str, Any], curve: Sequence
             .values(**outcome, finished_at=_now(conn), lease_expires_at=None)
         ).rowcount
         if n != 1:
-            return False
+            # the claim's own result already stored: this is a retry of a commit whose answer
+            # was lost (the server went down right after it); only this claim's finish leaves
+            # the row finished with its worker and attempt
+            mine = conn.execute(sa.select(Run.status).where(
+                Run.id == c.run_id, Run.worker == c.worker, Run.attempts == c.attempt,
+                Run.status.in_([*RESULT_STATUSES, "failed"]))).first()
+            return mine is not None
         if curve:
             conn.execute(sa.insert(CurvePoint), [{**p, "run_id": c.run_id} for p in curve])
         from adaptbench import evaluation

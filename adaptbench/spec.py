@@ -287,6 +287,26 @@ def expand(
     return list({s.spec_hash: s for s in specs}.values())
 
 
+def grid_size(grid: Grid, task_defaults: Mapping[str, Any], preset: StudyPreset | None = None) -> tuple[int, int]:
+    """How many runs a grid queues, counted without expanding it: (selection runs, evaluation
+    runs queued later, `eval_seeds` per (task, optimizer, variant)). An upper bound where two
+    arms of a preset would queue the same spec."""
+    tasks, optimizers = list(dict.fromkeys(grid.tasks)), list(dict.fromkeys(grid.optimizers))
+    seeds = len(set(grid.seeds))
+    parts = [(optimizers, tasks, (1,))] if preset is None else [
+        ([o for o in optimizers if arm.optimizers is None or o in arm.optimizers],
+         [t for t in tasks if arm.tasks is None or t in arm.tasks],
+         (1,) if grid.steps is not None else arm.budgets)
+        for arm in preset.arms]
+    runs = groups = 0
+    for opts, names, budgets in parts:
+        for name in names:
+            lrs = len(set(task_defaults[name].lrs)) if grid.lr_grid else len(set(grid.lrs)) or 1
+            groups += len(opts) * len(budgets)
+            runs += len(opts) * len(budgets) * lrs * seeds
+    return runs, groups * grid.eval_seeds
+
+
 def evaluation_specs(selection: RunSpec, lr: float, n: int) -> list[RunSpec]:
     """The evaluation runs of a selection group: its settings at the selected lr on the fresh
     seeds EVAL_SEED_BASE .. EVAL_SEED_BASE + n - 1 (the same for every optimizer, so that

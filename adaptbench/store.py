@@ -4,9 +4,15 @@ SQLite (the default, ``sqlite:///results.db`` in the working folder) runs in WAL
 timeout (``ADAPTBENCH_BUSY_TIMEOUT`` seconds), and every write transaction begins IMMEDIATE, so
 concurrent workers queue up for the write lock instead of failing with "database is locked".
 SQLite is for workers on one machine: a database on a network file system, or in memory, is
-refused. PostgreSQL URLs (``postgresql+psycopg://...``) use the same models and queries; there,
-each worker connects only while it reads or writes, so hundreds of workers stay far below the
-server's connection limit.
+refused. Commands that only read open the file so that they cannot write it (`SqliteFile`):
+they never change it, whatever its journal mode, and they can read a file they may not write. A
+writer notices when its file is deleted or replaced (`faults.DatabaseGone`) before it writes.
+
+PostgreSQL URLs (``postgresql+psycopg://...``) use the same models and queries; there, each
+worker connects only while it reads or writes, so hundreds of workers stay far below the
+server's connection limit. Connections time out after 10 s and use TCP keepalives
+(`POSTGRES_CONNECT`), so a vanished server is an error within seconds, not a hang; the URL's
+query options (`?connect_timeout=30`) override them.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import random
 import shlex
 import sqlite3
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +38,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, S
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
+from adaptbench import faults
 from adaptbench.errors import UserError
 
 # Bump on every change to the tables below, and add the upgrade to MIGRATIONS.
@@ -49,6 +57,10 @@ NETWORK_FS = {
     "fuse.s3fs", "fuse.gcsfuse", "fuse.rclone", "fuse.juicefs",
 }
 SCHEMA_LOCK_KEY = 0x61646170  # PostgreSQL advisory lock held while creating the schema
+# libpq connection settings (psycopg): fail a connection attempt after 10 s, and notice a server
+# gone mid-transaction after about 10 + 3 x 5 s of silence. A URL's own options win.
+POSTGRES_CONNECT = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
+                    "keepalives_interval": 5, "keepalives_count": 3}
 
 
 def utcnow() -> datetime:
@@ -229,12 +241,16 @@ def _refuse_network_fs(path: Path) -> None:
         )
 
 
-def _check_sqlite_file(path: Path, create: bool) -> None:
+def _check_sqlite_file(path: Path, create: bool, read_only: bool = False) -> None:
     if path.exists():
         if path.is_dir():
             raise UserError(f"database path {str(path)!r} is a folder; give a file path")
-        if not os.access(path, os.R_OK | os.W_OK):
-            raise UserError(f"database file {str(path)!r} is not readable and writable")
+        if read_only and not os.access(path, os.R_OK):
+            raise UserError(f"database file {str(path)!r} is not readable")
+        if not read_only and not os.access(path, os.R_OK | os.W_OK):
+            raise UserError(f"database file {str(path)!r} is not readable and writable"
+                            + (" (commands that only read, such as ls, status and report, can "
+                               "read it)" if os.access(path, os.R_OK) else ""))
         return
     if not create:
         raise UserError(
@@ -248,6 +264,81 @@ def _check_sqlite_file(path: Path, create: bool) -> None:
         raise UserError(f"cannot create database {str(path)!r}: folder {str(parent)!r} is not writable")
 
 
+class SqliteFile:
+    """How this process connects to one SQLite file, and the file's identity.
+
+    A reader (`read_only`) never writes: with SQLite's mode=ro, or, when it could write and no
+    write-ahead log exists beside the file, read-write with `PRAGMA query_only` (then SQLite
+    removes the -wal and -shm files it creates when it closes, which mode=ro cannot; with no
+    log there is nothing to merge into the file, so it stays byte-identical).
+
+    A writer remembers the file's identity (device, inode) from its first connection on; every
+    later connection and write transaction checks it, so that a file deleted or replaced (moved
+    over) under a worker stops it before it writes into a vanished file, or creates a new,
+    empty one.
+    """
+
+    def __init__(self, path: Path, read_only: bool) -> None:
+        self.path = os.path.abspath(path)
+        self.read_only = read_only
+        # a WAL database in a folder we cannot write, without a write-ahead log to read: read
+        # as it is, immutable (see `_peek_sqlite`)
+        self.immutable = False
+        self.identity: tuple[int, int] | None = None
+        self.timeout = _busy_timeout_ms() / 1000
+
+    def _uri(self, mode: str) -> str:
+        flags = "&immutable=1" if self.immutable else ""
+        return f"file:{urllib.request.pathname2url(self.path)}?mode={mode}{flags}"
+
+    def _tidy_reader(self) -> bool:
+        """Whether a reader can open read-write and leave no -wal / -shm files behind."""
+        folder = os.path.dirname(self.path)
+        return (not self.immutable and not os.path.exists(self.path + "-wal")
+                and os.access(self.path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK))
+
+    def reader(self) -> sqlite3.Connection:
+        """A connection that cannot write."""
+        tidy = self._tidy_reader()
+        conn = sqlite3.connect(self._uri("rw" if tidy else "ro"), uri=True, timeout=self.timeout,
+                               check_same_thread=False)  # as SQLAlchemy's own connect does
+        if tidy:
+            conn.execute("PRAGMA query_only = 1")
+        return conn
+
+    def connect(self) -> sqlite3.Connection:
+        """A connection for the engine (its `creator`)."""
+        if self.read_only:
+            return self.reader()
+        if self.identity is not None:
+            self.check()
+        # once the file exists it is never created again: mode=rw, not rwc
+        mode = "rw" if self.identity is not None else "rwc"
+        conn = sqlite3.connect(self._uri(mode), uri=True, timeout=self.timeout,
+                               check_same_thread=False)
+        if self.identity is None:
+            self.identity = self._stat()
+        return conn
+
+    def check(self) -> None:
+        """Raise DatabaseGone when the path no longer names the file first connected to."""
+        if self.identity is None or self.read_only:
+            return
+        try:
+            now: tuple[int, int] | None = self._stat()
+        except FileNotFoundError:
+            now = None
+        if now != self.identity:
+            how = "deleted" if now is None else "replaced by another file"
+            raise faults.DatabaseGone(
+                f"database file {self.path!r} was {how} while this process used it; stopping "
+                "before writing to it again")
+
+    def _stat(self) -> tuple[int, int]:
+        st = os.stat(self.path)
+        return st.st_dev, st.st_ino
+
+
 def _check_sqlite_version() -> None:
     import sqlite3
 
@@ -259,18 +350,27 @@ def _check_sqlite_version() -> None:
         )
 
 
-def make_engine(db: str | None = None, create: bool = True) -> Engine:
+def make_engine(db: str | None = None, create: bool = True, read_only: bool = False) -> Engine:
     """An engine for the URL (see `resolve_url`), with the schema created or checked.
 
-    `create=False` is for commands that only read: a missing SQLite file is an error instead of
-    a new empty database.
+    `create=False` is for commands that change existing runs: a missing SQLite file is an error
+    instead of a new empty database. `read_only=True` (implies create=False) is for commands
+    that only read: an SQLite file is opened read-only, so it is never changed, and a file
+    without write permission can be read.
     """
-    engine = _open(db, create, upgrading=False)
-    ensure_schema(engine, create)
+    engine = _open(db, create and not read_only, upgrading=False, read_only=read_only)
+    ensure_schema(engine, create and not read_only)
     return engine
 
 
-def _open(db: str | None, create: bool, upgrading: bool) -> Engine:
+def ping(engine: Engine) -> None:
+    """A write transaction that writes nothing: whether the database takes writes now (on
+    SQLite, whether the write lock can be had; on PostgreSQL, whether the server answers)."""
+    with write(engine) as conn:
+        conn.exec_driver_sql("SELECT 1")
+
+
+def _open(db: str | None, create: bool, upgrading: bool, read_only: bool = False) -> Engine:
     """An engine for the URL, its schema not yet checked. An existing SQLite file whose schema
     version is refused is refused here, before the engine's first connection can write to it
     (by switching it to WAL mode)."""
@@ -284,19 +384,25 @@ def _open(db: str | None, create: bool, upgrading: bool) -> Engine:
         ) from None
     is_sqlite = url.get_backend_name() == "sqlite"
     kwargs: dict = {}
+    sqlite_file = None
     if is_sqlite:
         _check_sqlite_version()
         path = _sqlite_path(url)
         if path is not None:
-            _check_sqlite_file(path, create)
+            _check_sqlite_file(path, create, read_only)
             _refuse_network_fs(path)
+            sqlite_file = SqliteFile(path, read_only)
             if path.exists():
-                _peek_sqlite(path, url, create, upgrading)
-        kwargs["connect_args"] = {"timeout": _busy_timeout_ms() / 1000}
+                _peek_sqlite(sqlite_file, url, create, upgrading)
+            kwargs["creator"] = sqlite_file.connect
+        else:  # a file: URI of the user's own: taken as it is
+            kwargs["connect_args"] = {"timeout": _busy_timeout_ms() / 1000}
     else:
         # a connection per transaction: workers write rarely (claim, heartbeat, finish), and
         # idle pooled connections would count against the server's max_connections
         kwargs["poolclass"] = NullPool
+        if url.drivername in ("postgresql", "postgresql+psycopg", "postgresql+psycopg2"):  # libpq
+            kwargs["connect_args"] = {k: v for k, v in POSTGRES_CONNECT.items() if k not in url.query}
     try:
         engine = sa.create_engine(url, **kwargs)
     except NoSuchModuleError:
@@ -313,31 +419,61 @@ def _open(db: str | None, create: bool, upgrading: bool) -> Engine:
             "install it with: pip install 'adaptbench[postgres]'"
         ) from None
     if is_sqlite:
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, sqlite_file)
     return engine
 
 
-def _peek_sqlite(path: Path, url: sa.URL, create: bool, upgrading: bool) -> None:
-    """Check an SQLite file's schema version with a plain connection that only reads (closing
-    it leaves the file byte-identical, whatever its journal mode)."""
+def _peek_sqlite(file: SqliteFile, url: sa.URL, create: bool, upgrading: bool) -> None:
+    """Check an SQLite file's schema version with a connection that cannot write (the file
+    stays byte-identical, whatever its journal mode)."""
     try:
-        conn = sqlite3.connect(path, timeout=_busy_timeout_ms() / 1000)
         try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            version = None
-            if "adaptbench_meta" in tables:
-                row = conn.execute(
-                    "SELECT value FROM adaptbench_meta WHERE key = 'schema_version'"
-                ).fetchone()
-                version = row[0] if row else None
-        finally:
-            conn.close()
+            tables, version = _read_version(file.reader())
+        except sqlite3.OperationalError as exc:
+            if not (file.read_only and _readonly_wal(exc)):
+                raise
+            # A WAL database that SQLite cannot read without creating its -shm file beside it,
+            # in a folder we cannot write. With no write-ahead log to read, every committed
+            # write is in the file itself: read it as it is (immutable).
+            wal = Path(file.path + "-wal")
+            if wal.exists() and wal.stat().st_size:
+                raise UserError(
+                    f"cannot read database {file.path!r}: it is in WAL mode with writes still "
+                    f"in {str(wal)!r}, and SQLite must create {file.path + '-shm'!r} to read "
+                    "them, in a folder this user cannot write; make the folder writable, or "
+                    "copy the .db and -wal files somewhere writable and read the copy"
+                ) from None
+            file.immutable = True
+            tables, version = _read_version(file.reader())
     except sqlite3.Error as exc:
         raise UserError(f"cannot open database {url!r}: {_first_line(exc)}") from None
     if "adaptbench_meta" in tables:
         _check_version(url, version, upgrading)
     elif not create or "runs" in tables:
         _refuse_foreign(url, "runs" in tables)
+
+
+def _read_version(conn: sqlite3.Connection) -> tuple[set[str], str | None]:
+    """The tables of an SQLite database and its schema version (None without one); closes conn."""
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = None
+        if "adaptbench_meta" in tables:
+            row = conn.execute(
+                "SELECT value FROM adaptbench_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            version = row[0] if row else None
+        return tables, version
+    finally:
+        conn.close()
+
+
+def _readonly_wal(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused to read a WAL database because it could not create its -shm file."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name:
+        return name in ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN")
+    return "readonly" in str(exc) or "unable to open" in str(exc)
 
 
 def _refuse_foreign(url: sa.URL, has_runs: bool) -> None:
@@ -351,8 +487,9 @@ def _refuse_foreign(url: sa.URL, has_runs: bool) -> None:
     )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, file: SqliteFile | None) -> None:
     busy = _busy_timeout_ms()
+    read_only = file is not None and file.read_only
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -360,7 +497,8 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {busy}")
-        _use_wal(cur, busy)
+        if not read_only:  # a reader leaves the file's journal mode as it is
+            _use_wal(cur, busy)
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
@@ -368,6 +506,8 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("adaptbench_write", False)
+        if immediate and file is not None:
+            file.check()  # a pooled connection may still hold a deleted file open
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -430,7 +570,12 @@ def ensure_schema(engine: Engine, create: bool = True) -> None:
                 sa.select(Meta.value).where(Meta.key == "schema_version")
             ).scalar_one_or_none()
     except OperationalError as exc:
-        raise UserError(f"cannot open database {engine.url!r}: {_first_line(exc.orig)}") from None
+        message = f"cannot open database {engine.url!r}: {_first_line(exc.orig)}"
+        if faults.storage_fault(exc):
+            raise faults.StorageFault(message) from None
+        if faults.transient(exc):  # a worker waits this out; other commands stop
+            raise faults.Unreachable(message) from None
+        raise UserError(message) from None
     except SQLAlchemyError as exc:
         raise UserError(f"cannot open database {engine.url!r}: {_first_line(exc)}") from None
     _check_version(engine.url, version)

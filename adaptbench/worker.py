@@ -8,12 +8,18 @@ trains here and torch is imported lazily, so importing this module is cheap.
 
 Signals: the first SIGINT/SIGTERM hands the current run back to the queue and stops the worker;
 a second one stops it at once (the run's lease then expires and another worker retries it).
+
+Database outages are waited out (`faults.Outage`): every call to the queue is retried while the
+database is unreachable, for up to `WorkerOptions.db_outage` seconds, and the run in training
+trains on; its result is stored when the database returns if the claim still holds. Storage
+faults (a full disk, the SQLite file deleted under the worker) stop the worker with one line.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import random
 import signal
 import sys
 import threading
@@ -21,21 +27,20 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from adaptbench import queue, runner
+from adaptbench import faults, queue, runner
 from adaptbench.errors import UserError
 from adaptbench.queue import Claim
 
-T = TypeVar("T")
 # a closed terminal or ssh session (SIGHUP) stops a worker as Ctrl-C and SIGTERM do: the run in
 # hand goes back to the queue
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
-DB_RETRIES = 6  # backoff 0.5 + 1 + 2 + 4 + 8 s: a database unreachable for ~15 s stops the worker
+DEFAULT_DB_OUTAGE = 300.0  # seconds a worker without --wait waits out an unreachable database
 
 
 @dataclass
@@ -53,6 +58,11 @@ class WorkerOptions:
     max_attempts: int = queue.MAX_ATTEMPTS
     run_timeout: float | None = None  # fail a run still training after this many seconds
     isolate: bool = False  # train in a child process (required for run_timeout)
+    # how long to wait out an unreachable database before stopping; None: for ever
+    db_outage: float | None = DEFAULT_DB_OUTAGE
+    # False: never claim a run whose optimizer is a plugin (`module:attr`), so that no code named
+    # by whoever can queue runs is imported; such runs stay queued for a worker that allows it
+    plugins: bool = True
 
 
 @dataclass
@@ -71,25 +81,47 @@ class StopFlag:
     requested: bool = False
     signals: int = 0
     lost_lease: set[int] = field(default_factory=set)
+    # what the heartbeat met that stops the worker: a storage fault, or an outage past its limit
+    fault: BaseException | None = None
 
 
 class Heartbeat:
-    """A background thread that extends the lease of the run being trained."""
+    """A background thread that extends the lease of the run being trained.
 
-    def __init__(self, engine: Engine, claim: Claim, lease_seconds: float, flag: StopFlag) -> None:
+    Through a database outage it retries with the worker's backoff and the training goes on;
+    a storage fault, or an outage past --db-outage, stops the training (`StopFlag.fault`)."""
+
+    def __init__(self, engine: Engine, claim: Claim, lease_seconds: float, flag: StopFlag,
+                 outage: faults.Outage | None = None) -> None:
         self._engine, self._claim, self._lease, self._flag = engine, claim, lease_seconds, flag
+        self._outage = outage or faults.Outage(None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="adaptbench-heartbeat")
 
     def _beat(self) -> None:
         interval = max(0.2, self._lease / 3)
-        while not self._stop.wait(interval):
+        wait, delay = interval, faults.BACKOFF_FIRST
+        while not self._stop.wait(wait):
             try:
-                if not queue.heartbeat(self._engine, self._claim, self._lease):
-                    self._flag.lost_lease.add(self._claim.run_id)
+                held = queue.heartbeat(self._engine, self._claim, self._lease)
+            except Exception as exc:  # noqa: BLE001 -- the training must not die of a heartbeat
+                if faults.storage_fault(exc):
+                    self._flag.fault = exc
                     return
-            except Exception:  # noqa: BLE001 -- a transient DB error: the lease has slack for the next beat
+                if faults.transient(exc):
+                    self._outage.lost(exc)
+                    if self._outage.expired():
+                        self._flag.fault = self._outage.gave_up()
+                        return
+                # retry sooner than the next beat: the lease must not run out meanwhile
+                wait = min(interval, delay * random.uniform(0.8, 1.2))
+                delay = min(faults.BACKOFF_CAP, delay * 2)
                 continue
+            self._outage.back()
+            wait, delay = interval, faults.BACKOFF_FIRST
+            if not held:
+                self._flag.lost_lease.add(self._claim.run_id)
+                return
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -107,69 +139,79 @@ def execute_claim(
     flag: StopFlag,
     events: Events,
     child: runner.ChildRunner | None = None,
+    outage: faults.Outage | None = None,
 ) -> str:
     """Train one claimed run (here, or in `child`) and store its outcome.
 
     Returns the final status, 'requeued' (handed back after a signal) or 'lost' (the lease was
     taken over, or the run cancelled: its result is not stored). Raises UserError, after handing
-    the run back, when this worker cannot train it (a task or device it does not have).
+    the run back, when this worker cannot train it (a task or device it does not have), and
+    when it cannot store it (a storage fault, the database unreachable past --db-outage).
     """
+    outage = outage or faults.Outage(opts.db_outage, stopping=lambda: flag.requested)
     flag.lost_lease.discard(claim.run_id)  # this worker may have lost it on an earlier attempt
     job = runner.Job(claim.spec, opts.device or claim.device_request, tuple(map(str, opts.tasks_dirs)))
 
     def should_stop() -> bool:
-        return flag.requested or claim.run_id in flag.lost_lease
+        return flag.requested or claim.run_id in flag.lost_lease or flag.fault is not None
 
     def progress(step: int, total: int) -> None:
         events.progress(claim, step, total)
 
-    with Heartbeat(engine, claim, opts.lease_seconds, flag):
+    with Heartbeat(engine, claim, opts.lease_seconds, flag, outage):
         if child is None:
             outcome = runner.run_here(job, progress, should_stop)
         else:
             outcome = child.run(job, opts.run_timeout, should_stop, progress)
+    if flag.fault is not None:
+        raise _cannot_store(engine, claim, flag.fault)
     if claim.run_id in flag.lost_lease:
         status = "lost"
     elif outcome.status == "refused":
-        _with_retries(queue.release, engine, claim)
+        outage.call(queue.release, engine, claim)
         raise UserError(f"{outcome.columns['error']} (run {claim.run_id} was handed back to the queue)")
     elif outcome.status == "stopped":
-        _with_retries(queue.release, engine, claim)
+        _hand_back(engine, claim, outage, flag)
         status = "requeued"
-    elif _with_retries(queue.finish, engine, claim, outcome.columns, outcome.curve):
-        status = outcome.status
     else:
-        status = "lost"  # reaped or cancelled meanwhile: the retry's result wins
+        try:
+            stored = outage.call(queue.finish, engine, claim, outcome.columns, outcome.curve)
+        except Exception as exc:
+            if not (faults.storage_fault(exc) or isinstance(exc, faults.Unreachable)):
+                raise
+            raise _cannot_store(engine, claim, exc) from None
+        # not stored: reaped (an outage, a pause longer than the lease) or cancelled meanwhile;
+        # the retry's result wins
+        status = outcome.status if stored else "lost"
     events.finished(claim, status, outcome.columns)
     return status
 
 
-def _with_retries(fn: Callable[..., T], *args: Any) -> T:
-    """Call a queue function, retrying while the database is unreachable (a restart, a network
-    blip, SQLite's busy timeout); a claim's token keeps a retried write from applying twice."""
-    for attempt in range(DB_RETRIES):
-        try:
-            return fn(*args)
-        except DBAPIError as exc:
-            if attempt == DB_RETRIES - 1 or not _transient(exc):
-                raise
-            print(f"adaptbench worker: database error, retrying: {str(exc.orig).strip()[:200]}",
-                  file=sys.stderr, flush=True)
-            time.sleep(min(30.0, 0.5 * 2**attempt))
-    raise AssertionError("unreachable")
+def _hand_back(engine: Engine, claim: Claim, outage: faults.Outage, flag: StopFlag) -> None:
+    """Put a run back in the queue after a stop request; during an outage, give up after a
+    few seconds (the lease then expires and another worker retries the run)."""
+    try:
+        outage.call(queue.release, engine, claim)
+    except faults.Unreachable:
+        if not flag.requested:
+            raise
+        faults.log(f"adaptbench worker: run {claim.run_id} could not be handed back (the "
+                    "database is unreachable); it returns to the queue when its lease expires")
 
 
-def _transient(exc: DBAPIError) -> bool:
-    """A lost connection or a lock held too long; not a broken schema or a full disk."""
-    from sqlalchemy.exc import OperationalError
-
-    if exc.connection_invalidated:
-        return True
-    if not isinstance(exc, OperationalError):
-        return False
-    if type(exc.orig).__module__.startswith("sqlite3"):  # SQLite's OperationalError is broad
-        return any(word in str(exc.orig) for word in ("locked", "busy"))
-    return True  # psycopg: the server restarted, the network dropped, ...
+def _cannot_store(engine: Engine, claim: Claim, exc: BaseException) -> UserError:
+    """The one-line error that stops a worker which cannot store `claim`'s result; the run is
+    handed back if the database still takes that write."""
+    if isinstance(exc, faults.DatabaseGone):
+        return faults.DatabaseGone(f"{exc}; run {claim.run_id}'s result is not stored")
+    back = "was handed back to the queue" if _release_quietly(engine, claim) else \
+        "returns to the queue when its lease expires"
+    if isinstance(exc, faults.Unreachable):
+        return faults.Unreachable(f"{exc}; run {claim.run_id} {back}")
+    return faults.StorageFault(
+        f"cannot store run {claim.run_id}: the database's storage failed ({faults.first_line(exc)}); "
+        f"the run {back}. Nothing of it was stored; mend the storage (free space), then start "
+        "the worker again")
 
 
 def work(
@@ -180,8 +222,11 @@ def work(
     flag: StopFlag | None = None,
 ) -> dict[str, int]:
     """Claim and execute runs until the queue (or `run_ids`) is drained; counts per outcome."""
+    from adaptbench.store import ping
+
     events = events or Events()
     flag = flag or StopFlag()
+    outage = faults.Outage(opts.db_outage, probe=lambda: ping(engine), stopping=lambda: flag.requested)
     # the child process talks over a Unix socket pair: elsewhere, train here (no --run-timeout)
     child = runner.ChildRunner(opts.threads) if opts.isolate and os.name == "posix" else None
     if child is None and opts.threads:
@@ -193,14 +238,14 @@ def work(
     done = 0
     try:
         while not flag.requested and (opts.max_runs is None or done < opts.max_runs):
-            if child is not None and not child.alive() and _with_retries(queue.has_work, engine, run_ids):
+            if child is not None and not child.alive() and outage.call(
+                    queue.has_work, engine, run_ids, opts.plugins, idle=True):
                 problem = child.start(lambda: flag.requested)
                 if problem is not None and not flag.requested:
                     raise UserError(f"cannot start a training process: {problem}")
                 continue
-            claim = _with_retries(
-                queue.claim, engine, worker_id, opts.lease_seconds, run_ids, opts.max_attempts
-            )
+            claim = outage.call(queue.claim, engine, worker_id, opts.lease_seconds, run_ids,
+                                opts.max_attempts, opts.plugins, settle=True, idle=True)
             if claim is None:
                 if opts.wait and not flag.requested:
                     _sleep(opts.poll_seconds, flag)
@@ -208,9 +253,9 @@ def work(
                 break
             events.claimed(claim)
             try:
-                status = execute_claim(engine, claim, opts, flag, events, child)
+                status = execute_claim(engine, claim, opts, flag, events, child, outage)
             except UserError:
-                raise  # the run is already back in the queue
+                raise  # the run is already back in the queue, or cannot be
             except BaseException:  # a second signal, or a bug: hand the run back before leaving
                 if child is not None:
                     child.kill()
@@ -219,6 +264,9 @@ def work(
             tally[status] = tally.get(status, 0) + 1
             if status != "requeued":
                 done += 1
+    except faults.Unreachable:
+        if not flag.requested:
+            raise
     finally:
         if child is not None:
             child.close()
@@ -227,11 +275,20 @@ def work(
     return tally
 
 
-def _release_quietly(engine: Engine, claim: Claim) -> None:
+def open_engine(opts: WorkerOptions, flag: StopFlag) -> Engine:
+    """The worker's engine; a database unreachable at start is waited out as during work."""
+    from adaptbench.store import make_engine
+
+    outage = faults.Outage(opts.db_outage, stopping=lambda: flag.requested)
+    return outage.call(make_engine, opts.db, idle=True)
+
+
+def _release_quietly(engine: Engine, claim: Claim) -> bool:
+    """One try at handing a run back; whether it went back."""
     try:
-        queue.release(engine, claim)
+        return queue.release(engine, claim)
     except BaseException:  # noqa: BLE001 -- leaving anyway: the lease will expire instead
-        pass
+        return False
 
 
 def _sleep(seconds: float, flag: StopFlag) -> None:
@@ -267,8 +324,6 @@ def handling_signals(flag: StopFlag) -> Iterator[StopFlag]:
 
 
 def _child(opts: WorkerOptions, result_queue: Any) -> None:
-    from adaptbench.store import make_engine
-
     flag = StopFlag()
     install_signal_handlers(flag)
     # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM, once per press,
@@ -277,13 +332,16 @@ def _child(opts: WorkerOptions, result_queue: Any) -> None:
     if hasattr(signal, "SIGHUP"):  # a closed terminal reaches the group too: same as Ctrl-C
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        engine = make_engine(opts.db)
+        engine = open_engine(opts, flag)
         tally = work(engine, opts, events=log_events(engine), flag=flag)
     except KeyboardInterrupt:
         tally = {"interrupted": 1}
     except UserError as exc:
-        print(f"adaptbench: error: {exc}", file=sys.stderr, flush=True)
-        tally = {"refused": 1}
+        if isinstance(exc, faults.Unreachable) and flag.requested:
+            tally = {"interrupted": 1}  # stopped while waiting for the database at start
+        else:
+            print(f"adaptbench: error: {exc}", file=sys.stderr, flush=True)
+            tally = {"refused": 1}
     result_queue.put(tally)
 
 
@@ -305,7 +363,7 @@ def log_events(engine: Engine | None = None, total: int | None = None) -> Events
         elif engine is not None:
             try:
                 counts = queue.counts(engine)
-            except DBAPIError:  # the count is decoration: a busy database must not stop the worker
+            except (DBAPIError, faults.StorageFault):  # the count is decoration: a busy database must not stop the worker
                 return f" [{finished_runs}]"
             left, others = counts.get("queued", 0), counts.get("running", 0)
         else:

@@ -43,11 +43,16 @@ REPO = Path(__file__).resolve().parent.parent
 TASKS = REPO / "tests" / "fixtures" / "tasks"
 
 
-def temp_postgres():  # type: ignore[no-untyped-def]
+def pgserver():  # type: ignore[no-untyped-def]
+    """tests/fixtures/pgserver.py: a throwaway PostgreSQL server on loopback."""
     spec = importlib.util.spec_from_file_location("pgserver", REPO / "tests" / "fixtures" / "pgserver.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.TempPostgres()
+    return module
+
+
+def temp_postgres(durable: bool = False):  # type: ignore[no-untyped-def]
+    return pgserver().TempPostgres(durable=durable)
 
 
 class Pool:

@@ -143,6 +143,24 @@ def test_an_expired_lease_is_requeued_and_the_stale_worker_cannot_write(engine):
     assert rows(engine)[q.run_id]["status"] == "done" and curve_count(engine) == 1
 
 
+def test_a_retried_finish_of_a_stored_result_succeeds_and_stores_nothing_twice(engine):
+    queue.enqueue(engine, specs(1), TASKS)
+    c = queue.claim(engine, "a")
+    assert queue.finish(engine, c, DONE, [POINT])
+    assert queue.finish(engine, c, DONE, [POINT])  # its commit's answer was lost: tried again
+    assert curve_count(engine) == 1
+
+
+def test_a_claim_without_plugins_leaves_plugin_runs_queued(engine):
+    queue.enqueue(engine, [RunSpec("tiny", "mod:make", 0.1, 0, 5, 8), *specs(1)], TASKS)
+    assert queue.has_work(engine, plugins=False)
+    assert queue.claim(engine, "a", plugins=False).spec.optimizer == "sgd"
+    assert not queue.has_work(engine, plugins=False) and queue.has_work(engine)
+    assert queue.claim(engine, "a", plugins=False) is None
+    assert queue.queued_plugin_runs(engine) == 1
+    assert queue.claim(engine, "b").spec.optimizer == "mod:make"
+
+
 def test_heartbeats_keep_the_lease(engine):
     queue.enqueue(engine, specs(1), TASKS)
     c = queue.claim(engine, "a", lease_seconds=0.5)

@@ -64,4 +64,12 @@ def _dispatch(argv: list[str] | None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("adaptbench: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # a full disk, a server gone: one line; a bug stays a traceback
+        from adaptbench.faults import user_message
+
+        message = user_message(exc)
+        if message is None:
+            raise
+        print(f"adaptbench: error: {message}", file=sys.stderr)
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

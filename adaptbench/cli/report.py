@@ -102,7 +102,7 @@ def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None 
     if isinstance(getattr(o, "fmt", None), DataFormat):  # not the plot commands' figure files
         check_output(o.fmt, o.output)
     filters = _filter(task=o.task, optim=o.optim, study=o.study, task_type=o.task_type)
-    engine = make_engine(o.db, create=False)
+    engine = make_engine(o.db, read_only=True)
     selected = load_selected(engine, filters, extra, protocol or Protocol.tuned.value)
     for note in selected.notes:
         _note(f"note: {note}")

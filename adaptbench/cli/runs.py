@@ -20,6 +20,7 @@ from adaptbench.errors import UserError
 from adaptbench.spec import EVAL_SEED_BASE, MAX_EVAL_SEEDS
 
 MIN_LEASE = 1.0  # seconds: three heartbeats, each at least 0.2 s apart, fit in it with room
+MAX_GRID = 100_000  # runs a grid may queue without --yes: a typo in --seeds is not a week of work
 
 
 def _grid_options(
@@ -67,13 +68,13 @@ def _grid_options(
     )
 
 
-def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict[str, Any]]:
+def _expand(grid: Any, tasks_dir: ListOpt, device: str, yes: bool = False) -> tuple[list[Any], dict[str, Any]]:
     from adaptbench.devices import check_device_request
     from dataclasses import replace
 
     from adaptbench.optimizers import check_hyperparameter_values
     from adaptbench.spec import (STUDY_PRESETS, check_study_request, expand, expand_study,
-                                 validate_grid)
+                                 grid_size, validate_grid)
     from adaptbench.tasks import fingerprint, get_task, load_tasks
 
     check_device_request(device)
@@ -87,6 +88,11 @@ def _expand(grid: Any, tasks_dir: ListOpt, device: str) -> tuple[list[Any], dict
     for name in grid.optimizers:
         check_hyperparameter_values(name, grid.params)
     task_info = {name: get_task(name, tasks_dir or []) for name in grid.tasks}
+    runs, later = grid_size(grid, task_info, preset)
+    if runs + later > MAX_GRID and not yes:
+        also = f" and {later:,} evaluation runs after them" if later else ""
+        raise UserError(f"this grid is {runs:,} runs{also}, over {MAX_GRID:,}: pass --yes to queue "
+                        "them all; nothing was queued")
     fingerprints = {name: fingerprint(task) for name, task in task_info.items()}
     if preset is not None:
         return expand_study(grid, preset, task_info, fingerprints), task_info
@@ -108,11 +114,12 @@ StudyOpt = Annotated[str, typer.Option("--study", help="Label grouping these run
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps.")]
 
 
-def _queue_grid(db: str | None, grid: Any, tasks_dir: ListOpt, device: str) -> tuple[Any, list[Any]]:
+def _queue_grid(db: str | None, grid: Any, tasks_dir: ListOpt, device: str,
+                yes: bool = False) -> tuple[Any, list[Any]]:
     from adaptbench import queue
     from adaptbench.store import make_engine
 
-    specs, task_info = _expand(grid, tasks_dir, device)  # all validation before the DB is opened
+    specs, task_info = _expand(grid, tasks_dir, device, yes)  # all validation before the DB is opened
     engine = make_engine(db)
     return engine, queue.enqueue(engine, specs, task_info, device, grid.eval_seeds)
 
@@ -133,6 +140,7 @@ def run(
     study: StudyOpt = "",
     device: DeviceOpt = "auto",
     detach: Annotated[bool, typer.Option("--detach", help="Only queue the runs; a worker trains them.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help=f"Queue a grid of more than {MAX_GRID:,} runs (counted with its evaluation runs); without it such a grid is refused.")] = False,
     tasks_dir: TasksDirOpt = None,
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
@@ -147,7 +155,7 @@ def run(
         from adaptbench.devices import choose
 
         choose(device)
-    engine, queued = _queue_grid(db, grid, tasks_dir, device)
+    engine, queued = _queue_grid(db, grid, tasks_dir, device, yes)
     err = render.stderr_console()
     new = sum(q.new for q in queued)
     err.print(f"queued {new} new run(s); {len(queued) - new} already stored")
@@ -228,6 +236,8 @@ def worker(
     lease: Annotated[float, typer.Option("--lease", help="Lease in seconds (at least 1); a run whose worker stops renewing it is requeued.")] = 60.0,
     run_timeout: Annotated[float | None, typer.Option("--run-timeout", help="Fail a run still training after this many seconds (a stuck task).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Override the device each run asked for.")] = None,
+    no_plugins: Annotated[bool, typer.Option("--no-plugins", help="Never train a run whose optimizer is a plugin (module:attr), so that no code named in the database is imported here; such runs stay queued for other workers.")] = False,
+    db_outage: Annotated[float | None, typer.Option("--db-outage", help="Wait out an unreachable database for this many seconds (retrying with backoff; the run in training trains on), then stop with exit 2 [default: forever with --wait, else 300].", show_default=False)] = None,
     tasks_dir: TasksDirOpt = None,
     db: DbOpt = None,
 ) -> None:
@@ -237,9 +247,9 @@ def worker(
     --run-timeout is stored as failed with the reason, and the worker goes on. Ctrl-C or SIGTERM
     puts the current run back in the queue at once; a second Ctrl-C quits immediately.
     """
+    from adaptbench import faults
     from adaptbench import worker as worker_mod
     from adaptbench.devices import check_device_request
-    from adaptbench.store import make_engine
     from adaptbench.tasks import user_dirs
 
     if not math.isfinite(lease) or not MIN_LEASE <= lease <= 86_400:
@@ -249,28 +259,54 @@ def worker(
                         f"{lease:g}")
     if run_timeout is not None and not (math.isfinite(run_timeout) and run_timeout > 0):
         raise UserError(f"--run-timeout must be a positive number of seconds, got {run_timeout}")
+    if db_outage is not None and not (db_outage >= 0 and not math.isnan(db_outage)):
+        raise UserError(f"--db-outage must be a number of seconds >= 0 (inf: for ever), got {db_outage:g}")
     if device is not None:
         check_device_request(device)
     user_dirs(tasks_dir or [])  # a missing folder is an error now, not a failure of every run
-    engine = make_engine(db)
+    if db_outage is None:
+        db_outage = math.inf if wait else worker_mod.DEFAULT_DB_OUTAGE
     opts = worker_mod.WorkerOptions(
         db=db, lease_seconds=lease, max_runs=max_runs, wait=wait, device=device,
         tasks_dirs=tasks_dir or [], run_timeout=run_timeout, isolate=True,
+        db_outage=None if math.isinf(db_outage) else db_outage, plugins=not no_plugins,
     )
-    if jobs == 1:
-        with worker_mod.handling_signals(worker_mod.StopFlag()) as flag:
-            try:
-                tally = worker_mod.work(engine, opts, events=worker_mod.log_events(engine), flag=flag)
-            except KeyboardInterrupt:
-                tally = {"interrupted": 1}
-    else:
+    with worker_mod.handling_signals(worker_mod.StopFlag()) as flag:
+        try:
+            # waits out a database unreachable at start; creates the schema once, before any child
+            engine = worker_mod.open_engine(opts, flag)
+            tally = worker_mod.work(engine, opts, events=worker_mod.log_events(engine),
+                                    flag=flag) if jobs == 1 else None
+        except KeyboardInterrupt:
+            tally = {"interrupted": 1}
+        except faults.Unreachable:
+            if not flag.requested:
+                raise
+            tally = {"interrupted": 1}
+    if tally is None:
+        engine.dispose()
         tally = worker_mod.work_parallel(opts, jobs)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(tally.items())) or "no runs"
     print(f"worker finished: {summary}", file=sys.stderr)
+    if no_plugins:
+        _note_plugin_runs(opts)
     if "refused" in tally:
         raise typer.Exit(2)
     if "interrupted" in tally or "requeued" in tally:
         raise typer.Exit(130)
+
+
+def _note_plugin_runs(opts: Any) -> None:
+    from adaptbench import queue
+    from adaptbench.store import make_engine
+
+    try:
+        left = queue.queued_plugin_runs(make_engine(opts.db, read_only=True))
+    except Exception:  # noqa: BLE001 -- a note: a database gone meanwhile is said elsewhere
+        return
+    if left:
+        print(f"note: {left} queued run(s) name a plugin optimizer (module:attr); --no-plugins "
+              "left them in the queue for a worker that may import them", file=sys.stderr)
 
 
 @app.command()
@@ -375,7 +411,7 @@ def status(
     from adaptbench import queue, render
     from adaptbench.store import make_engine
 
-    engine = make_engine(db, create=False)
+    engine = make_engine(db, read_only=True)
     counts = queue.counts(engine, study or None)
     order = ["queued", "running", "done", "diverged", "failed", "cancelled"]
     rows = [{"status": s, "runs": counts.get(s, 0)} for s in order + sorted(set(counts) - set(order))]
@@ -408,7 +444,7 @@ def ls_cmd(
 
     check_output(fmt, output)
     filters = _filter(task=task, optim=optim, study=study, status_=status_, task_type=task_type)
-    runs = results.load_runs(make_engine(db, create=False), filters)
+    runs = results.load_runs(make_engine(db, read_only=True), filters)
     if limit is not None:
         runs = runs.tail(limit)
     if not all_columns:
@@ -432,7 +468,7 @@ def curves(
     from adaptbench.store import make_engine
 
     check_output(fmt, output)
-    engine = make_engine(db, create=False)
+    engine = make_engine(db, read_only=True)
     filters = _filter(run_ids, task, optim, study)
     ids = results.load_columns(engine, ["id"], filters)["id"].astype(int).tolist()
     render.render(results.load_curves(engine, ids), fmt.value, title="learning curves",
