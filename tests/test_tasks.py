@@ -15,6 +15,7 @@ import torch
 
 from adaptbench import train
 from adaptbench.spec import RunSpec
+from adaptbench.builtin_tasks._common import BagOfWords, padded_bags
 from adaptbench.tasks import TASK_TYPES, Problem, Task, builtin_dir, load_tasks
 from adaptbench.train import gradient_density
 
@@ -34,7 +35,11 @@ class TaskInfo:
 
 TASK_TABLE = [
     TaskInfo("sparse-text", "sparse", "adagrad", 3e-2, 100),
+    TaskInfo("sparse-text-dense", "dense", "adam", 3e-3, 300),
+    TaskInfo("bow-logreg", "sparse", "adagrad", 1e-1, 100),
+    TaskInfo("bow-logreg-dense", "dense", "adam", 3e-3, 100),
     TaskInfo("hashed-ctr", "sparse", "adam", 1e-2, 100),
+    TaskInfo("hashed-ctr-dense", "dense", "adam", 1e-2, 100),
     TaskInfo("tabular-mlp", "dense", "adam", 1e-2, 100),
     TaskInfo("digits-cnn", "vision", "adam", 1e-2, 50),
     TaskInfo("digits-autoencoder", "vision", "adam", 1e-2, 100),
@@ -196,6 +201,9 @@ class TwinInfo:
 TWIN_TABLE = [
     TwinInfo("skipgram", "skipgram-dense", 30.0, 1e-2),
     TwinInfo("zipf-mf", "zipf-mf-dense", 0.3, 1e-2),
+    TwinInfo("sparse-text", "sparse-text-dense", 3.0, 3e-3),  # SGD: 100 steps move little at 0.3
+    TwinInfo("bow-logreg", "bow-logreg-dense", 0.3, 1e-2),
+    TwinInfo("hashed-ctr", "hashed-ctr-dense", 0.3, 1e-2),
 ]
 # What a twin shares with its sparse task (the target is tuned for each).
 SHARED = ("metric", "higher_is_better", "steps", "batch_size", "eval_every", "lrs", "warmup",
@@ -230,14 +238,51 @@ def test_a_twin_is_its_sparse_task_with_dense_gradients(twins):
 @pytest.mark.parametrize("optimizer, alike", [("sgd", True), ("adam", False)])
 def test_sgd_runs_alike_on_a_sparse_task_and_its_twin_and_adam_does_not(twins, optimizer, alike):
     """SGD is rotation-equivariant, so on the twin it follows the sparse task's trajectory;
-    Adam's per-coordinate steps are not, and the rotation changes where it goes."""
+    Adam's per-coordinate steps are not, and the rotation changes where it goes. Compared on
+    the val loss: an accuracy can flip at a near tie."""
     sparse, dense, info = twins
     lr = info.sgd_lr if optimizer == "sgd" else info.adam_lr
     steps = 2 * sparse.eval_every
     curves = []
     for task in (sparse, dense):
-        result = train.execute(RunSpec(task.name, optimizer, lr, 0, steps, task.batch_size), task, CPU)
+        spec = RunSpec(task.name, optimizer, lr, 0, steps, task.batch_size)
+        result = train.execute(spec, task, CPU)
         assert result.status == "done"
-        curves.append([p["metric"] for p in result.curve if p["split"] == "val"])
+        curves.append([p["loss"] for p in result.curve if p["split"] == "val"])
     assert curves[0][-1] != pytest.approx(curves[0][0], rel=0.01), "the run trained"
     assert (curves[1] == pytest.approx(curves[0], rel=1e-3)) == alike, curves
+
+
+def test_bag_of_words_is_a_linear_layer_on_binary_vectors():
+    rng = torch.Generator().manual_seed(0)
+    docs = torch.randint(0, 40, (300,), generator=rng)
+    words = torch.randint(0, 200, (300,), generator=rng)
+    ids = torch.as_tensor(padded_bags(docs.numpy(), words.numpy(), 50, 200))
+    x = torch.zeros(50, 200)
+    x[docs, words] = 1.0  # a word twice in a document is still 1
+    torch.manual_seed(0)
+    bag, linear = BagOfWords(200, 3), torch.nn.Linear(200, 3)
+    linear.load_state_dict(bag.state_dict())
+    for grad_mode in (True, False):  # a minibatch and a whole evaluated split
+        with torch.set_grad_enabled(grad_mode):
+            assert torch.allclose(bag(ids), linear(x), atol=1e-6)
+    bag(ids).pow(2).sum().backward()
+    linear(x).pow(2).sum().backward()
+    assert torch.allclose(bag.weight.grad, linear.weight.grad, atol=1e-5)
+    absent = x.sum(0) == 0
+    assert absent.any() and (bag.weight.grad[:, absent] == 0).all(), "absent words: zero gradient"
+
+
+def test_sparse_text_signal_words_are_rare_in_minibatches():
+    """Each class word occurs in well under 10% of the minibatches (its weights' gradient is
+    zero in the others), and the most frequent words are hundreds of times more frequent."""
+    from adaptbench.builtin_tasks import sparse_text
+
+    bags, _ = sparse_text.make_documents(0)
+    probs, class_words = sparse_text._world()
+    frequency = torch.bincount(torch.as_tensor(bags[bags >= 0]), minlength=sparse_text.VOCAB)
+    frequency = frequency.double() / bags.shape[0]  # document frequency = E[x_j^2] for 0/1 x
+    signal = frequency[torch.as_tensor(class_words.ravel())]
+    in_batches = 1 - (1 - signal) ** load_tasks()["sparse-text"].batch_size
+    assert in_batches.mean() < 0.06 and in_batches.max() < 0.1
+    assert frequency[torch.as_tensor(probs.argsort()[-10:])].mean() > 300 * signal.mean()

@@ -27,6 +27,14 @@ def test_hadamard_matches_the_explicit_matrix():
     x = torch.randn(8, 3)
     assert torch.allclose(hadamard(x), h @ x / math.sqrt(8), atol=1e-6)
     assert torch.allclose(hadamard(hadamard(x)), x, atol=1e-6)
+    along_rows = hadamard(x.t().contiguous(), dim=1)
+    assert torch.allclose(along_rows, (h @ x / math.sqrt(8)).t(), atol=1e-6)
+
+
+def test_the_hadamard_gradient_is_the_transform_of_the_gradient():
+    x = torch.randn(16, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(hadamard, (x,))
+    assert torch.autograd.gradcheck(lambda t: hadamard(t, 1), (x.t().detach().requires_grad_(),))
 
 
 def _sparse_batches(n_features: int = 300, n: int = 64) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -107,3 +107,36 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     data = load_digits()
     images = (data.images / 16.0).astype(np.float32)
     return images, data.target.astype(np.int64)
+
+
+# Bags of words, for tasks whose inputs are documents.
+
+
+def padded_bags(docs: np.ndarray, words: np.ndarray, n_docs: int, vocab: int) -> np.ndarray:
+    """Each document's distinct words as a row of word ids, padded with -1: ``(n_docs, longest)``
+    int64, from the token pairs ``(docs[i], words[i])``. A compact binary bag of words."""
+    keys = np.sort(docs.astype(np.int64) * vocab + words)  # (doc, word) pairs, sorted by doc
+    keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]  # each pair once
+    doc, word = keys // vocab, keys % vocab
+    sizes = np.bincount(doc, minlength=n_docs)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    bags = np.full((n_docs, max(1, int(sizes.max()))), -1, dtype=np.int64)
+    bags[doc, np.arange(keys.size) - starts[doc]] = word
+    return bags
+
+
+class BagOfWords(nn.Linear):
+    """``nn.Linear`` on binary bag-of-words vectors ``x`` (N, in_features), read as padded word ids
+    (N, L) (`padded_bags`). The weight's gradient is that of ``W x + b`` for the 0/1 inputs, so
+    it is exactly zero in the columns of the words absent from the batch."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        weight = self.weight  # read once: a dense twin recomputes its weight on every read
+        present = (ids >= 0).to(weight.dtype)  # padding (-1) adds 0 at word 0
+        ids = ids.clamp(min=0)
+        if torch.is_grad_enabled():  # a minibatch: the 0/1 matrix is small, F.linear the fastest
+            x = weight.new_zeros(ids.shape[0], self.in_features).scatter_add_(1, ids, present)
+            return F.linear(x, weight, self.bias)
+        # a whole split, no gradient: sum the columns of the words present, no (N, V) matrix
+        table = weight.t().contiguous()  # (V, out): embedding_bag is slow on a strided table
+        return F.embedding_bag(ids, table, mode="sum", per_sample_weights=present) + self.bias
