@@ -6,8 +6,9 @@ short budget with which a few training steps must visibly improve the validation
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,8 @@ class TaskInfo:
     optimizer: str
     lr: float
     steps: int
+    held_out: bool = True  # False: validation and test compute the same number
+    claims: bool = True  # False: a demonstration, left out of the claims
 
 
 TASK_TABLE = [
@@ -44,11 +47,12 @@ TASK_TABLE = [
     TaskInfo("digits-cnn", "vision", "adam", 1e-2, 50),
     TaskInfo("digits-autoencoder", "vision", "adam", 1e-2, 100),
     TaskInfo("char-rnn", "sequence", "adam", 1e-2, 60),
-    TaskInfo("reverse-attention", "sequence", "adam", 1e-2, 100),
-    TaskInfo("diabetes-mlp", "regression", "rmsprop", 1e-3, 50),
-    TaskInfo("logistic-regression", "convex", "adam", 1e-2, 50),
-    TaskInfo("noisy-quadratic", "convex", "adam", 1e-2, 200),
-    TaskInfo("rosenbrock", "nonconvex", "adam", 3e-2, 300),
+    TaskInfo("reverse-attention", "sequence", "adam", 1e-2, 150),
+    TaskInfo("friedman-mlp", "regression", "adam", 1e-2, 100),
+    TaskInfo("diabetes-mlp", "regression", "rmsprop", 1e-3, 50, claims=False),
+    TaskInfo("logistic-regression", "convex", "adam", 1e-2, 50, claims=False),
+    TaskInfo("noisy-quadratic", "convex", "adam", 1e-2, 200, held_out=False),
+    TaskInfo("rosenbrock", "nonconvex", "adam", 3e-2, 300, held_out=False, claims=False),
     TaskInfo("skipgram", "sparse", "adagrad", 3e-1, 100),
     TaskInfo("skipgram-dense", "dense", "adam", 3e-2, 100),
     TaskInfo("zipf-mf", "sparse", "adagrad", 3e-1, 100),
@@ -93,6 +97,7 @@ def test_table_lists_every_builtin_task():
 def test_metadata(task):
     info = INFOS[task.name]
     assert task.task_type == info.task_type and task.task_type in TASK_TYPES
+    assert (task.held_out, task.claims) == (info.held_out, info.claims)
     assert task.description and "\n" not in task.description
     assert task.metric and task.target is not None
     assert task.steps % task.eval_every == 0
@@ -286,3 +291,109 @@ def test_sparse_text_signal_words_are_rare_in_minibatches():
     in_batches = 1 - (1 - signal) ** load_tasks()["sparse-text"].batch_size
     assert in_batches.mean() < 0.06 and in_batches.max() < 0.1
     assert frequency[torch.as_tensor(probs.argsort()[-10:])].mean() > 300 * signal.mean()
+
+
+def test_held_out_is_false_exactly_when_val_and_test_compute_the_same_number(task):
+    problem = task.build(0, CPU)
+    val, test = train.evaluate(problem, problem.val)[1], train.evaluate(problem, problem.test)[1]
+    assert (val == test) == (not task.held_out), (val, test)
+
+
+# --- targets and lr grids come from benchmarks/tuning.py ----------------------------------------
+
+TUNING = builtin_dir() / "tuning.json"
+
+
+def test_targets_and_lr_grids_are_those_tuning_recorded(task):
+    """Every claims task was tuned (benchmarks/tuning.py --json) with its current lr grid: no
+    optimizer's best lr is at an edge of it, its target is the recorded rule's value, and the
+    test metric's standard error is below the typical difference between tuned optimizers."""
+    record = json.loads(TUNING.read_text())["default"].get(task.name)
+    if record is None:
+        if task.claims:
+            pytest.skip(f"{task.name}: no tuning record; run benchmarks/tuning.py --tasks "
+                        f"{task.name} --json")
+        return
+    assert task.target == pytest.approx(record["target"], rel=1e-9)
+    grid = {f"{lr:g}" for lr in task.lrs}
+    for optimizer, tuned in record["optimizers"].items():
+        assert set(tuned["val_per_lr"]) == grid, f"{optimizer}: tuned on another lr grid"
+        assert not tuned["edge"], f"{optimizer}: best lr {tuned['best_lr']} at the grid's edge"
+    if task.claims and task.held_out:
+        assert record["metric_se"] < record["typical_difference"]
+
+
+# --- task settings that users rely on ----------------------------------------------------------
+
+
+def _training_steps(task: Task, optimizer: str, lr: float, steps: int) -> list[float]:
+    """The L2 norm of every training step's parameter update in a short run of `task`."""
+    seen: list[torch.Tensor] = []
+
+    def build(seed: int, device: torch.device) -> Problem:
+        problem = task.build(seed, device)
+
+        def before_forward(module: torch.nn.Module, args: object) -> None:
+            if module.training:  # a training step; evaluations run in eval mode
+                seen.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
+
+        problem.model.register_forward_pre_hook(before_forward)
+        return problem
+
+    spec = RunSpec(task.name, optimizer, lr, 0, steps, task.batch_size)
+    train.execute(spec, replace(task, build=build, eval_every=steps), CPU)
+    return [float((b - a).norm()) for a, b in zip(seen, seen[1:])]
+
+
+def test_char_rnn_clipping_bounds_every_update():
+    # SGD moves the weights by lr * min(|g|, clip): at a large lr the bound is reached, and the
+    # same run without clipping takes a larger step.
+    task = load_tasks()["char-rnn"]
+    assert task.clip_grad_norm is not None
+    lr = max(task.lrs)
+    clipped = _training_steps(task, "sgd", lr, 30)
+    free = _training_steps(replace(task, clip_grad_norm=None), "sgd", lr, 30)
+    assert max(clipped) <= lr * task.clip_grad_norm * (1 + 1e-4)
+    assert max(free) > lr * task.clip_grad_norm * 1.5
+
+
+def test_reverse_attention_warms_up():
+    task = load_tasks()["reverse-attention"]
+    steps = _training_steps(task, "sgd", 1.0, int(task.warmup * task.steps) + 5)
+    ramp = int(task.warmup * task.steps)
+    assert ramp >= 10 and steps[0] < steps[ramp] / 5  # the first update is at lr / ramp
+
+
+def test_noisy_quadratic_metric_is_the_excess_risk():
+    """The metric is the expected loss over fresh examples c ~ N(0, sigma^2 / h) minus its floor
+    d sigma^2 / 2: by hand for one coordinate, and by Monte Carlo with the task's own loss."""
+    from adaptbench.builtin_tasks import noisy_quadratic as nq
+
+    problem = load_tasks()["noisy-quadratic"].build(0, CPU)
+    theta, (x, c) = problem.model.theta, problem.val
+
+    def metric() -> float:
+        with torch.no_grad():
+            return float(problem.metric(problem.model(x), c))
+
+    start = theta.detach().clone()
+    with torch.no_grad():
+        theta.zero_()
+        theta[0] = 2.0  # curvature 1: excess 1/2 * 1 * 2^2
+    assert metric() == pytest.approx(2.0)
+    assert nq.CURVATURES[0] == 1.0
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.as_tensor(nq.CURVATURES, dtype=torch.float32)
+    floor = nq.DIM * nq.SIGMA**2 / 2
+    for point in (start, 3 * start):
+        with torch.no_grad():
+            theta.copy_(point)
+            means = []
+            for _ in range(100):  # 100 batches of 2,000 fresh examples
+                fresh = torch.randn(2000, nq.DIM, generator=g) * nq.SIGMA / h.sqrt()
+                means.append(float(problem.loss(problem.model(fresh[:, :1]), fresh)))
+        estimate = torch.tensor(means, dtype=torch.float64)
+        se = float(estimate.std() / 10)
+        assert abs(float(estimate.mean()) - floor - metric()) < 4 * se, (metric(), se)
+        assert metric() > 20 * se  # the point is far enough from the optimum to tell

@@ -5,13 +5,23 @@ sentences are a first-order Markov chain over words whose transition rows are dr
 Dirichlet(0.1) (so each word has a few likely successors), written with single spaces. A model
 must learn spelling (nearly deterministic inside a word) and word transitions (uncertain at
 each space); the source's entropy rate is about 0.6 bits per character, and windows that start
-mid-word cost a little more. The run seed draws the text (4,000 windows of 33 characters, split
-60/20/20) and the initial weights.
+mid-word cost a little more. The run seed draws the text (15,600 windows of 33 characters:
+9,600 train, 3,000 validation, 3,000 test) and the initial weights. The default run (300 steps
+of 32 windows) reads each train window once, so it measures how fast an optimizer learns, not
+how it overfits; on 3,000 test windows the standard error of the test bpc is 0.004, a seventh
+of the typical difference between tuned optimizers (0.028).
 
 Model (Karpathy's char-rnn, in miniature): embedding 13 -> 16, one LSTM layer of 64 units
 (Hochreiter & Schmidhuber 1997), linear read-out to 13 logits at each position; inputs are 32
 characters, targets the same window shifted by one. Loss: cross-entropy in nats; metric: bits
 per character (the same cross-entropy / ln 2), lower is better.
+
+Gradient clipping (``clip_grad_norm=1.0``: the global L2 norm of the gradient is capped at 1
+before every optimizer's step), as recurrent networks are usually trained (Pascanu et al. 2013;
+Karpathy's char-rnn clamps each gradient entry at 5 instead). At each optimizer's tuned lr the
+norm's median is 0.12-0.16 and its 99th percentile 0.18-0.35, so the cap leaves those runs alone
+but for the spikes of the first few steps of adam, rmsprop and adagrad (up to 1.9); at too
+large an lr the norm grows to 10-70, and the cap bounds every update of SGD to lr x 1.
 """
 
 from __future__ import annotations
@@ -33,7 +43,8 @@ VOCAB = LETTERS + 1  # letters, then the space
 SPACE = LETTERS
 WORDS = 60
 WINDOW = 32
-WINDOWS = 4000
+TRAIN, VAL, TEST = 9600, 3000, 3000  # windows; the default run reads each train window once
+WINDOWS = TRAIN + VAL + TEST
 
 
 def _world() -> tuple[list[np.ndarray], np.ndarray]:
@@ -88,7 +99,8 @@ def build(seed: int, device: torch.device) -> Problem:
     """The char-rnn problem for ``seed`` on ``device``."""
     text = make_text(seed, WINDOWS * (WINDOW + 1))
     windows = text[: WINDOWS * (WINDOW + 1)].reshape(WINDOWS, WINDOW + 1)
-    parts = split_indices(WINDOWS, np.random.RandomState(seed + 1))
+    fractions = (TRAIN / WINDOWS, VAL / WINDOWS)
+    parts = split_indices(WINDOWS, np.random.RandomState(seed + 1), fractions)
     train, val, test = splits(windows[:, :-1], windows[:, 1:], parts, device, torch.long)
     model = make_model(seed, device, CharRNN)
     return Problem(model, train, val, test, cross_entropy, bits_per_character)
@@ -99,16 +111,19 @@ TASKS = [
         name="char-rnn",
         task_type="sequence",
         description=(
-            "character-level LSTM language model (embed 16, 64 units) on text from a generated "
-            "60-word Markov grammar, 32-character windows; val bits per character"
+            "character-level LSTM language model (embed 16, 64 units, gradient norm clipped at 1) "
+            "on text from a generated 60-word Markov grammar, 32-character windows; val bits per "
+            "character"
         ),
         build=build,
         metric="bpc",
         higher_is_better=False,
-        steps=600,
+        steps=300,
         batch_size=32,
         eval_every=50,
-        lrs=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 30.0),
-        target=1.0,
+        lrs=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 30.0),
+        # target: median tuned optimizer's val bpc (benchmarks/tuning.py)
+        target=0.842,
+        clip_grad_norm=1.0,
     )
 ]

@@ -6,6 +6,10 @@ train statistics. Model: 10 -> 16 -> 16 -> 1 MLP with ReLU, trained on mean squa
 Metric: R^2 = 1 - MSE / Var_train(y), i.e. the coefficient of determination measured against
 the train-set variance (so it is an exact mean over examples), higher is better; ordinary least
 squares reaches about 0.45-0.5 on held-out data.
+
+A demonstration, left out of the claims (``claims=False``): 442 examples leave 89 for the test
+split, where the standard error of R^2 is about 0.06, three to four times the typical difference
+between tuned optimizers (0.017). friedman-mlp is the regression task of the claims.
 """
 
 from __future__ import annotations
@@ -66,7 +70,9 @@ TASKS = [
         steps=200,
         batch_size=32,
         eval_every=25,
-        lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0),
-        target=0.4,
+        lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1),
+        # target: median tuned optimizer's val R^2 (benchmarks/tuning.py)
+        target=0.441,
+        claims=False,
     )
 ]

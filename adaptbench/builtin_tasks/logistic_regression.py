@@ -6,6 +6,11 @@ standardized with train statistics. The objective is the mean binary cross-entro
 (1e-2 / 2) * ||w||^2 on the weights (not the bias): strongly convex, but ill-conditioned because
 the features are highly correlated (radius, perimeter and area, ...). Metric: the validation log
 loss without the penalty, lower is better.
+
+A demonstration, left out of the claims (``claims=False``): every optimizer reaches the same
+optimum. Tuned at the default budget (benchmarks/tuning.py, 2 seeds), the five claims optimizers
+end at validation log losses of 0.0639-0.0656, a typical difference of 0.001 between them on the
+test split, against a standard error of 0.013 for the test log loss on its 114 examples.
 """
 
 from __future__ import annotations
@@ -68,7 +73,9 @@ TASKS = [
         steps=400,
         batch_size=32,
         eval_every=25,
-        lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0),
-        target=0.07,
+        lrs=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0),
+        # target: median tuned optimizer's val log loss (benchmarks/tuning.py)
+        target=0.0656,
+        claims=False,
     )
 ]

@@ -10,9 +10,13 @@ seed) puts an equal share of the initial loss on every direction, so the flat di
 how far a run gets.
 
 The training set holds 20,000 sampled examples (the run seed draws them); its empirical minimum
-has an excess risk of d sigma^2 / (2 n) = 8e-4 on average. Metric: the exact excess risk
-1/2 theta^T H theta (the expected loss minus its floor d / 2), computed from the parameters, so
-it is the same on every split; lower is better. ``extras["trajectory_params"]`` is theta.
+has an excess risk of d sigma^2 / (2 n) = 8e-4 on average. The objective is the training loss,
+whose expectation is the noise floor d sigma^2 / 2 = 16 plus the excess risk; tuned runs end
+with an excess of 0.004 to 0.05, so a loss measured on samples (training or held-out) is mostly
+noise. The metric is therefore the exact excess risk 1/2 theta^T H theta (the expected loss over
+fresh examples minus its floor), in closed form from the parameters; lower is better. It is the
+same number on every split, so held-out statistics leave this task out (``held_out=False``).
+``extras["trajectory_params"]`` is theta.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ def build(seed: int, device: torch.device) -> Problem:
         return 0.5 * ((output - targets) ** 2 * h).sum(dim=1).mean()
 
     def excess_risk(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # E_c l(theta; c) - d sigma^2 / 2; the examples c do not enter
         return 0.5 * (output**2 * h).sum(dim=1).mean()
 
     splits = [
@@ -85,7 +90,9 @@ TASKS = [
         steps=1000,
         batch_size=32,
         eval_every=50,
-        lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0),
-        target=0.05,
+        lrs=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0),
+        # target: median tuned optimizer's val excess risk (benchmarks/tuning.py)
+        target=0.00798,
+        held_out=False,
     )
 ]

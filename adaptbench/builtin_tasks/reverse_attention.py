@@ -6,10 +6,23 @@ alone (an algorithmic probe in the spirit of the copy / reverse tasks of Graves 
 Vaswani et al. 2017). With 10^10 possible inputs the 3,600 training sequences cannot be
 memorized. The run seed draws the sequences (6,000, split 60/20/20) and the initial weights.
 
-Model: token and learned position embeddings (width 32), two pre-norm Transformer blocks
+Model: token and learned position embeddings (width 32), one pre-norm Transformer block
 (4-head self-attention without mask, MLP 32 -> 64 -> 32, GELU, no dropout), a final LayerNorm
-and a linear read-out to 10 logits per position. Loss: token cross-entropy; metric: token
-accuracy over all positions, higher is better.
+and a linear read-out to 10 logits per position. Loss: token cross-entropy (nats).
+
+Metric: the same token cross-entropy, lower is better. Learning is a phase transition: the loss
+sits on a plateau near 1.8 nats (token accuracy about 0.3) until attention locks onto the
+mirrored position, then falls by three orders of magnitude within 50 steps, and the token
+accuracy is 1.0. At their tuned lr every optimizer gets there within the default budget, so
+the token accuracy cannot tell them apart; the cross-entropy at the end of the budget still
+does (about 1e-5 to 5e-4 nats, lower the earlier the transition), and is a mean over every
+position of 1,200 test sequences.
+
+Warm-up: the task's default schedule ramps the lr up linearly over the first 5% of the steps
+(``warmup=0.05``, the share of the warmup-cosine schedule), as Transformers are trained
+(Vaswani et al. 2017), on top of whatever schedule a run names: in the first steps the adaptive
+methods' second-moment estimates rest on a few gradients and their updates are erratic (Liu et
+al. 2020), and attention logits are most easily blown up then.
 """
 
 from __future__ import annotations
@@ -77,11 +90,6 @@ def cross_entropy(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(output.flatten(0, 1), targets.flatten())
 
 
-def token_accuracy(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Fraction of positions predicted right (every example has LENGTH positions)."""
-    return (output.argmax(dim=-1) == targets).float().mean()
-
-
 def build(seed: int, device: torch.device) -> Problem:
     """The reverse-attention problem for ``seed`` on ``device``."""
     rng = np.random.RandomState(seed)
@@ -89,7 +97,7 @@ def build(seed: int, device: torch.device) -> Problem:
     parts = split_indices(SEQUENCES, rng)
     train, val, test = splits(sequences, sequences[:, ::-1], parts, device, torch.long, torch.long)
     model = make_model(seed, device, Reverser)
-    return Problem(model, train, val, test, cross_entropy, token_accuracy)
+    return Problem(model, train, val, test, cross_entropy, cross_entropy)
 
 
 TASKS = [
@@ -97,16 +105,18 @@ TASKS = [
         name="reverse-attention",
         task_type="sequence",
         description=(
-            "1-block pre-norm Transformer encoder (width 32, 4 heads) reversing sequences of "
-            "10 random digits; val token accuracy"
+            "1-block pre-norm Transformer encoder (width 32, 4 heads, 5% lr warm-up) reversing "
+            "sequences of 10 random digits; val token cross-entropy"
         ),
         build=build,
-        metric="token_accuracy",
-        higher_is_better=True,
-        steps=600,
+        metric="xent",
+        higher_is_better=False,
+        steps=300,
         batch_size=64,
-        eval_every=50,
-        lrs=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0),
-        target=0.9,
+        eval_every=25,
+        lrs=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0),
+        # target: median tuned optimizer's val token cross-entropy (benchmarks/tuning.py)
+        target=0.000216,
+        warmup=0.05,
     )
 ]
