@@ -221,7 +221,7 @@ def test_store_round_trip(tmp_path):
     assert row["final_test_metric"] == result.final["final_test_metric"]
     curves = results.load_curves(engine)
     assert len(curves) == len(result.curve)
-    assert set(curves["split"]) == {"train", "val", "test"}
+    assert set(curves["split"]) == {"train", "train_full", "val", "test"}
     # a second engine on the same file sees the same data (it is really stored)
     again = results.load_runs(make_engine(f"sqlite:///{tmp_path / 'r.db'}", create=False))
     assert again.iloc[0]["final_test_metric"] == row["final_test_metric"]
