@@ -5,10 +5,11 @@ sparse data"; (c) "AdaGrad drops the loss fast early but falls behind in long tr
 Each claim has two parts, each part one or more conditions that must all hold (the statistics
 are in `claim_tests`, which says how each is tested):
 
-- (a) accuracy: Adam's probability of improvement over the other four on the final metric above
-  ½, and its shortfall from the best optimizer's mean below one practical margin (`margin`),
-  over the tasks in the claims. Speed: Adam's probability of improvement over the other four in
-  steps to the target, each run's lr chosen for steps to target on the other selection seeds.
+- (a) accuracy: Adam's probability of improvement over each of the other four on the final
+  metric above ½, and its shortfall from the best optimizer's mean below one practical margin
+  (`margin`), over the tasks in the claims. Speed: Adam's probability of improvement over each
+  of the other four in steps to the target, each run's lr chosen for steps to target on the
+  other selection seeds.
 - (b) over SGD, over momentum: RMSprop's probability of improvement over it on the sparse tasks
   above ½, and that minus the same on their dense twins above 0 (at least 5 pairs).
 - (c) from the final full-batch training loss at 1×, 4× and 16× the default budget, each budget

@@ -92,6 +92,7 @@ SCENARIOS = (
     Scenario("adagrad-stalls", "adagrad 0.05 ahead in normalised gap at 1x, 0.01 behind at "
              "4x, 0.04 behind at 16x", gaps={"adagrad": (0.05, 0.04, 0.05)}, alternative="c"),
 )
+TIED = ("equal", "early-leader")  # every optimizer ends tied
 PARTS = ("a/accuracy", "a/speed", "b/over sgd", "b/over momentum", "c/early", "c/late")
 
 
@@ -323,19 +324,22 @@ def main() -> None:
     how = "`claims.check` on in-memory studies" if args.in_memory else (
         "`adaptbench report claims` on studies written to SQLite")
     print(f"{how}, {args.reps} repetitions per scenario: the share of repetitions with the "
-          f"verdict SUPPORTED (null: a false-positive rate, target <= 0.05; alt: power). "
-          f"'tied': (b), (c) or (a)'s accuracy part supported\n")
+          f"verdict SUPPORTED (null: a false-positive rate, target <= 0.05; alt: power); "
+          f"'tied' (in the scenarios where every optimizer ends tied): (b), (c) or (a)'s "
+          f"accuracy part supported\n")
+    parts = [p.replace("/", ":") for p in PARTS]
     print(f"{'scenario':<22} {'(a)':>10} {'(b)':>10} {'(c)':>10} {'tied':>6}  "
-          + " ".join(f"{p.split('/')[0]}:{p.split('/')[1]:<13}" for p in PARTS))
+          + " ".join(f"{p:>15}" for p in parts))
     for i in chosen:
         s, got = SCENARIOS[i], rows[i]
         claims = rates(got, ("a", "b", "c"))
-        parts = rates(got, PARTS)
+        part = rates(got, PARTS)
         tied = np.mean([any(r.get(k) == "supported" for k in ("b", "c", "a/accuracy"))
                         for r in got])
+        tied = f"{tied:.3f}" if s.name in TIED else "-"
         cells = [f"{claims[c]:.3f} {'alt' if c in s.alternative else 'null'}" for c in "abc"]
-        print(f"{s.name:<22} " + " ".join(f"{c:>10}" for c in cells) + f" {tied:>6.3f}  "
-              + " ".join(f"{parts[p]:>15.3f}" for p in PARTS))
+        print(f"{s.name:<22} " + " ".join(f"{c:>10}" for c in cells) + f" {tied:>6}  "
+              + " ".join(f"{part[p]:>15.3f}" for p in PARTS))
     print()
     for i in chosen:
         print(f"{SCENARIOS[i].name}: {SCENARIOS[i].text}")

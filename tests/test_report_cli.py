@@ -126,7 +126,7 @@ def claims_db(tmp_path_factory):
     from tests.test_stats_reports import CAL
 
     folder = tmp_path_factory.mktemp("claims")
-    s = CAL.Scenario("all", "", shift={"adam": 4.0}, sparse_shift={"rmsprop": 4.5},
+    s = CAL.Scenario("all", "", shift={"adam": 4.0}, sparse_shift={"rmsprop": 3.5},
                      speed={"adam": 0.5}, gaps={"adagrad": (0.02, 0.06, 0.08)})
     CAL.write_study(str(folder / "claims.db"), s, 3, str(folder))
     return str(folder / "claims.db")
