@@ -131,7 +131,7 @@ class Study:
 
     def claims(self, split: str = "test") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """`report claims`: (verdicts, statistics, missing)."""
-        return claims_tables(self.engine, self.selected().runs, split)
+        return claims_tables(self.engine, self.selected().runs, split, self.filters)
 
 
 # -- the steps each report, figure and page shares: selected runs (+ their curves) to tables ---
@@ -166,16 +166,21 @@ def profile_ratios(engine: Any, runs: pd.DataFrame, split: str = "val") -> pd.Da
     return curves.performance_ratios(runs, split, curve)
 
 
-def claims_tables(engine: Any, runs: pd.DataFrame,
-                  split: str = "test") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """`report claims`' (verdicts, statistics, missing), with the training-loss curves that
-    claim (c) reads."""
+def claims_tables(
+    engine: Any, runs: pd.DataFrame, split: str = "test", filters: RunFilter | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """`report claims`' (verdicts, statistics, missing), with what the claims read besides the
+    selected runs: the lr grid of the selection runs that `filters` names (claim (a)'s speed
+    part tunes the lr for steps to target on it) and the step-0 curve points of claim (c)'s
+    runs (their initial training loss)."""
     from adaptbench import claims as claims_mod
 
     ids = claims_mod.curve_run_ids(runs)
-    curve = results.load_curves(engine, ids, ["train"], ("run_id", "step", "split", "loss"),
-                                (claims_mod.EARLY, claims_mod.LATE)) if ids else None
-    return claims_mod.check(runs, curve, split)
+    curve = results.load_curves(engine, ids, ["train_full", "val"],
+                                ("run_id", "step", "split", "loss"), (0.0,)) if ids else None
+    grid = load_selected(engine, filters or RunFilter(), claims_mod.GRID_COLUMNS,
+                         protocol.FIXED).runs
+    return claims_mod.check(runs, curve, split, grid)
 
 
 # every column a report may read: the protocol's, and the outcome columns of the statistics

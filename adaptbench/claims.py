@@ -1,344 +1,295 @@
-"""Three claims the adaptive-lr literature repeats, each checked against the stored runs.
+"""Three claims the adaptive-lr literature repeats, each tested against the stored runs.
 
-Every claim is turned into a statistic with a 95% interval and a verdict: *supported* (the
-interval lies entirely on the claim's side of its threshold), *not supported* (it does not),
-or *not enough data* (fewer than MIN_TASKS (5) tasks on which every optimizer the claim needs
-has at least MIN_SEEDS seeds at its selected lr; the missing (task, optimizer) combinations are
-named). No claim is decided over fewer than 5 tasks: an interval over 2 tasks is their range.
-All figures use the runs the tuned protocol selected (`protocol.select`: lr chosen per (task,
-optimizer) on the mean validation metric of the selection seeds, figures from the evaluation
-seeds where they exist) and only the optimizers of the `adaptive-lr` study preset.
+(a) "Adam converges fastest and reaches high accuracy on most tasks"; (b) "RMSprop does well on
+sparse data"; (c) "AdaGrad drops the loss fast early but falls behind in long training".
+Each claim has two parts, each part one or more conditions that must all hold (the statistics
+are in `claim_tests`, which says how each is tested):
 
-(a) "Adam converges fastest and reaches high accuracy on most tasks." Two shares of tasks, each
-    with an exact (Clopper–Pearson) interval; the claim is supported if both lower bounds
-    exceed ½:
-    - accuracy: tasks on which Adam is at the top: it has the best tuned mean final metric of
-      the five optimizers (diverging on fewer seeds ranks first), or it diverges no more often
-      than the best one and a paired two-sided t-test over their common seeds finds no
-      difference at α = 0.05;
-    - speed: tasks on which Adam reaches the task's target in the fewest steps (median over
-      seeds of the stored steps to target on the validation metric, ∞ if not reached; ties
-      count as fastest), among tasks with a target that some optimizer reaches.
-(b) "RMSprop does well on sparse data." On the tasks of type 'sparse': RMSprop's paired win
-    rate over SGD and over momentum (per task over seeds, then the mean over tasks), each with
-    the stratified bootstrap interval (seeds resampled within tasks, and the tasks too);
-    supported if both lower bounds exceed ½.
-(c) "AdaGrad drops the loss fast early but falls behind in long training." From the training
-    loss curves (mean minibatch loss at the evaluation step nearest 10% and 100% of the budget):
-    AdaGrad's rank among the five optimizers at each point (1 = lowest loss; mean over seeds
-    per task); the statistic is the mean over tasks of rank(100%) - rank(10%), with a
-    percentile bootstrap interval over tasks; supported if its lower bound exceeds 0 and
-    AdaGrad's mean rank at 10% is better than the middle rank ((k + 1) / 2).
+- (a) accuracy: Adam's probability of improvement over each of the other four on the final
+  metric above ½, and its shortfall from the best optimizer's mean below one practical margin
+  (`margin`), over the tasks in the claims. Speed: Adam's probability of improvement over each
+  of the other four in steps to the target, each run's lr chosen for steps to target on the
+  other selection seeds.
+- (b) over SGD, over momentum: RMSprop's probability of improvement over it on the sparse tasks
+  above ½, and that minus the same on their dense twins above 0 (at least 5 pairs).
+- (c) from the final full-batch training loss at 1×, 4× and 16× the default budget, each budget
+  with its own tuned lr: AdaGrad's normalised gap minus its rivals' mean, below 0 at 1×
+  (early), above STALL_MARGIN at 16× and grown by more than STALL_MARGIN since 1× (late).
+
+Holm's step-down adjustment runs over every part that could be tested, of all three claims,
+at family-wise α = ALPHA; a claim is *supported* when each of its parts is rejected after the
+adjustment, *not enough data* when a part lacks runs (what to queue is listed), else *not
+supported*. Figures use the runs the tuned protocol selected (`protocol.select`), only the
+claims optimizers at default settings, and no task that is a demonstration or has no
+held-out split (`left_out`). The verdict's scope is the suite the runs come from.
 """
 
 from __future__ import annotations
 
-import math
-import re
-
 import numpy as np
 import pandas as pd
 
-from adaptbench import inference
-from adaptbench.comparisons import (ALPHA, bootstrap_over_tasks, paired_wins, pairwise_task_rates,
-                                    stratified_interval)
-from adaptbench.curves import ranks_at, run_costs, values_at
-from adaptbench.spec import STUDY_PRESETS
-from adaptbench.protocol import results_only
+from adaptbench import claim_runs, claim_tests, inference
+from adaptbench.claim_runs import (BUDGETS, CLAIMS_OPTIMIZERS, CLAIMS_SEEDS, GRID_COLUMNS,
+                                   MIN_SEEDS, MIN_TASKS, SPARSE, curve_run_ids, left_out)
 from adaptbench.stats import scored, table
 
-STUDY = STUDY_PRESETS["adaptive-lr"]
-CLAIMS_OPTIMIZERS: tuple[str, ...] = STUDY.optimizers
-CLAIMS_SEEDS: int = STUDY.seeds  # what the study queues per (task, optimizer, lr)
-MIN_SEEDS = 3  # fewer seeds at the tuned lr and a (task, optimizer) does not count
-MIN_TASKS = 5  # no statistic over tasks from fewer (an interval over 2 tasks is their range)
-MOST = 0.5
-SPARSE = "sparse"
-EARLY, LATE = 0.1, 1.0
-SUPPORTED, NOT_SUPPORTED, NOT_ENOUGH = "supported", "not supported", "not enough data"
+ALPHA = 0.05  # family-wise, over every part of every claim (Holm)
+# Practical margins of the final metric (claim (a)): absolute for scores in [0, 1] (one
+# percentage point), otherwise RELATIVE_MARGIN of the best optimizer's mean on the task.
+ABSOLUTE_MARGINS = {"accuracy": 0.01, "token_accuracy": 0.01, "r2": 0.01}
+RELATIVE_MARGIN = 0.02
+STALL_MARGIN = 0.01  # claim (c): of the loss range (initial loss - best loss on the task)
+SUPPORTED, NOT_SUPPORTED, NOT_ENOUGH, CONTEXT = ("supported", "not supported",
+                                                 "not enough data", "context")
 STATEMENTS = {
     "a": "Adam converges fastest and reaches high accuracy on most tasks",
     "b": "RMSprop does well on sparse data",
     "c": "AdaGrad drops the loss fast early but falls behind in long training",
 }
 NEEDS = {"a": CLAIMS_OPTIMIZERS, "b": ("rmsprop", "sgd", "momentum"), "c": CLAIMS_OPTIMIZERS}
+ORDER = {"a": ("adam", "rmsprop", "adagrad", "sgd", "momentum"),
+         "c": ("adagrad", "adam", "rmsprop", "sgd", "momentum")}
 _S, _F, _I = object, float, int
-CLAIM_SCHEMA = {"claim": _S, "statement": _S, "verdict": _S, "reason": _S}
+CLAIM_SCHEMA = {"claim": _S, "statement": _S, "verdict": _S, "reason": _S, "scope": _S}
 STAT_SCHEMA = {
-    "claim": _S, "statistic": _S, "value": _F, "ci_low": _F, "ci_high": _F, "threshold": _F,
-    "tasks": _I, "verdict": _S, "detail": _S,
+    "claim": _S, "part": _S, "statistic": _S, "value": _F, "ci_low": _F, "ci_high": _F,
+    "side": _S, "threshold": _F, "p_value": _F, "p_holm": _F, "tasks": _I, "runs": _I,
+    "verdict": _S, "detail": _S,
 }
-MISSING_SCHEMA = {"task": _S, "task_type": _S, "optimizer": _S, "seeds": _I, "needed": _I}
 
 
-_PLAIN = re.compile(r"^(?P<base>[a-z]+)(?P<budget>(@\d+steps)?(/b\d+)?)$")
+def margin(metric_name: str, best_mean: float) -> float:
+    """The practical margin of a task's final metric (see ABSOLUTE_MARGINS)."""
+    if metric_name in ABSOLUTE_MARGINS:
+        return ABSOLUTE_MARGINS[metric_name]
+    return max(RELATIVE_MARGIN * abs(best_mean), 1e-12)
 
 
-def left_out(runs: pd.DataFrame) -> dict[str, str]:
-    """The tasks of these runs that no claim counts, each with the reason: a demonstration
-    (`Task.claims` False) or a task whose validation and test are the same quantity
-    (`Task.held_out` False: it has no held-out figure). Recorded with each run at queue time;
-    runs from before that was recorded count."""
-    out: dict[str, str] = {}
-    for column, why in (("task_claims", "a demonstration, outside the claims"),
-                        ("task_held_out", "validation = test: no held-out figure")):
-        if column in runs:
-            flag = runs[column]
-            for task in runs.loc[flag.notna() & (flag == False), "task"].unique():  # noqa: E712
-                out.setdefault(str(task), why)
-    return out
+def _types(runs: pd.DataFrame, tasks: list[str]) -> str:
+    kinds = runs[runs["task"].isin(tasks)].groupby("task")["task_type"].first()
+    return ", ".join(sorted(set(kinds)))
 
 
-def _claims_tasks(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs of the tasks the claims count (see `left_out`)."""
-    out = left_out(runs)
-    return runs[~runs["task"].isin(list(out))] if out else runs
+def _accuracy(tuned: pd.DataFrame, tasks: list[str], metric: str) -> claim_tests.Part:
+    order = ORDER["a"]
+    cells = claim_runs.cells(tuned, tasks, "score", order)
+    names = tuned.groupby("task")["metric_name"].first()
+    margins = []
+    for task, c in zip(tasks, cells):
+        means = [v[np.isfinite(v)].mean() for v in c.values() if np.isfinite(v).any()]
+        margins.append(margin(str(names[task]), max(means) if means else 0.0))
+    part = claim_tests.accuracy(tasks, cells, margins, order, metric)
+    used = sorted(set(names[tasks]))
+    rule = ", ".join(f"{m} {ABSOLUTE_MARGINS[m]:g}" if m in ABSOLUTE_MARGINS
+                     else f"{m} {RELATIVE_MARGIN:.0%} of the best mean" for m in used)
+    return claim_tests.Part(part.claim, part.name, part.conditions, part.tasks, part.runs,
+                            f"margins: {rule}; " + part.detail)
 
 
-def claims_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The selected result runs of the claims optimizers at default settings, named plainly.
-
-    A claim compares optimizers at one budget: per task, the runs at the task's default budget
-    and batch size (label `adam`), or where there are none, at the one other budget all of the
-    task's runs share (`adam@20steps` counts as `adam`). Variants with other schedules or
-    hyperparameters (`adam+cosine`) are not the optimizers the claims are about.
-    """
-    res = _claims_tasks(results_only(runs))
-    parts = res["optimizer"].str.extract(_PLAIN)
-    ok = parts["base"].isin(CLAIMS_OPTIMIZERS)
-    res, parts = res[ok], parts[ok]
-    keep = []
-    for _, budgets in parts.groupby(res["task"])["budget"]:
-        choice = "" if (budgets == "").any() else budgets.mode().iloc[0]
-        keep.append(budgets.index[budgets == choice])
-    index = pd.Index([]).append(keep) if keep else pd.Index([])
-    return res.loc[index].assign(optimizer=parts.loc[index, "base"]).sort_values("id")
-
-
-def _tuned(runs: pd.DataFrame, metric: str = "test") -> pd.DataFrame:
-    """The claims optimizers' selected runs (`claims_runs`), scored (`stats.scored`)."""
-    return scored(claims_runs(runs), metric)
+def _speed(grid: pd.DataFrame, tasks: list[str]) -> tuple[claim_tests.Part | None, str, list[str]]:
+    """Claim (a)'s speed part over the tasks in the claims that have a target, or why not."""
+    values = claim_runs.speed_values(grid[grid["task"].isin(tasks)])
+    counts = values.groupby(["task", "optimizer"]).size().unstack().reindex(
+        columns=list(CLAIMS_OPTIMIZERS))
+    usable = sorted(counts.index[(counts >= MIN_SEEDS).all(axis=1)]) if len(counts) else []
+    if len(usable) < MIN_TASKS:
+        plain = claim_runs.claims_runs(grid)
+        with_target = sorted(set(plain.loc[plain["target"].notna(), "task"]) & set(tasks))
+        return None, (
+            f"speed needs >= {MIN_TASKS} tasks with a target on whose lr grid each of "
+            f"{', '.join(CLAIMS_OPTIMIZERS)} has >= {MIN_SEEDS} selection seeds at every lr; "
+            f"found {len(usable)}" + (f" ({', '.join(usable)})" if usable else "")
+            + f" of {len(with_target)} tasks with a target; queue `adaptbench run --study "
+            f"adaptive-lr`"), usable
+    cells = claim_runs.cells(values.assign(value=-values["cost"]), usable, "value", ORDER["a"])
+    return claim_tests.speed(usable, cells, ORDER["a"]), "", usable
 
 
-def coverage(runs: pd.DataFrame, tuned: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Result seeds at the tuned lr of every (task, claims optimizer), tasks from the runs.
-
-    Columns: task, task_type, optimizer, seeds. `tuned`: `_tuned(runs)`, if already computed.
-    """
-    res = _claims_tasks(results_only(runs))
-    tasks = res.groupby("task", sort=True)["task_type"].first()
-    grid = pd.MultiIndex.from_product([tasks.index, CLAIMS_OPTIMIZERS], names=["task", "optimizer"])
-    tuned = claims_runs(res) if tuned is None else tuned
-    seeds = tuned.groupby(["task", "optimizer"]).size()
-    out = pd.DataFrame(index=grid).join(seeds.rename("seeds")).fillna({"seeds": 0}).reset_index()
-    out["task_type"] = out["task"].map(tasks)
-    return out[["task", "task_type", "optimizer", "seeds"]].astype({"seeds": int})
-
-
-def missing(cov: pd.DataFrame) -> pd.DataFrame:
-    """The (task, claims optimizer) combinations of a `coverage` table with fewer seeds than
-    the study queues."""
-    out = cov[cov["seeds"] < CLAIMS_SEEDS].assign(needed=CLAIMS_SEEDS)
-    return table(out, MISSING_SCHEMA)
-
-
-def _usable_tasks(cov: pd.DataFrame, optimizers: tuple[str, ...], task_type: str | None = None) -> list[str]:
-    part = cov[cov["optimizer"].isin(optimizers)]
-    if task_type is not None:
-        part = part[part["task_type"] == task_type]
-    ok = part.assign(ok=part["seeds"] >= MIN_SEEDS).groupby("task")["ok"].all()
-    return sorted(ok[ok].index)
-
-
-def _not_enough(cov: pd.DataFrame, claim: str, found: list[str], task_type: str | None = None) -> str:
-    optimizers = NEEDS[claim]
-    where = f" of type {task_type!r}" if task_type else ""
-    text = (f"needs >= {MIN_TASKS} tasks{where} on which each of {', '.join(optimizers)} has "
-            f">= {MIN_SEEDS} seeds at its tuned lr; found {len(found)}"
-            + (f" ({', '.join(found)})" if found else ""))
-    part = cov[cov["optimizer"].isin(optimizers) & (cov["seeds"] < MIN_SEEDS)]
-    if task_type is not None:
-        part = part[part["task_type"] == task_type]
-    if task_type is not None and cov[cov["task_type"] == task_type].empty:
-        text += f"; no task of type {task_type!r} has results"
-    if len(part):
-        combos = [f"{r.task} x {r.optimizer} ({r.seeds} of {CLAIMS_SEEDS} seeds)"
-                  for r in part.head(8).itertuples()]
-        more = f", and {len(part) - 8} more" if len(part) > 8 else ""
-        text += "; missing: " + ", ".join(combos) + more
-    return text + "; queue them with `adaptbench run --study adaptive-lr`"
+def _sparse(tuned: pd.DataFrame, cov: pd.DataFrame, metric: str
+            ) -> tuple[list[claim_tests.Part], list[claim_tests.Condition], str, list[str]]:
+    """Claim (b)'s parts over the usable twin pairs, the context rows, or why not."""
+    pairs = claim_runs.twin_pairs(tuned)
+    needs = NEEDS["b"]
+    usable_tasks = set(claim_runs.usable_tasks(cov, needs))
+    pairs_ok = [(s, d) for s, d in pairs if s in usable_tasks and d in usable_tasks]
+    if len(pairs_ok) < MIN_TASKS:
+        involved = [t for p in pairs for t in p]
+        text = claim_runs.not_enough(cov, "(b)", needs, [f"{s}/{d}" for s, d in pairs_ok],
+                                     involved, unit="(sparse task, dense twin) pairs")
+        sparse_all = sorted(set(cov.loc[cov["task_type"] == SPARSE, "task"]))
+        named = {s for s, _ in pairs}
+        no_twin = [t for t in sparse_all if t not in named]
+        absent = sorted({d for _, d in pairs} - set(cov["task"]))
+        if not sparse_all:
+            text += f"; no task of type {SPARSE!r} has results"
+        if no_twin:
+            text += f"; sparse tasks whose runs name no twin: {', '.join(no_twin)}"
+        if absent:
+            text += (f"; dense twins without results: {', '.join(absent)} (queue them with "
+                     f"`adaptbench run --study adaptive-lr --task {','.join(absent)}`)")
+        return [], [], text, []
+    sparse_cells = claim_runs.cells(tuned, [s for s, _ in pairs_ok], "score", CLAIMS_OPTIMIZERS)
+    dense_cells = claim_runs.cells(tuned, [d for _, d in pairs_ok], "score", CLAIMS_OPTIMIZERS)
+    parts = claim_tests.sparse_advantage(pairs_ok, sparse_cells, dense_cells, "rmsprop",
+                                         ("sgd", "momentum"), metric)
+    complete = set(claim_runs.usable_tasks(cov, CLAIMS_OPTIMIZERS))
+    shown = [c for (s, _), c in zip(pairs_ok, sparse_cells) if s in complete]
+    context = (claim_tests.improvement_context(shown, "rmsprop", ("adam", "adagrad"),
+                                               "on the sparse tasks", metric)
+               if len(shown) >= MIN_TASKS else [])
+    return parts, context, "", [t for p in pairs_ok for t in p]
 
 
-def _share_row(claim: str, name: str, hits: list[str], tasks: list[str], detail: str) -> dict:
-    k, n = len(hits), len(tasks)
-    low, high = inference.clopper_pearson(k, n)
-    verdict = SUPPORTED if n and low > MOST else NOT_SUPPORTED
-    return {"claim": claim, "statistic": name, "value": k / n if n else np.nan, "ci_low": low,
-            "ci_high": high, "threshold": MOST, "tasks": n, "verdict": verdict,
-            "detail": f"{k} of {n} tasks; " + detail}
+def _stall(res: pd.DataFrame, tasks: list[str], curves: pd.DataFrame | None
+           ) -> tuple[list[claim_tests.Part], str, list[str]]:
+    """Claim (c)'s parts over its tasks whose initial loss is stored, or why not. A run that
+    diverged has no final loss: it is left out of the gaps (and counted in the detail)."""
+    res = res[res["task"].isin(tasks)]
+    l0 = claim_runs.initial_losses(curves, res)
+    res = res.assign(loss=res["final_train_loss"].astype(float).where(res["status"] == "done"))
+    left = int(res["loss"].isna().sum())
+    res = res[res["loss"].notna()]
+    best = res.groupby("task")["loss"].min()
+    finished = res.groupby(["task", "budget", "optimizer"]).size()
+    enough = (finished >= 2).groupby("task").all() & (
+        finished.groupby("task").size() == len(BUDGETS) * len(ORDER["c"]))
+    ok = [t for t in tasks if t in l0.index and t in best.index and l0[t] > best[t]
+          and enough.get(t, False)]
+    if len(ok) < MIN_TASKS:
+        lacking = [t for t in tasks if t not in ok]
+        return [], (f"(c) needs >= {MIN_TASKS} tasks with the initial training loss stored "
+                    f"(the step-0 point of the train_full or val curve) above the best final "
+                    f"one, and >= 2 finished runs per optimizer and budget; found {len(ok)}"
+                    + (f"; lacking: {', '.join(lacking)}" if lacking else "")), ok
+    res = res[res["task"].isin(ok)]
+    span = res["task"].map(l0 - best)
+    res = res.assign(gap=((res["loss"] - res["task"].map(best)) / span).clip(0, 1))
+    groups = claim_runs.grouped(res, ["task", "budget", "optimizer"], "gap")
+    cells = [{b: {o: groups[(t, b, o)] for o in ORDER["c"]} for b in BUDGETS} for t in ok]
+    parts = claim_tests.stall(ok, cells, BUDGETS, ORDER["c"], STALL_MARGIN)
+    if left:
+        late = parts[-1]
+        parts[-1] = claim_tests.Part(late.claim, late.name, late.conditions, late.tasks,
+                                     late.runs, late.detail + f"; {left} diverged run(s) left "
+                                     f"out (no final loss)", late.context)
+    return parts, "", ok
 
 
-def _claim_a(at: pd.DataFrame, tasks: list[str], metric: str) -> list[dict]:
-    at = at[at["task"].isin(tasks)]
-    at = at.assign(div=(at["status"] == "diverged").astype(float),
-                   finite=at["score"].where(np.isfinite(at["score"])))
-    per = at.groupby(["task", "optimizer"]).agg(div=("div", "mean"), mean=("finite", "mean"))
-    per = per.reset_index().sort_values(["task", "div", "mean"], ascending=[True, True, False],
-                                        na_position="last", kind="mergesort")
-    best = per.groupby("task").head(1).set_index("task")["optimizer"]
-    div = per.set_index(["task", "optimizer"])["div"]
-    wide = at.pivot(index=["task", "seed"], columns="optimizer", values="finite")
-    top, beaten = [], []
-    means = per.set_index(["task", "optimizer"])["mean"]
-    for task in tasks:
-        leader = best[task]
-        ma, ml = means[(task, "adam")], means[(task, leader)]
-        tied = div[(task, "adam")] == div[(task, leader)] and (ma == ml or (ma != ma and ml != ml))
-        if leader == "adam" or tied:  # an exact tie with the best is the top too
-            top.append(task)
-            continue
-        block = wide.xs(task)
-        diff = (block["adam"] - block[leader]).dropna()
-        test = inference.paired_t_test(diff)
-        same_div = div[(task, "adam")] <= div[(task, leader)]
-        # fewer than 2 common seeds: no evidence of a tie; identical on every seed: a tie
-        testable = math.isfinite(test.p_value) or (len(diff) >= 2 and (diff == 0).all())
-        if same_div and testable and not (test.p_value < ALPHA):
-            top.append(task)
-        elif same_div and not testable:
-            beaten.append(f"{task} (best {leader}; too few common finished seeds to test)")
-        else:
-            beaten.append(f"{task} (best {leader}, p = {test.p_value:.2g})" if same_div
-                          else f"{task} (adam diverged more often than {leader})")
-    accuracy = _share_row("a", f"share of tasks where adam's tuned {metric} metric is top",
-                          top, tasks, "not top on: " + (", ".join(beaten) or "none"))
-    cost = at.assign(cost=run_costs(at, "val"))
-    cost = cost[cost["cost"].notna()].groupby(["task", "optimizer"])["cost"].median().unstack()
-    cost = cost[np.isfinite(cost).any(axis=1)]
-    fastest = cost.idxmin(axis=1)
-    hits = [t for t in cost.index if cost.loc[t, "adam"] <= cost.loc[t].min()]
-    others = fastest[~fastest.index.isin(hits)].value_counts()
-    if len(cost):
-        where = "fastest elsewhere: " + (", ".join(f"{o} ({c})" for o, c in others.items())
-                                         or "none")
-    else:
-        where = ("no task with a target that some optimizer reaches (median over seeds of "
-                 "the steps to target)")
-    speed = _share_row("a", "share of tasks where adam reaches the target in the fewest steps",
-                       hits, list(cost.index), where)
-    return [accuracy, speed]
+def _scope(claim: str, tuned: pd.DataFrame, tasks: dict[str, list[str]],
+           parts: list[claim_tests.Part]) -> str:
+    """Where a verdict holds: the suite's tasks it was measured on, and the runs behind it."""
+    mine = tasks.get(claim, [])
+    where = {"a": f"this suite of {len(mine)} tasks of types {_types(tuned, mine)}"
+                  + (f" (speed: the {len(tasks['speed'])} of them with a target)"
+                     if tasks.get("speed") else ""),
+             "b": f"this suite's {len(mine) // 2} sparse tasks and their dense twins",
+             "c": f"this suite's {len(mine)} tasks run at "
+                  + ", ".join(f"{b}x" for b in BUDGETS) + " the default budget (types "
+                  + _types(tuned, mine) + ")"}[claim]
+    runs = ", ".join(f"{p.name} {p.runs:,}" for p in parts)
+    return f"on {where}; runs: {runs}"
 
 
-def _claim_b(at: pd.DataFrame, tasks: list[str], metric: str) -> list[dict]:
-    rates = pairwise_task_rates(at[at["task"].isin(tasks)], metric)
+def _rows(part: claim_tests.Part, p_holm: float, verdict: str) -> list[dict]:
+    """One row per condition of a part (its detail on the first), then its context rows."""
     rows = []
-    wins = paired_wins(at[at["task"].isin(tasks)], metric)
-    for opponent in ("sgd", "momentum"):
-        part = rates[(rates["optimizer"] == "rmsprop") & (rates["opponent"] == opponent)]
-        mine = wins[(wins["optimizer"] == "rmsprop") & (wins["opponent"] == opponent)]
-        iv = stratified_interval([g.to_numpy(float) for _, g in mine.groupby("task")["win"]])
-        low = iv.low
-        rows.append({
-            "claim": "b", "statistic": f"rmsprop win rate over {opponent} on sparse tasks",
-            "value": float(part["win_rate"].mean()), "ci_low": low,
-            "ci_high": iv.high, "threshold": 0.5,
-            "tasks": len(part), "verdict": SUPPORTED if low > 0.5 else NOT_SUPPORTED,
-            "detail": "per task: " + ", ".join(
-                f"{r.task} {r.win_rate:.2f}" for r in part.itertuples()),
-        })
+    for i, c in enumerate(part.conditions):
+        rows.append({"claim": part.claim, "part": part.name, "statistic": c.statistic,
+                     "value": c.value, "ci_low": c.low, "ci_high": c.high,
+                     "side": "above" if c.above else "below", "threshold": c.threshold,
+                     "p_value": c.p_value, "p_holm": p_holm, "tasks": part.tasks,
+                     "runs": part.runs, "verdict": verdict, "detail": "" if i else part.detail})
+    for c in part.context:
+        rows.append({"claim": part.claim, "part": part.name, "statistic": c.statistic,
+                     "value": c.value, "ci_low": c.low, "ci_high": c.high, "side": "",
+                     "threshold": np.nan, "p_value": np.nan, "p_holm": np.nan,
+                     "tasks": part.tasks, "runs": part.runs, "verdict": CONTEXT, "detail": ""})
     return rows
 
 
-def curve_run_ids(runs: pd.DataFrame) -> list[int]:
-    """The runs whose training-loss curves claim (c) reads: tuned runs on its usable tasks."""
-    tuned = claims_runs(runs)
-    tasks = _usable_tasks(coverage(runs, tuned), NEEDS["c"])
-    return [int(i) for i in tuned.loc[tuned["task"].isin(tasks), "id"]]
-
-
-def _claim_c(at: pd.DataFrame, tasks: list[str], curves: pd.DataFrame) -> list[dict]:
-    ranked = ranks_at(values_at(at[at["task"].isin(tasks)], curves, "train", (EARLY, LATE)))
-    ada = ranked[ranked["optimizer"] == "adagrad"].pivot(index="task", columns="fraction",
-                                                         values="rank")
-    ada = ada.reindex(columns=[EARLY, LATE]).dropna()
-    diff = ada[LATE] - ada[EARLY]
-    ci = bootstrap_over_tasks(diff, pd.Series(0, index=diff.index))
-    low, high = (float(ci["ci_low"].iloc[0]), float(ci["ci_high"].iloc[0])) if len(ci) else (
-        np.nan, np.nan)
-    early, late = (float(ada[EARLY].mean()), float(ada[LATE].mean())) if len(ada) else (
-        np.nan, np.nan)
-    middle = (len(CLAIMS_OPTIMIZERS) + 1) / 2
-    why = []
-    if not low > 0:
-        why.append("the interval includes 0" if len(diff) > 1 else "no interval with one task")
-    if not early < middle:
-        why.append(f"its rank at 10% ({early:.2f}) is not better than the middle rank "
-                   f"({middle:g})")
-    per_task = ", ".join(f"{t} {r[EARLY]:g}->{r[LATE]:g}" for t, r in ada.iterrows())
-    return [{
-        "claim": "c", "statistic": "adagrad rank at 100% minus rank at 10% of the budget "
-                                   "(training loss; positive: falls behind)",
-        "value": float(diff.mean()) if len(diff) else np.nan, "ci_low": low, "ci_high": high,
-        "threshold": 0.0, "tasks": len(diff), "verdict": NOT_SUPPORTED if why else SUPPORTED,
-        "_why": " and ".join(why),
-        "detail": f"mean rank of {len(CLAIMS_OPTIMIZERS)}: {early:.2f} at 10%, {late:.2f} at "
-                  f"100%; per task: {per_task}" + ("; " + "; ".join(why) if why else ""),
-    }]
-
-
 def check(
-    runs: pd.DataFrame, curves: pd.DataFrame | None = None, metric: str = "test"
+    runs: pd.DataFrame, curves: pd.DataFrame | None = None, metric: str = "test",
+    grid: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Check the three claims; returns (claims, statistics, missing) tables.
+    """Test the three claims; returns (claims, statistics, missing) tables.
 
-    `curves` are the training-loss curves of `curve_run_ids(runs)` (claim (c)); without them
-    claim (c) has not enough data. `metric` is the split of claim (a)'s accuracy part and
-    claim (b)'s win rates.
+    `runs`: the tuned protocol's selected runs (every variant; `protocol.select(...).runs`).
+    `curves`: the step-0 curve points of `curve_run_ids(runs)` (claim (c)'s initial loss).
+    `grid`: the selection runs at every lr (`protocol.select(..., "fixed").runs`), from which
+    claim (a)'s speed part tunes the lr for steps to target. `metric`: the split of the final
+    metric that claims (a) and (b) compare. Without `curves` or `grid` the parts that need
+    them have not enough data.
     """
-    tuned = _tuned(runs, metric)
-    cov = coverage(runs, tuned)
-    claims, stats_rows = [], []
+    plain = claim_runs.claims_runs(runs)
+    tuned = scored(plain, metric)
+    cov = claim_runs.coverage(runs, plain)
+    parts: dict[str, list[claim_tests.Part]] = {"a": [], "b": [], "c": []}
+    lacking: dict[str, list[str]] = {"a": [], "b": [], "c": []}
+    tasks: dict[str, list[str]] = {}
+    context: list[claim_tests.Condition] = []
 
-    def conclude(claim: str, rows: list[dict], reason: str | None = None) -> None:
-        if reason is not None:
-            claims.append({"claim": claim, "statement": STATEMENTS[claim],
-                           "verdict": NOT_ENOUGH, "reason": reason})
-            return
-        for r in rows:
-            if r["tasks"] < MIN_TASKS:
-                r["verdict"] = NOT_ENOUGH
-        stats_rows.extend(rows)
-        if any(r["tasks"] < MIN_TASKS for r in rows):
-            verdict = NOT_ENOUGH
-            reason = "; ".join(f"{r['statistic']}: only {r['tasks']} task(s) "
-                               f"({r['detail'].split('; ', 1)[-1]})"
-                               for r in rows if r["tasks"] < MIN_TASKS)
-        elif all(r["verdict"] == SUPPORTED for r in rows):
-            verdict, reason = SUPPORTED, "every part's interval clears its threshold"
+    tasks["a"] = claim_runs.usable_tasks(cov, NEEDS["a"])
+    if len(tasks["a"]) < MIN_TASKS:
+        lacking["a"].append(claim_runs.not_enough(cov, "accuracy", NEEDS["a"], tasks["a"]))
+    else:
+        parts["a"].append(_accuracy(tuned, tasks["a"], metric))
+    if grid is None:
+        lacking["a"].append("speed needs the selection runs at every lr (none given)")
+    else:
+        in_claims = sorted(set(cov["task"]))
+        part, why, tasks["speed"] = _speed(grid, in_claims)
+        parts["a"] += [part] if part is not None else []
+        lacking["a"] += [why] if why else []
+
+    found_b, context, why, tasks["b"] = _sparse(tuned, cov, metric)
+    parts["b"] += found_b
+    lacking["b"] += [why] if why else []
+
+    res = claim_runs.budget_runs(runs)
+    long = claim_runs.long_tasks(res)
+    tasks["c"] = claim_runs.usable_tasks(cov, NEEDS["c"], long, BUDGETS)
+    if len(tasks["c"]) < MIN_TASKS:
+        why = claim_runs.not_enough(cov, "(c)", NEEDS["c"], tasks["c"], long, BUDGETS)
+        lacking["c"].append(why + ("" if long else "; no task has runs at 4x or 16x its "
+                                   "default budget (the study's long arm)"))
+    else:
+        found_c, why, tasks["c"] = _stall(res, tasks["c"], curves)
+        parts["c"] += found_c
+        lacking["c"] += [why] if why else []
+
+    tested = [p for claim in "abc" for p in parts[claim]]
+    adjusted = dict(zip(map(id, tested), inference.holm([p.p_value for p in tested])))
+    claims_rows, stat_rows = [], []
+    for claim in "abc":
+        verdicts = {}
+        for p in parts[claim]:
+            verdicts[p.name] = SUPPORTED if adjusted[id(p)] <= ALPHA else NOT_SUPPORTED
+            stat_rows += _rows(p, adjusted[id(p)], verdicts[p.name])
+        if claim == "b" and context:
+            stat_rows += _rows(claim_tests.Part("b", "context", (), len(tasks["b"]) // 2,
+                                                parts["b"][0].runs, "", tuple(context)),
+                               np.nan, CONTEXT)
+        family = f"Holm over the {len(tested)} parts tested, family-wise α = {ALPHA:g}"
+        if lacking[claim]:
+            verdict, reason = NOT_ENOUGH, "; ".join(lacking[claim])
+        elif all(v == SUPPORTED for v in verdicts.values()):
+            verdict, reason = SUPPORTED, f"every part clears its threshold ({family})"
         else:
             verdict = NOT_SUPPORTED
             reason = "; ".join(
-                f"{r['statistic']} = {r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]: "
-                + r.get("_why", f"the interval does not lie above {r['threshold']:g}")
-                for r in rows if r["verdict"] != SUPPORTED)
-        claims.append({"claim": claim, "statement": STATEMENTS[claim], "verdict": verdict,
-                       "reason": reason})
+                f"{p.name}: adjusted p = {adjusted[id(p)]:.3g} > {ALPHA:g} ("
+                + ", ".join(f"{c.statistic} = {c.value:.3g} [{c.low:.3g}, {c.high:.3g}], "
+                            f"claimed {'above' if c.above else 'below'} {c.threshold:g}, "
+                            f"p = {c.p_value:.3g}" for c in p.conditions) + ")"
+                for p in parts[claim] if verdicts[p.name] != SUPPORTED) + f" ({family})"
+        scope = _scope(claim, tuned, tasks, parts[claim]) if parts[claim] else ""
+        claims_rows.append({"claim": claim, "statement": STATEMENTS[claim], "verdict": verdict,
+                            "reason": reason, "scope": scope})
+    return (table(claims_rows, CLAIM_SCHEMA), table(stat_rows, STAT_SCHEMA),
+            claim_runs.missing(cov))
 
-    tasks_a = _usable_tasks(cov, NEEDS["a"])
-    if len(tasks_a) < MIN_TASKS:
-        conclude("a", [], _not_enough(cov, "a", tasks_a))
-    else:
-        conclude("a", _claim_a(tuned, tasks_a, metric))
-    tasks_b = _usable_tasks(cov, NEEDS["b"], SPARSE)
-    if len(tasks_b) < MIN_TASKS:
-        conclude("b", [], _not_enough(cov, "b", tasks_b, SPARSE))
-    else:
-        conclude("b", _claim_b(tuned, tasks_b, metric))
-    tasks_c = _usable_tasks(cov, NEEDS["c"])
-    if len(tasks_c) < MIN_TASKS:
-        conclude("c", [], _not_enough(cov, "c", tasks_c))
-    elif curves is None or curves[curves["split"] == "train"].empty:
-        conclude("c", [], "no training-loss curves stored for the tuned runs")
-    else:
-        conclude("c", _claim_c(tuned, tasks_c, curves))
-    return table(claims, CLAIM_SCHEMA), table(stats_rows, STAT_SCHEMA), missing(cov)
+
+__all__ = ["check", "left_out", "curve_run_ids", "margin", "ALPHA", "BUDGETS",
+           "CLAIMS_OPTIMIZERS", "CLAIMS_SEEDS", "GRID_COLUMNS", "MIN_SEEDS", "MIN_TASKS", "SPARSE",
+           "STATEMENTS"]

@@ -67,6 +67,27 @@ def paired_t_test(differences: Iterable[float]) -> TestResult:
     return TestResult(t, float(2 * special.stdtr(n - 1, -abs(t))))
 
 
+def one_sided_t_test(values: Iterable[float], threshold: float, above: bool) -> TestResult:
+    """One-sample t-test of "the mean lies above (or below) the threshold"
+    (`scipy.stats.ttest_1samp(values, threshold, alternative="greater" | "less")`): the
+    statistic t = (mean - threshold) / (sd / √n) and its one-sided p-value, df = n - 1.
+
+    Fewer than two values give NaN; values that are all equal give t = ±inf (p 0 or 1), or
+    NaN and p = 1 when they equal the threshold."""
+    x = np.asarray(list(values), dtype=float)
+    n = len(x)
+    if n < 2 or np.isnan(x).any():
+        return TestResult(math.nan, math.nan)
+    diff, sd = float(x.mean()) - threshold, float(x.std(ddof=1))
+    if sd == 0 or not math.isfinite(sd):
+        if diff == 0 or not math.isfinite(diff):
+            return TestResult(math.nan, 1.0)
+        t = math.copysign(math.inf, diff)
+    else:
+        t = diff / (sd / math.sqrt(n))
+    return TestResult(t, float(special.stdtr(n - 1, -t if above else t)))
+
+
 def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
     """Exact binomial interval for a proportion
     (`scipy.stats.binomtest(k, n).proportion_ci(method='exact')`); NaN for no trials."""

@@ -183,10 +183,10 @@ def _claims(c: Content) -> str:
             f'{esc(row.reason)}</p>'
             + (table(stats) if len(stats) else "") + "</div>")
     if len(c.missing):
-        parts.append(table(c.missing, "(task, optimizer) pairs with fewer seeds than the "
-                                      "study's design at the selected lr"))
-    parts.append(_figure_or_why(c, "claims", "each claim's statistics with 95% intervals "
-                                             "against the claim's threshold"))
+        parts.append(table(c.missing, "(task, optimizer, steps) combinations with fewer seeds "
+                                      "than the study's design at the selected lr"))
+    parts.append(_figure_or_why(c, "claims", "each claim's statistics with 95% intervals, "
+                                             "each against its threshold"))
     return "".join(parts)
 
 

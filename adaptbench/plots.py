@@ -402,9 +402,10 @@ def trajectory_figure(paths: pd.DataFrame, title: str, width: float | None = Non
 @_paper
 def claims_figure(verdicts: pd.DataFrame, statistics: pd.DataFrame, split: str, protocol: str,
                   width: float | None = None, height: float | None = None) -> Any:
-    """Each claim's statistics with their 95% intervals (horizontal bars) against the
-    threshold (a vertical line), one panel per claim, its verdict in the title; a claim with
-    no statistic shows why. Inputs: `claims.check`'s first two tables."""
+    """Each claim's statistics with their 95% intervals (horizontal bars), each against its
+    own threshold (a red tick on its row; statistics shown as context have none), one panel
+    per claim, its verdict in the title; a claim with no statistic shows why. Inputs:
+    `claims.check`'s first two tables."""
     rows = [max(1, int((statistics["claim"] == c).sum())) for c in verdicts["claim"]]
     fig_h = height or 0.9 + sum(0.75 + 0.4 * r for r in rows)
     plt = pyplot()
@@ -426,12 +427,14 @@ def claims_figure(verdicts: pd.DataFrame, statistics: pd.DataFrame, split: str, 
                          part["ci_high"].to_numpy(float) - value])
         ax.errorbar(value, y, xerr=np.where(np.isfinite(err), err, 0), fmt="o", color="C0",
                     capsize=3, markersize=4)
-        for t in sorted(set(part["threshold"].dropna())):
-            ax.axvline(t, color="C3", linewidth=1.2)
+        for row_y, t in zip(y, part["threshold"]):
+            if np.isfinite(t):
+                ax.plot([t, t], [row_y - 0.4, row_y + 0.4], color="C3", linewidth=1.6)
+        names = part["part"] + ": " + part["statistic"] if "part" in part else part["statistic"]
         ax.set_yticks(y, ["\n".join(textwrap.wrap(f"{s} ({n} tasks)", 38))
-                          for s, n in zip(part["statistic"], part["tasks"])])
+                          for s, n in zip(names, part["tasks"])])
         ax.set_ylim(-0.6, len(part) - 0.4)
-        ax.set_xlabel("statistic with its 95% interval; red: the claim's threshold")
+        ax.set_xlabel("statistic with its 95% interval; red: the threshold the claim must clear")
     fig.suptitle(_wrap(f"the adaptive-lr claims, final {split} metric; {protocol}",
                        fig.get_figwidth()))
     return fig

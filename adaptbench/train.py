@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -15,8 +16,15 @@ from adaptbench import devices
 from adaptbench.optimizers import build_optimizer, lr_factor
 from adaptbench.spec import RunSpec
 from adaptbench.tasks import Problem, Task
+from adaptbench.vocab import CurveSplit
 
 EVAL_CHUNK = 4096  # examples per forward pass when evaluating a whole split
+# The "train_full" curve: the loss on the training examples at each evaluation, on all of them
+# up to this many, else on a fixed subsample of this many drawn from the run's seed.
+TRAIN_CURVE_MAX = 8192
+SUBSAMPLE_SEED = 7_919  # added to the run's seed for that subsample's generator
+TARGET_RESOLUTION = 10  # steps to target are found to within eval_every / this many steps
+TRAIN_FULL = CurveSplit.train_full.value
 EXPLODE_FACTOR = 100.0  # a minibatch loss this many times the first one counts as diverged
 
 
@@ -93,9 +101,17 @@ def execute(
 
     `on_finish`, if given, is called with the trained problem of a run that did not diverge
     (benchmarks measure the trained model with it). Evaluates validation and test every
-    `task.eval_every` steps (and at steps 0 and the end);
-    the "train" curve is the mean minibatch loss since the previous evaluation. A minibatch loss
-    that is NaN/inf or EXPLODE_FACTOR times the first one ends the run as diverged at that step.
+    `task.eval_every` steps (and at steps 0 and the end). Curves: "train", the mean minibatch
+    loss since the previous evaluation; "train_full", the loss and metric of the current model
+    on the training examples (`training_examples`: all of them, or a fixed subsample of
+    TRAIN_CURVE_MAX). A minibatch loss that is NaN/inf or EXPLODE_FACTOR times the first one
+    ends the run as diverged at that step.
+
+    Steps to target: the evaluation that first reaches the task's target ends an interval in
+    which the target was crossed; the interval is trained again from a copy of the state at
+    its start (same batches, same random numbers) with the validation metric evaluated every
+    eval_every / TARGET_RESOLUTION steps, and the first of those steps to reach the target is
+    recorded. Training then continues from the state it had, so the run is unchanged.
     """
     started = time.perf_counter()
     devices.seed_everything(spec.seed)
@@ -107,6 +123,7 @@ def execute(
 
     train_x, train_y = problem.train
     n_train = train_x.shape[0]
+    train_curve = training_examples(problem, spec.seed)
     batch = min(spec.batch_size, n_train)
     order_gen = torch.Generator().manual_seed(spec.seed)  # batch order: CPU, so every device agrees
     perm = torch.randperm(n_train, generator=order_gen).to(device)
@@ -122,18 +139,72 @@ def execute(
     tracked = problem.extras.get("trajectory_params")
     track_every = int(problem.extras.get("trajectory_every", task.eval_every))
     trajectory: list[tuple[int, list[float]]] | None = None if tracked is None else []
+    fine = max(1, task.eval_every // TARGET_RESOLUTION)
+    saved: tuple[int, dict[str, Any]] | None = None  # (step, state) at the last evaluation
 
     def track(step: int) -> None:
         if trajectory is not None and (step % track_every == 0 or step == spec.steps):
             trajectory.append((step, tracked.detach().flatten().cpu().tolist()))
 
+    def forward(step: int) -> Any:
+        """The minibatch loss of step `step` (0-based), at that step's lr."""
+        nonlocal perm, cursor
+        factor = lr_factor(spec.schedule, step, spec.steps, task.warmup)
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base * factor
+        if cursor + batch > n_train:  # new epoch: a fresh permutation
+            perm = torch.randperm(n_train, generator=order_gen).to(device)
+            cursor = 0
+        idx = perm[cursor : cursor + batch]
+        cursor += batch
+        optimizer.zero_grad(set_to_none=True)
+        return problem.loss(model(train_x[idx]), train_y[idx])
+
+    def update(loss: Any) -> None:
+        loss.backward()
+        if task.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), task.clip_grad_norm)
+        optimizer.step()
+
+    def state() -> dict[str, Any]:
+        return {"model": copy.deepcopy(model.state_dict()),
+                "optimizer": copy.deepcopy(optimizer.state_dict()), "perm": perm.clone(),
+                "cursor": cursor, "order": order_gen.get_state(), "rng": _rng_state(device)}
+
+    def restore(saved_state: dict[str, Any]) -> None:
+        nonlocal perm, cursor
+        model.load_state_dict(saved_state["model"])
+        optimizer.load_state_dict(saved_state["optimizer"])
+        perm, cursor = saved_state["perm"].clone(), saved_state["cursor"]
+        order_gen.set_state(saved_state["order"])
+        _set_rng_state(device, saved_state["rng"])
+
+    def first_reached(start: int, start_state: dict[str, Any], end: int) -> int:
+        """Train steps start..end again, evaluating the validation metric every `fine` steps:
+        the first of them to reach the target, else `end`; the state is left as it was."""
+        now = state()
+        restore(start_state)
+        found = end
+        for step in range(start, end - 1):
+            update(forward(step))
+            if (step + 1) % fine == 0:
+                metric = evaluate(problem, problem.val)[1]
+                if math.isfinite(metric) and _reached(metric, task.target, task.higher_is_better):
+                    found = step + 1
+                    break
+        restore(now)
+        return found
+
     def record(step: int) -> None:
-        nonlocal best_val, best_step, to_target, window_sum, window_n
+        nonlocal best_val, best_step, to_target, window_sum, window_n, saved
         elapsed = time.perf_counter() - started
         if window_n:
             curve.append({"step": step, "split": "train", "loss": _finite(window_sum / window_n),
                           "metric": None, "elapsed": elapsed})
             window_sum, window_n = 0.0, 0
+        loss, metric = evaluate(problem, train_curve)
+        curve.append({"step": step, "split": TRAIN_FULL, "loss": _finite(loss),
+                      "metric": _finite(metric), "elapsed": elapsed})
         for name, split in (("val", problem.val), ("test", problem.test)):
             loss, metric = evaluate(problem, split)
             curve.append({"step": step, "split": name, "loss": _finite(loss),
@@ -148,32 +219,23 @@ def execute(
                     metric, task.target, task.higher_is_better
                 ):
                     to_target = step
+                    if saved is not None and step - saved[0] > fine:
+                        to_target = first_reached(saved[0], saved[1], step)
+        saved = (step, state()) if task.target is not None and to_target is None else None
 
     record(0)
     track(0)
     for step in range(spec.steps):
         if should_stop is not None and should_stop():
             raise Interrupted()
-        factor = lr_factor(spec.schedule, step, spec.steps, task.warmup)
-        for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = base * factor
-        if cursor + batch > n_train:  # new epoch: a fresh permutation
-            perm = torch.randperm(n_train, generator=order_gen).to(device)
-            cursor = 0
-        idx = perm[cursor : cursor + batch]
-        cursor += batch
-        optimizer.zero_grad(set_to_none=True)
-        loss = problem.loss(model(train_x[idx]), train_y[idx])
+        loss = forward(step)
         value = loss.item()
         if first_loss is None:
             first_loss = value
         if not math.isfinite(value) or abs(value) > EXPLODE_FACTOR * max(abs(first_loss), 1e-3):
             diverged_at = step + 1
             break
-        loss.backward()
-        if task.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), task.clip_grad_norm)
-        optimizer.step()
+        update(loss)
         window_sum += value
         window_n += 1
         done = step + 1
@@ -212,6 +274,32 @@ def execute(
         curve=curve,
         trajectory=trajectory,
     )
+
+
+def training_examples(problem: Problem, seed: int) -> tuple[Any, Any]:
+    """The training examples the "train_full" curve is evaluated on: the whole training split
+    up to TRAIN_CURVE_MAX examples, else a fixed subsample of that many, drawn once from the
+    run's seed (its own generator: the batch order is unchanged), so that every evaluation of
+    the run, and every optimizer on that seed, sees the same examples."""
+    inputs, targets = problem.train
+    n = inputs.shape[0]
+    if n <= TRAIN_CURVE_MAX:
+        return inputs, targets
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed + SUBSAMPLE_SEED))
+    idx = pick[:TRAIN_CURVE_MAX].sort().values.to(inputs.device)
+    return inputs[idx], targets[idx]
+
+
+def _rng_state(device: Any) -> tuple[Any, Any]:
+    cuda = (torch.cuda.get_rng_state(device)
+            if getattr(device, "type", str(device)) == "cuda" else None)
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(device: Any, saved: tuple[Any, Any]) -> None:
+    torch.set_rng_state(saved[0])
+    if saved[1] is not None:
+        torch.cuda.set_rng_state(saved[1], device)
 
 
 def gradient_density(task: Task, seed: int = 0, batches: int = 20, device: Any = None) -> float:

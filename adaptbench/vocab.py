@@ -45,11 +45,29 @@ class Role(str, Enum):
 
 
 class Split(str, Enum):
-    """A data split: the final figures and curves are stored per split."""
+    """A data split: the final figures are stored per split (`final_<split>_metric`, ...);
+    learning curves per `CurveSplit`."""
 
     test = "test"
     val = "val"
     train = "train"
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(s.value for s in cls)
+
+
+class CurveSplit(str, Enum):
+    """What a learning-curve point measures (`curve_points.split`): the validation or test
+    split; "train", the mean minibatch loss since the previous evaluation; "train_full", the
+    loss and metric of the current model on the training examples (all of them, or a fixed
+    subsample of a large split: `train.training_examples`). Runs stored before "train_full"
+    existed have no such points."""
+
+    test = "test"
+    val = "val"
+    train = "train"
+    train_full = "train_full"
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -134,9 +134,56 @@ def test_curve_has_val_and_test_every_eval_every_steps():
     result = train.execute(spec(steps=2 * task.eval_every), task, CPU)
     steps = sorted({p["step"] for p in result.curve if p["split"] == "val"})
     assert steps == [0, task.eval_every, 2 * task.eval_every]
-    assert {p["split"] for p in result.curve} == {"train", "val", "test"}
+    assert {p["split"] for p in result.curve} == {"train", "train_full", "val", "test"}
     assert result.status == "done" and result.diverged_at_step is None
     assert all(v is not None and math.isfinite(v) for v in result.final.values())
+
+
+def test_train_full_curve_is_the_loss_on_the_training_split():
+    task = get_task("tabular-mlp")
+    result = train.execute(spec(steps=task.eval_every), task, CPU)
+    full = [p for p in result.curve if p["split"] == "train_full"]
+    assert [p["step"] for p in full] == [0, task.eval_every]
+    # the last point is the final model on the whole training split, as final_train_loss is
+    assert full[-1]["loss"] == result.final["final_train_loss"]
+    assert full[-1]["metric"] == result.final["final_train_metric"]
+
+
+def test_a_large_training_split_is_subsampled_for_the_curve_only(monkeypatch):
+    task = get_task("tabular-mlp")
+    whole = train.execute(spec(steps=task.eval_every), task, CPU)
+    monkeypatch.setattr(train, "TRAIN_CURVE_MAX", 100)
+    problem = task.build(0, CPU)
+    x, _ = train.training_examples(problem, 0)
+    again, _ = train.training_examples(task.build(0, CPU), 0)
+    assert x.shape[0] == 100 and torch.equal(x, again)  # fixed by the seed
+    part = train.execute(spec(steps=task.eval_every), task, CPU)
+    assert part.final == whole.final  # the batches and the model are the same
+    loss = [p["loss"] for p in part.curve if p["split"] == "train_full"]
+    assert loss != [p["loss"] for p in whole.curve if p["split"] == "train_full"]
+    assert loss[0] == pytest.approx(train.evaluate(problem, (x, _))[0], rel=1e-6)
+
+
+def test_steps_to_target_are_found_between_evaluations(monkeypatch):
+    # the same run evaluated at every step gives the exact first step at the target; with
+    # eval_every 20 and a resolution of 20 the interval is trained again step by step
+    import dataclasses
+
+    base = get_task("tabular-mlp")
+    every = train.execute(spec(steps=60, lr=1e-2), dataclasses.replace(base, eval_every=1), CPU)
+    val = [p["metric"] for p in every.curve if p["split"] == "val"]
+    target = val[0] + 0.8 * (max(val) - val[0])  # crossed somewhere inside the run
+    exact = next(i for i, v in enumerate(val) if v >= target)
+    task = dataclasses.replace(base, eval_every=20, target=target)
+    monkeypatch.setattr(train, "TARGET_RESOLUTION", 20)
+    fine = train.execute(spec(steps=60, lr=1e-2), task, CPU)
+    assert fine.steps_to_target == exact and exact % 20 != 0
+    monkeypatch.setattr(train, "TARGET_RESOLUTION", 1)  # evaluations only: the next multiple of 20
+    coarse = train.execute(spec(steps=60, lr=1e-2), task, CPU)
+    assert coarse.steps_to_target == -(-exact // 20) * 20
+    strip = [{k: v for k, v in p.items() if k != "elapsed"} for p in fine.curve]
+    assert strip == [{k: v for k, v in p.items() if k != "elapsed"} for p in coarse.curve]
+    assert fine.final == coarse.final  # training again left the run as it was
 
 
 def test_training_improves_the_metric():
@@ -174,7 +221,7 @@ def test_store_round_trip(tmp_path):
     assert row["final_test_metric"] == result.final["final_test_metric"]
     curves = results.load_curves(engine)
     assert len(curves) == len(result.curve)
-    assert set(curves["split"]) == {"train", "val", "test"}
+    assert set(curves["split"]) == {"train", "train_full", "val", "test"}
     # a second engine on the same file sees the same data (it is really stored)
     again = results.load_runs(make_engine(f"sqlite:///{tmp_path / 'r.db'}", create=False))
     assert again.iloc[0]["final_test_metric"] == row["final_test_metric"]

@@ -119,6 +119,45 @@ def test_claims_on_the_tiny_study_say_what_is_missing(study_db):
     assert ("rosenbrock", "adam") not in missing  # 10 evaluation seeds at its selected lr
 
 
+@pytest.fixture(scope="module")
+def claims_db(tmp_path_factory):
+    """A synthetic adaptive-lr study in which every claim holds (benchmarks/calibration.py
+    writes it through the store's code)."""
+    from tests.test_stats_reports import CAL
+
+    folder = tmp_path_factory.mktemp("claims")
+    s = CAL.Scenario("all", "", shift={"adam": 4.0}, sparse_shift={"rmsprop": 3.5},
+                     speed={"adam": 0.5}, gaps={"adagrad": (0.02, 0.06, 0.08)})
+    CAL.write_study(str(folder / "claims.db"), s, 3, str(folder))
+    return str(folder / "claims.db")
+
+
+def test_claims_verdicts_name_their_scope_and_runs_in_every_format(claims_db):
+    got = json.loads(invoke("report", "claims", "--db", claims_db, "--format", "json").out)
+    verdicts = {c["claim"]: c for c in got["claims"]}
+    assert {c["verdict"] for c in verdicts.values()} == {"supported"}
+    assert verdicts["a"]["scope"] == ("on this suite of 10 tasks of types dense, sparse (speed: "
+                                      "the 10 of them with a target); runs: accuracy 500, "
+                                      "speed 250")
+    assert "Holm over the 6 parts tested" in verdicts["b"]["reason"]
+    assert got["missing"] == []
+    stats = pd.DataFrame(got["statistics"])
+    assert {"part", "side", "p_value", "p_holm", "runs"} <= set(stats.columns)
+    assert (stats.loc[stats["verdict"] != "context", "p_holm"] <= 0.05).all()
+    r = invoke("report", "claims", "--db", claims_db, "--format", "markdown")
+    assert r.code == 0 and "SUPPORTED on this suite's 5 sparse tasks and their dense twins" in r.out
+    assert "Traceback" not in r.err and "SUPPORTED" not in r.err  # notes only on stderr
+    csv_out = pd.read_csv(io.StringIO(invoke("report", "claims", "--db", claims_db,
+                                             "--format", "csv").out))
+    assert set(csv_out["table"]) == {"claims", "statistics"}
+    # a narrower filter is the same question on fewer tasks: (b) then lacks its twins
+    narrow = json.loads(invoke("report", "claims", "--db", claims_db, "--format", "json",
+                               "--task-type", "sparse").out)
+    verdicts = {c["claim"]: c for c in narrow["claims"]}
+    assert verdicts["b"]["verdict"] == "not enough data"
+    assert "dense twins without results: dense-0" in verdicts["b"]["reason"]
+
+
 def test_report_help_explains_each_command_in_one_line(study_db):
     r = invoke("report", "--help")
     lines = r.out.split("Commands:")[1].strip().splitlines()
@@ -206,6 +245,8 @@ BAD = [
     (["report", "lr", "--within", "-5"], "--within"),
     (["report", "profile", "--metric", "train"], "--split: steps to target need a metric"),
     (["report", "wins", "--metric", "validation"], "--metric"),
+    (["report", "claims", "--split", "train_full"], "--split"),
+    (["report", "claims", "--format", "yaml"], "--format"),
 ]
 
 

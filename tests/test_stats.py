@@ -497,6 +497,22 @@ def test_holm_hand_worked():
     assert math.isnan(adjusted[0]) and adjusted[1:].tolist() == [1.0, 1.0]
 
 
+@pytest.mark.parametrize("values", [[0.1, 0.3, -0.2, 0.5, 0.05], [2.0, 2.5], [-1.0, 0.0, 4.0]])
+@pytest.mark.parametrize("threshold", [-0.5, 0.0, 0.5])
+@pytest.mark.parametrize("above", [True, False])
+def test_one_sided_t_test_is_scipys(values, threshold, above):
+    got = inference.one_sided_t_test(values, threshold, above)
+    ref = sps.ttest_1samp(values, threshold, alternative="greater" if above else "less")
+    assert (got.statistic, got.p_value) == pytest.approx((ref.statistic, ref.pvalue), rel=1e-12)
+
+
+def test_one_sided_t_test_edges():
+    assert inference.one_sided_t_test([1.0, 1.0], 0.5, True).p_value == 0.0
+    assert inference.one_sided_t_test([1.0, 1.0], 0.5, False).p_value == 1.0
+    assert inference.one_sided_t_test([0.5, 0.5], 0.5, True).p_value == 1.0  # not beyond it
+    assert math.isnan(inference.one_sided_t_test([0.7], 0.5, True).p_value)
+
+
 def test_ranks_hand_worked():
     runs = frame([
         # seed 0: a 0.9 > b 0.8 > c diverged -> ranks 1, 2, 3

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from adaptbench import aggregate, claims, comparisons, curves, stats
+from adaptbench import aggregate, claim_runs, claims, comparisons, curves, protocol, stats
 from adaptbench.errors import UserError
 from tests.test_stats import (diverged, frame, profile_runs, random_runs, run, select_lr, tuned,
                               tuned_summary)
@@ -337,95 +337,219 @@ def test_steps_to_target_on_the_test_split_from_curves():
 # ---------------------------------------------------------------- claims
 
 
-def claims_world(sparse_tasks: int = 2, seeds: int = 3, drop: tuple[str, str] | None = None):
-    """Runs and training-loss curves where every claim is decidable. Scores per optimizer
-    (higher is better), the same on every seed up to a seed offset:
-        adam 0.90, rmsprop 0.85, momentum 0.80, adagrad 0.70, sgd 0.60
-    Steps to target: adam 20, rmsprop 40, momentum 60, adagrad 30, sgd never.
-    Training loss at 10% / 100%: adagrad best early (0.1) but worst-but-sgd late (0.45).
-    """
-    quality = {"adam": 0.9, "rmsprop": 0.85, "momentum": 0.8, "adagrad": 0.7, "sgd": 0.6}
-    reach = {"adam": 20, "rmsprop": 40, "momentum": 60, "adagrad": 30, "sgd": math.nan}
-    early = {"adam": 0.5, "rmsprop": 0.4, "momentum": 0.6, "adagrad": 0.1, "sgd": 0.9}
-    late = {"adam": 0.1, "rmsprop": 0.2, "momentum": 0.3, "adagrad": 0.45, "sgd": 0.5}
-    tasks = [(f"sp{i}", "sparse") for i in range(sparse_tasks)] + [("d0", "dense"), ("v0", "vision")]
-    rows, pts = [], []
-    for task, kind in tasks:
-        for opt, q in quality.items():
-            if drop == (task, opt):
-                continue
-            for s in range(seeds):
-                row = run(task, opt, s, q + s / 100, task_type=kind)
-                row.update(target=0.75, steps_to_target=reach[opt])
-                rows.append(row)
-    runs = frame(rows)
-    for r in runs.itertuples():
-        pts += curve_rows(r.id, [10, 100], [early[r.optimizer], late[r.optimizer]], "train")
-    return runs, pd.DataFrame(pts)
+def _calibration():
+    """benchmarks/calibration.py, whose synthetic studies the claims tests reuse."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "adaptbench_calibration"
+    if name not in sys.modules:
+        path = Path(__file__).parents[1] / "benchmarks" / "calibration.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
 
 
-def test_claims_supported_and_not_on_a_decisive_world():
-    runs, pts = claims_world(sparse_tasks=5)
-    assert sorted(claims.curve_run_ids(tuned(runs))) == sorted(runs["id"])
-    verdicts, statistics, missing = claims.check(tuned(runs), pts)
-    got = verdicts.set_index("claim")["verdict"].to_dict()
-    # (a): adam is top on all 7 tasks (CP lower bound 0.59 > 0.5) and fastest on all 7.
-    # (b): rmsprop beats sgd and momentum on every seed of every sparse task. (c): rank 1 -> 4.
-    assert got == {"a": "supported", "b": "supported", "c": "supported"}
-    a = statistics[statistics["claim"] == "a"]
-    assert a["value"].tolist() == [1.0, 1.0] and a["tasks"].tolist() == [7, 7]
-    assert a["ci_low"].iloc[0] == pytest.approx(sps.binomtest(7, 7).proportion_ci().low)
-    b = statistics[statistics["claim"] == "b"]
-    assert b["value"].tolist() == [1.0, 1.0] and b["ci_low"].tolist() == [1.0, 1.0]
-    c = statistics[statistics["claim"] == "c"].iloc[0]
-    assert (c["value"], c["ci_low"], c["ci_high"]) == (3.0, 3.0, 3.0)
-    assert missing["needed"].eq(5).all() and set(missing["seeds"]) == {3}
+CAL = _calibration()
 
 
-def test_claims_over_fewer_than_five_tasks_are_not_decided():
-    runs, pts = claims_world(sparse_tasks=2)  # 4 tasks: an interval over them is not drawn
-    verdicts, statistics, _ = claims.check(tuned(runs), pts)
-    assert set(verdicts["verdict"]) == {"not enough data"} and statistics.empty
-    row = verdicts.set_index("claim").loc["a"]
-    assert "needs >= 5 tasks" in row["reason"] and "found 4" in row["reason"]
+def scenario(name: str):
+    return next(s for s in CAL.SCENARIOS if s.name == name)
 
 
-def test_claims_not_enough_data_names_the_missing_runs():
-    runs, pts = claims_world(sparse_tasks=5, drop=("sp1", "rmsprop"))
-    verdicts, statistics, missing = claims.check(tuned(runs), pts)
-    b = verdicts.set_index("claim").loc["b"]
-    assert b["verdict"] == "not enough data"
-    assert "sp1 x rmsprop (0 of 5 seeds)" in b["reason"]
-    assert "found 4 (sp0, sp2, sp3, sp4)" in b["reason"]
-    assert ("sp1", "rmsprop", 0) in set(zip(missing["task"], missing["optimizer"], missing["seeds"]))
-    # (a) and (c) still have 6 complete tasks
-    assert verdicts.set_index("claim").loc["c", "verdict"] == "supported"
-    # two seeds are not enough for a (task, optimizer) to count
-    few, _ = claims_world(sparse_tasks=5, seeds=2)
-    verdicts, statistics, _ = claims.check(tuned(few), None)
-    assert set(verdicts["verdict"]) == {"not enough data"} and statistics.empty
+def check_frames(runs: pd.DataFrame, points: pd.DataFrame | None, metric: str = "test"):
+    """`report claims` without a database: select once, then the claims."""
+    return claims.check(protocol.select(runs).runs, points, metric,
+                        protocol.select(runs, "fixed").runs)
 
 
-def test_claims_without_curves_or_runs():
-    runs, _ = claims_world(sparse_tasks=3)
-    verdicts, _, _ = claims.check(tuned(runs), None)
-    assert verdicts.set_index("claim").loc["c", "reason"].startswith("no training-loss curves")
-    verdicts, statistics, missing = claims.check(tuned(runs.iloc[:0]), None)
-    assert set(verdicts["verdict"]) == {"not enough data"} and missing.empty
+@pytest.fixture(scope="module")
+def decisive():
+    """A synthetic study (benchmarks/calibration.py) in which every claim holds strongly."""
+    s = CAL.Scenario("all", "", shift={"adam": 4.0}, sparse_shift={"rmsprop": 3.5},
+                     speed={"adam": 0.5}, gaps={"adagrad": (0.02, 0.06, 0.08)})
+    runs, points = CAL.frames(s, 3)
+    return runs, points, check_frames(runs, points)
+
+
+def _t(values: list[float], threshold: float, above: bool):
+    test = sps.ttest_1samp(values, threshold, alternative="greater" if above else "less")
+    low, high = sps.t.interval(0.95, len(values) - 1, loc=np.mean(values),
+                               scale=sps.sem(values))
+    return test.pvalue, low, high
+
+
+def _row(statistics: pd.DataFrame, claim: str, part: str, start: str) -> pd.Series:
+    mine = statistics[(statistics["claim"] == claim) & (statistics["part"] == part)]
+    return mine[mine["statistic"].str.startswith(start)].iloc[0]
+
+
+def test_claims_supported_where_every_claim_holds(decisive):
+    _, _, (verdicts, statistics, missing) = decisive
+    assert verdicts.set_index("claim")["verdict"].to_dict() == {
+        "a": "supported", "b": "supported", "c": "supported"}
+    assert missing.empty
+    scope = verdicts.set_index("claim")["scope"]
+    assert scope["a"].startswith("on this suite of 10 tasks of types dense, sparse (speed: the 10")
+    assert "5 sparse tasks and their dense twins" in scope["b"]
+    assert "5 tasks run at 1x, 4x, 16x the default budget" in scope["c"]
+    tested = statistics[statistics["verdict"] != "context"]
+    assert set(tested["part"]) == {"accuracy", "speed", "over sgd", "over momentum", "early",
+                                   "late"}
+    # Holm over the six parts, each part's p-value the largest of its conditions'
+    part_p = tested.groupby(["claim", "part"])["p_value"].max()
+    holm = tested.groupby(["claim", "part"])["p_holm"].first()
+    order = np.argsort(part_p.to_numpy())
+    expected = np.maximum.accumulate(np.minimum(1, part_p.to_numpy()[order] * (6 - np.arange(6))))
+    assert holm.to_numpy()[order] == pytest.approx(expected)
+
+
+def test_claim_a_accuracy_is_scipys_mann_whitney_and_t_test(decisive):
+    runs, _, (_, statistics, _) = decisive
+    at = protocol.select(runs).runs
+    at = at[at["steps"] == at["task_steps"]].assign(
+        score=lambda r: np.where(r["status"] == "done", np.where(
+            r["higher_is_better"], r["final_test_metric"], -r["final_test_metric"]), -np.inf))
+    rivals = ("rmsprop", "adagrad", "sgd", "momentum")
+    improvement, shortfall = {r: [] for r in rivals}, []
+    for task, part in at.groupby("task"):
+        x = {o: g["score"].to_numpy() for o, g in part.groupby("optimizer")}
+        for r in rivals:
+            improvement[r].append(sps.mannwhitneyu(x["adam"], x[r]).statistic
+                                  / (len(x["adam"]) * len(x[r])))
+        floor = min(v[np.isfinite(v)].min() for v in x.values())
+        means = {o: np.where(np.isfinite(v), v, floor).mean() for o, v in x.items()}
+        metric = part["metric_name"].iloc[0]
+        margin = 0.01 if metric == "accuracy" else 0.02 * abs(max(means.values()))
+        shortfall.append(min(10.0, (max(means.values()) - means["adam"]) / margin))
+    cases = [(f"adam's probability of improvement over {r}", improvement[r], 0.5, True)
+             for r in rivals] + [("adam's shortfall", shortfall, 1.0, False)]
+    for start, values, threshold, above in cases:
+        row = _row(statistics, "a", "accuracy", start)
+        p, low, high = _t(values, threshold, above)
+        assert row["value"] == pytest.approx(np.mean(values))
+        assert (row["ci_low"], row["ci_high"], row["p_value"]) == pytest.approx((low, high, p))
+        assert row["tasks"] == 10 and row["runs"] == 500
+    part = statistics[(statistics["claim"] == "a") & (statistics["part"] == "accuracy")]
+    assert part["p_holm"].nunique() == 1 and len(part) == 5
+    speed = statistics[(statistics["claim"] == "a") & (statistics["part"] == "speed")]
+    assert len(speed) == 4 and speed["statistic"].str.contains("fewer steps than").all()
+
+
+def test_claim_b_is_the_sparse_minus_dense_improvement(decisive):
+    runs, _, (_, statistics, _) = decisive
+    at = protocol.select(runs).runs
+    at = at[at["steps"] == at["task_steps"]]
+
+    def poi(task: str, a: str, b: str) -> float:
+        def x(o):
+            g = at[(at["task"] == task) & (at["optimizer"] == o)]
+            return np.where(g["status"] == "done", np.where(
+                g["higher_is_better"], g["final_test_metric"], -g["final_test_metric"]), -np.inf)
+        return sps.mannwhitneyu(x(a), x(b)).statistic / (len(x(a)) * len(x(b)))
+
+    pairs = [(f"sparse-{i}", f"dense-{i}") for i in range(5)]
+    for opponent in ("sgd", "momentum"):
+        sparse = [poi(s, "rmsprop", opponent) for s, _ in pairs]
+        diff = [poi(s, "rmsprop", opponent) - poi(d, "rmsprop", opponent) for s, d in pairs]
+        for start, values, threshold in (("rmsprop's", sparse, 0.5), ("the same minus", diff, 0)):
+            row = _row(statistics, "b", f"over {opponent}", start)
+            p, low, high = _t(values, threshold, True)
+            assert row["value"] == pytest.approx(np.mean(values))
+            assert (row["ci_low"], row["ci_high"], row["p_value"]) == pytest.approx((low, high, p))
+    context = statistics[statistics["verdict"] == "context"]
+    assert context["statistic"].str.contains("over adam").any()
+    assert context["statistic"].str.contains("over adagrad").any()
+
+
+def test_claim_c_is_the_normalised_gap_against_the_rivals(decisive):
+    runs, points, (_, statistics, _) = decisive
+    at = protocol.select(runs).runs
+    at = at[at["task"].str.startswith("sparse")].assign(
+        budget=lambda r: r["steps"] // r["task_steps"].astype(int),
+        optimizer=lambda r: r["optimizer"].str.replace(r"@\d+steps", "", regex=True))
+    initial = points.set_index("run_id")["loss"]
+    rel = {}
+    for task, part in at.groupby("task"):
+        start = initial[part["id"]].median()  # every run's, a diverged one's too
+        part = part[part["status"] == "done"]  # a diverged run has no final loss
+        best = part["final_train_loss"].min()
+        gap = (part["final_train_loss"] - best) / (start - best)
+        means = gap.groupby([part["budget"], part["optimizer"]]).mean()
+        rel[task] = {b: means[b]["adagrad"] - means[b].drop("adagrad").mean() for b in (1, 4, 16)}
+    early = [r[1] for r in rel.values()]
+    late = [r[16] for r in rel.values()]
+    growth = [r[16] - r[1] for r in rel.values()]
+    for part, start, values, threshold, above in (
+            ("early", "adagrad's normalised gap minus its rivals' mean at 1x", early, 0.0, False),
+            ("late", "adagrad's normalised gap minus its rivals' mean at 16x", late, 0.01, True),
+            ("late", "growth", growth, 0.01, True)):
+        row = _row(statistics, "c", part, start)
+        p, low, high = _t(values, threshold, above)
+        assert row["value"] == pytest.approx(np.mean(values))
+        assert (row["ci_low"], row["ci_high"], row["p_value"]) == pytest.approx((low, high, p))
+    late = _row(statistics, "c", "late", "adagrad's normalised gap minus its rivals' mean at 16x")
+    assert "falls behind: sparse-0, sparse-1, sparse-2, sparse-3, sparse-4" in late["detail"]
+
+
+def test_speed_takes_each_seeds_lr_from_the_other_seeds():
+    # steps to target of one (task, optimizer) at two lrs on three seeds (None: not reached)
+    costs = {0.1: [10, 50, None], 0.01: [40, 30, 20]}
+    rows = []
+    for lr, values in costs.items():
+        for seed, v in enumerate(values):
+            row = run("t", "adam", seed, 0.5, lr=lr)
+            row.update(target=0.4, steps_to_target=math.nan if v is None else v)
+            rows.append(row)
+    out = claim_runs.speed_values(frame(rows)).set_index("seed")
+    # seed 0: medians over seeds 1, 2: lr 0.1 -> inf, 0.01 -> 25: 0.01, cost 40
+    # seed 1: over 0, 2: 0.1 -> inf, 0.01 -> 30: 0.01, cost 30
+    # seed 2: over 0, 1: 0.1 -> 30, 0.01 -> 35: 0.1, cost inf (never reached)
+    assert out["lr"].tolist() == [0.01, 0.01, 0.1]
+    assert out["cost"].tolist() == [40, 30, math.inf]
+
+
+def test_a_tie_at_the_end_is_no_stall_whatever_happens_early():
+    runs, points = CAL.frames(scenario("early-leader"), 4)
+    verdicts, statistics, _ = check_frames(runs, points)
+    late = statistics[(statistics["claim"] == "c") & (statistics["part"] == "late")].iloc[0]
+    assert late["verdict"] == "not supported"
+    assert "ties at 16x" in late["detail"] and "falls behind: none" in late["detail"]
+    early = statistics[(statistics["claim"] == "c") & (statistics["part"] == "early")].iloc[0]
+    assert early["value"] < 0  # it does lead early
+    assert verdicts.set_index("claim").loc["c", "verdict"] == "not supported"
+
+
+def test_claims_not_enough_data_list_what_to_queue():
+    runs, points = CAL.frames(scenario("equal"), 5)
+    gone = ((runs["task"] == "sparse-1") & (runs["optimizer"] == "rmsprop")) | (
+        (runs["task"] == "sparse-2") & (runs["optimizer"] == "adagrad") & (runs["steps"] == 8000))
+    verdicts, statistics, missing = check_frames(runs[~gone], points)
+    why = verdicts.set_index("claim")["reason"]
+    assert verdicts["verdict"].tolist() == ["not supported", "not enough data", "not enough data"]
+    assert "sparse-1 x rmsprop (0 of 5 seeds)" in why["b"]
+    assert "found 4 (sparse-0/dense-0, sparse-2/dense-2" in why["b"]
+    assert "`adaptbench run --study adaptive-lr --task sparse-1 --optim rmsprop`" in why["b"]
+    assert "sparse-2 x adagrad at 8000 steps (0 of 5 seeds)" in why["c"]
+    assert "`adaptbench run --study adaptive-lr --task sparse-2 --optim adagrad --steps 8000`" in why["c"]
+    assert {("sparse-1", "rmsprop", 500), ("sparse-2", "adagrad", 8000)} <= set(
+        zip(missing["task"], missing["optimizer"], missing["steps"]))
+    # (a) is decided on the 9 complete tasks
+    assert set(statistics.loc[statistics["claim"] == "a", "tasks"]) == {9}
+    # without the lr grid or the initial losses the parts that read them wait
+    verdicts, _, _ = claims.check(protocol.select(runs).runs, None)
+    why = verdicts.set_index("claim")["reason"]
+    assert "speed needs the selection runs at every lr" in why["a"]
+    assert "initial training loss" in why["c"]
+
+
+def test_claims_on_no_runs():
+    runs, _ = CAL.frames(scenario("equal"), 5)
+    verdicts, statistics, missing = check_frames(runs.iloc[:0], None)
+    assert set(verdicts["verdict"]) == {"not enough data"} and statistics.empty and missing.empty
     assert "no task of type 'sparse' has results" in verdicts.set_index("claim").loc["b", "reason"]
-
-
-def test_claim_a_counts_an_exact_tie_with_the_best_as_top():
-    # on d0 adagrad scores exactly what adam scores on every seed: adagrad sorts first by
-    # name, and a t-test on all-zero differences is undefined; adam is still at the top
-    runs, pts = claims_world(sparse_tasks=5)
-    tie = (runs["task"] == "d0") & (runs["optimizer"] == "adagrad")
-    for column in ("final_test_metric", "final_val_metric"):
-        runs.loc[tie, column] = runs.loc[(runs["task"] == "d0") & (runs["optimizer"] == "adam"),
-                                         column].to_numpy()
-    _, statistics, _ = claims.check(tuned(runs), pts)
-    top = statistics[statistics["claim"] == "a"].iloc[0]
-    assert top["value"] == 1.0 and "not top on: none" in top["detail"]
 
 
 def test_claims_use_the_study_preset():
@@ -433,6 +557,23 @@ def test_claims_use_the_study_preset():
 
     assert claims.CLAIMS_OPTIMIZERS == STUDY_PRESETS["adaptive-lr"].optimizers
     assert claims.CLAIMS_SEEDS == STUDY_PRESETS["adaptive-lr"].seeds == 5
+
+
+@pytest.mark.parametrize("name", ["equal", "early-leader"])
+def test_calibration_guard_no_verdict_from_ties(name):
+    # benchmarks/calibration.py measures the false-positive rates over 200 studies written to
+    # databases; here the same studies in memory (`frames`: the same verdicts), 10 of each of
+    # the two nulls in which every optimizer ends tied. Expected about 0.1 SUPPORTED in 10;
+    # the seeds are fixed, so the test is deterministic
+    found = {k: 0 for k in ("a", "b", "c", "accuracy")}
+    for seed in range(10):
+        verdicts, statistics, _ = check_frames(*CAL.frames(scenario(name), 100 + seed))
+        got = verdicts.set_index("claim")["verdict"]
+        for claim in "abc":
+            found[claim] += got[claim] == "supported"
+        accuracy = statistics[(statistics["claim"] == "a") & (statistics["part"] == "accuracy")]
+        found["accuracy"] += (accuracy["verdict"] == "supported").any()
+    assert found["b"] + found["c"] + found["accuracy"] <= 1, found
 
 
 # ---------------------------------------------------------------- rliable's aggregates

@@ -237,7 +237,7 @@ def claims(
     task_type: rc.TypeF = None,
     optim: OptimF = None,
     study: rc.StudyF = None,
-    split: Annotated[Split, typer.Option("--split", help="Split of claim (a)'s accuracy and claim (b)'s win rates.")] = Split.test,
+    split: Annotated[Split, typer.Option("--split", help="Split of the final metric that claims (a) and (b) compare.")] = Split.test,
     width: WidthOpt = None,
     height: HeightOpt = None,
     dpi: DpiOpt = 300,
@@ -249,12 +249,11 @@ def claims(
     from adaptbench.api import claims_tables
 
     o = _start(ctx)
-    engine, selected = rc._load(o, ("target", "steps_to_target", "diverged_at_step")
-                             + rc._metric_columns(o.split))
+    engine, selected = rc._load(o, rc.CLAIMS_COLUMNS + rc._metric_columns(o.split))
     runs = selected.runs
     if runs.empty:
         _stop()
-    verdicts, statistics, _ = claims_tables(engine, runs, o.split.value)
+    verdicts, statistics, _ = claims_tables(engine, runs, o.split.value, rc._filters(o))
     _write(plots.claims_figure(verdicts, statistics, o.split.value, selected.describe(),
                                o.width, o.height), o)
 

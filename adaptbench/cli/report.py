@@ -123,6 +123,15 @@ def _nothing(what: str = "finished runs") -> None:
     _note(f"no {what} match; see `adaptbench status` and the filters")
 
 
+CLAIMS_COLUMNS = ("target", "steps_to_target", "diverged_at_step", "final_train_loss")
+
+
+def _filters(o: SimpleNamespace) -> Any:
+    from adaptbench.cli.common import _filter
+
+    return _filter(task=o.task, optim=o.optim, study=o.study, task_type=o.task_type)
+
+
 def _metric_columns(split: Split, loss: bool = False) -> tuple[str, ...]:
     return (f"final_{split.value}_metric",) + ((f"final_{split.value}_loss",) if loss else ())
 
@@ -501,7 +510,7 @@ def speed(
         _nothing("runs with stored curves")
 
 
-@report_app.command(short_help="Check three adaptive-lr claims: statistic, CI, verdict.")
+@report_app.command(short_help="Test three adaptive-lr claims: statistics, CIs, Holm, verdicts.")
 def claims(
     ctx: typer.Context,
     task: TaskF = None,
@@ -514,21 +523,21 @@ def claims(
     output: OutputOpt = None,
     wide: WideOpt = False,
 ) -> None:
-    """Check, against the stored runs, (a) Adam converges fastest and reaches high accuracy on
+    """Test, against the stored runs, (a) Adam converges fastest and reaches high accuracy on
     most tasks, (b) RMSprop does well on sparse data, (c) AdaGrad drops the loss fast early but
-    falls behind in long training: each as a statistic with a 95% CI and a verdict (supported,
-    not supported, not enough data, naming the missing runs). Definitions: docs, `claims.py`."""
+    falls behind in long training: each as two parts of one-sided tests with 95% intervals,
+    Holm-adjusted over all parts (family-wise α = 0.05), and a verdict naming its scope
+    (supported, not supported, not enough data: what to queue). Definitions: README, `claims.py`."""
     from adaptbench import claims as claims_mod
     from adaptbench import render
     from adaptbench.api import claims_tables
 
     o = _options(ctx)
-    engine, selected = _load(o, ("target", "steps_to_target", "diverged_at_step")
-                             + _metric_columns(o.split))
+    engine, selected = _load(o, CLAIMS_COLUMNS + _metric_columns(o.split))
     runs, fmt = selected.runs, o.fmt
     for name, why in claims_mod.left_out(runs).items():
         typer.echo(f"note: task {name} is left out of the claims ({why})", err=True)
-    verdicts, statistics, missing = claims_tables(engine, runs, o.split.value)
+    verdicts, statistics, missing = claims_tables(engine, runs, o.split.value, _filters(o))
     if fmt not in (Format.table, Format.markdown):
         render.render_sections([("claims", None, verdicts), ("statistics", None, statistics),
                                 ("missing", None, missing)], fmt.value, wide=o.wide,
@@ -537,12 +546,15 @@ def claims(
     sections = []
     for row in verdicts.itertuples():
         part = statistics[statistics["claim"] == row.claim].drop(columns="claim")
-        title = f"({row.claim}) {row.statement}: {row.verdict.upper()} — {row.reason}"
+        title = (f"({row.claim}) {row.statement}: {row.verdict.upper()}"
+                 + (f" {row.scope}" if row.scope else "") + f" — {row.reason}")
         sections.append((row.claim, title, part if len(part) else part.iloc[:, :0]))
     if len(missing):
-        sections.append(("missing", f"(task, optimizer) pairs with fewer than "
+        sections.append(("missing", f"(task, optimizer, steps) combinations with fewer than "
                                     f"{claims_mod.CLAIMS_SEEDS} seeds at the selected lr "
-                                    f"(the study's design; >= {claims_mod.MIN_SEEDS} count)",
+                                    f"(the study's design; >= {claims_mod.MIN_SEEDS} count); "
+                                    f"`adaptbench run --study adaptive-lr` queues what is "
+                                    f"missing (--steps for the longer budgets)",
                          missing))
     render.render_sections(sections, fmt.value, wide=o.wide)
 
@@ -593,7 +605,7 @@ def _page_content(o: SimpleNamespace, engine: Any, selected: Any) -> Any:
     figures["profile"] = (plots.profile_figure(curves.performance_profile(ratios), "val", what,
                                                curves.TAU_MAX) if len(ratios) else
                           "no tasks with a target that every optimizer of their type ran")
-    verdicts, statistics, missing = claims_tables(engine, runs, "test")
+    verdicts, statistics, missing = claims_tables(engine, runs, "test", filters)
     figures["claims"] = (plots.claims_figure(verdicts, statistics, "test", what) if len(statistics)
                          else "no claim has a statistic to draw yet (the verdicts say why)")
     full = results.load_curves(engine, ids, ["val"], ("run_id", "step", "split", "loss", "metric"))

@@ -1,0 +1,266 @@
+"""Which runs the adaptive-lr claims read, and what is missing for them.
+
+The claims compare the optimizers of the `adaptive-lr` study preset at their tuned lrs
+(`protocol.select`): at each task's default budget (claims (a) and (b)), and for claim (c) at 4×
+and 16× it too. A (task, optimizer, budget) counts with at least MIN_SEEDS seeds at its tuned
+lr; a claim needs MIN_TASKS such tasks (or twin pairs). What is missing is listed with the
+commands that queue it: a spec is queued once, so the commands add only what is not stored.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from adaptbench.curves import run_costs
+from adaptbench.protocol import results_only
+from adaptbench.spec import LONG_BUDGETS, LONG_TRAINING_TASKS, STUDY_PRESETS
+from adaptbench.stats import table
+
+STUDY = STUDY_PRESETS["adaptive-lr"]
+CLAIMS_OPTIMIZERS: tuple[str, ...] = STUDY.optimizers
+CLAIMS_SEEDS: int = STUDY.seeds  # what the study queues per (task, optimizer, lr)
+MIN_SEEDS = 3  # fewer seeds at the tuned lr and a (task, optimizer) does not count
+MIN_TASKS = 5  # no statistic over fewer tasks (or twin pairs)
+BUDGETS: tuple[int, ...] = (1, *LONG_BUDGETS)  # claim (c): multiples of the default steps
+SPARSE = "sparse"
+# what claim (a)'s speed part reads of the selection runs, besides the protocol's columns
+GRID_COLUMNS = ("target", "steps_to_target", "diverged_at_step")
+_S, _I = object, int
+MISSING_SCHEMA = {"task": _S, "task_type": _S, "optimizer": _S, "steps": _I, "seeds": _I,
+                  "needed": _I}
+
+_PLAIN = re.compile(r"^(?P<base>[a-z]+)(?P<budget>(@\d+steps)?(/b\d+)?)$")
+
+
+def left_out(runs: pd.DataFrame) -> dict[str, str]:
+    """The tasks of these runs that no claim counts, each with the reason: a demonstration
+    (`Task.claims` False) or a task whose validation and test are the same quantity
+    (`Task.held_out` False: it has no held-out figure). Recorded with each run at queue time;
+    runs from before that was recorded count."""
+    out: dict[str, str] = {}
+    for column, why in (("task_claims", "a demonstration, outside the claims"),
+                        ("task_held_out", "validation = test: no held-out figure")):
+        if column in runs:
+            flag = runs[column]
+            for task in runs.loc[flag.notna() & (flag == False), "task"].unique():  # noqa: E712
+                out.setdefault(str(task), why)
+    return out
+
+
+def claims_tasks(runs: pd.DataFrame) -> pd.DataFrame:
+    """The result runs of the tasks the claims count (see `left_out`)."""
+    res = results_only(runs)
+    out = left_out(res)
+    return res[~res["task"].isin(list(out))] if out else res
+
+
+def claims_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The selected result runs of the claims optimizers at default settings, named plainly.
+
+    A claim compares optimizers at one budget: per task, the runs at the task's default budget
+    and batch size (label `adam`), or where there are none, at the one other budget all of the
+    task's runs share (`adam@20steps` counts as `adam`). Variants with other schedules or
+    hyperparameters (`adam+cosine`) are not the optimizers the claims are about.
+    """
+    res = claims_tasks(runs)
+    parts = res["optimizer"].str.extract(_PLAIN)
+    ok = parts["base"].isin(CLAIMS_OPTIMIZERS)
+    res, parts = res[ok], parts[ok]
+    keep = []
+    for _, budgets in parts.groupby(res["task"])["budget"]:
+        choice = "" if (budgets == "").any() else budgets.mode().iloc[0]
+        keep.append(budgets.index[budgets == choice])
+    index = pd.Index([]).append(keep) if keep else pd.Index([])
+    return res.loc[index].assign(optimizer=parts.loc[index, "base"]).sort_values("id")
+
+
+def budget_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The selected runs of the claims optimizers at default settings at every budget of
+    claim (c), named plainly, with `budget`: the multiple of the task's default steps (its
+    smallest budget where runs do not record the default)."""
+    res = claims_tasks(runs)
+    parts = res["optimizer"].str.extract(_PLAIN)
+    ok = parts["base"].isin(CLAIMS_OPTIMIZERS) & ~parts["budget"].fillna("").str.contains("/b")
+    res = res[ok].assign(optimizer=parts.loc[ok, "base"])
+    steps = res["steps"].astype(float)
+    default = (res["task_steps"].astype(float) if "task_steps" in res
+               else pd.Series(np.nan, index=res.index))
+    default = default.fillna(steps.groupby(res["task"]).transform("min"))
+    multiple = steps / default
+    whole = np.isclose(multiple, multiple.round())
+    res = res[whole].assign(budget=multiple[whole].round().astype(int))
+    return res[res["budget"].isin(BUDGETS)].sort_values("id")
+
+
+def long_tasks(res: pd.DataFrame) -> list[str]:
+    """Claim (c)'s tasks: those with runs at a long budget, and the study's long-arm tasks."""
+    found = set(res.loc[res["budget"] > 1, "task"]) | (set(LONG_TRAINING_TASKS) & set(res["task"]))
+    return sorted(found)
+
+
+def coverage(runs: pd.DataFrame, tuned: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Result seeds at the tuned lr of every (task, claims optimizer, budget) a claim needs:
+    every task in the claims at its default budget, and claim (c)'s tasks at 4× and 16× too.
+
+    Columns: task, task_type, optimizer, budget, steps, seeds. `tuned`: `claims_runs(runs)`.
+    """
+    columns = ["task", "task_type", "optimizer", "budget", "steps", "seeds"]
+    tasks = claims_tasks(runs).groupby("task", sort=True)["task_type"].first()
+    if tasks.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object if c in ("task", "task_type", "optimizer")
+                                          else int) for c in columns})
+    tuned = claims_runs(runs) if tuned is None else tuned
+    res = budget_runs(runs)
+    frames = [pd.DataFrame({"task": list(tasks.index)}).merge(
+        pd.DataFrame({"optimizer": CLAIMS_OPTIMIZERS}), how="cross").assign(budget=1)]
+    long = long_tasks(res)
+    if long:
+        frames.append(pd.DataFrame({"task": long}).merge(
+            pd.DataFrame({"optimizer": CLAIMS_OPTIMIZERS}), how="cross").merge(
+            pd.DataFrame({"budget": list(LONG_BUDGETS)}), how="cross"))
+    grid = pd.concat(frames, ignore_index=True)
+    seeds = pd.concat([tuned.groupby(["task", "optimizer"]).size().rename("seeds").reset_index()
+                       .assign(budget=1),
+                       res[res["budget"] > 1].groupby(["task", "optimizer", "budget"]).size()
+                       .rename("seeds").reset_index()])
+    out = grid.merge(seeds, on=["task", "optimizer", "budget"], how="left").fillna({"seeds": 0})
+    default = _default_steps(runs)
+    out["steps"] = (out["task"].map(default).fillna(0) * out["budget"]).astype(int)
+    out["task_type"] = out["task"].map(tasks)
+    return out[columns].astype({"seeds": int})
+
+
+def _default_steps(runs: pd.DataFrame) -> pd.Series:
+    res = claims_tasks(runs)
+    steps = res["steps"].astype(float)
+    if "task_steps" in res:
+        steps = res["task_steps"].astype(float).fillna(steps.groupby(res["task"]).transform("min"))
+    return steps.groupby(res["task"]).min()
+
+
+def missing(cov: pd.DataFrame) -> pd.DataFrame:
+    """The (task, claims optimizer, budget) combinations of a `coverage` table with fewer
+    seeds than the study queues."""
+    out = cov[cov["seeds"] < CLAIMS_SEEDS].assign(needed=CLAIMS_SEEDS)
+    return table(out.sort_values(["budget", "task", "optimizer"], kind="mergesort"),
+                 MISSING_SCHEMA)
+
+
+def usable_tasks(cov: pd.DataFrame, optimizers: tuple[str, ...], tasks: list[str] | None = None,
+                  budgets: tuple[int, ...] = (1,)) -> list[str]:
+    part = cov[cov["optimizer"].isin(optimizers) & cov["budget"].isin(budgets)]
+    if tasks is not None:
+        part = part[part["task"].isin(tasks)]
+    ok = part.assign(ok=part["seeds"] >= MIN_SEEDS).groupby("task")["ok"].all()
+    complete = part.groupby("task")["budget"].nunique() == len(budgets)
+    return sorted(ok[ok & complete.reindex(ok.index, fill_value=False)].index)
+
+
+def queue_commands(rows: pd.DataFrame) -> list[str]:
+    """The commands that queue the runs of these coverage rows (runs already stored are not
+    queued again: a spec is queued once)."""
+    def optimizers(part: pd.DataFrame) -> str:
+        return ",".join(o for o in CLAIMS_OPTIMIZERS if o in set(part["optimizer"]))
+
+    out = []
+    default = rows[rows["budget"] == 1]
+    if len(default):
+        out.append(f"adaptbench run --study adaptive-lr --task "
+                   f"{','.join(sorted(set(default['task'])))} --optim {optimizers(default)}")
+    for (task, steps), part in rows[rows["budget"] > 1].groupby(["task", "steps"], sort=True):
+        out.append(f"adaptbench run --study adaptive-lr --task {task} --optim "
+                   f"{optimizers(part)} --steps {steps}")
+    return out
+
+
+def not_enough(cov: pd.DataFrame, what: str, optimizers: tuple[str, ...], found: list[str],
+                tasks: list[str] | None = None, budgets: tuple[int, ...] = (1,),
+                unit: str = "tasks") -> str:
+    text = (f"{what} needs >= {MIN_TASKS} {unit} on which each of {', '.join(optimizers)} has "
+            f">= {MIN_SEEDS} seeds at its tuned lr; found {len(found)}"
+            + (f" ({', '.join(found)})" if found else ""))
+    part = cov[cov["optimizer"].isin(optimizers) & cov["budget"].isin(budgets)
+               & (cov["seeds"] < CLAIMS_SEEDS)]
+    if tasks is not None:
+        part = part[part["task"].isin(tasks)]
+    if len(part):
+        combos = [f"{r.task} x {r.optimizer}" + (f" at {r.steps} steps" if r.budget > 1 else "")
+                  + f" ({r.seeds} of {CLAIMS_SEEDS} seeds)" for r in part.head(8).itertuples()]
+        more = f", and {len(part) - 8} more" if len(part) > 8 else ""
+        commands = queue_commands(part)
+        text += ("; missing: " + ", ".join(combos) + more + "; queue them with `"
+                 + "`, `".join(commands[:4]) + "`" + (" and more (the missing table lists them)"
+                                                       if len(commands) > 4 else ""))
+    return text
+
+
+def cells(at: pd.DataFrame, tasks: list[str], column: str,
+          optimizers: tuple[str, ...]) -> list[dict[str, np.ndarray]]:
+    """Per task, the values of `column` of each optimizer's runs (those it has)."""
+    groups = grouped(at, ["task", "optimizer"], column)
+    return [{o: groups[(t, o)] for o in optimizers if (t, o) in groups} for t in tasks]
+
+
+def grouped(frame: pd.DataFrame, keys: list[str], column: str) -> dict[tuple, np.ndarray]:
+    """The values of `column` per group of `keys`, as float arrays in the frame's order."""
+    values = frame[column].to_numpy(float)
+    return {key: values[index] for key, index in frame.groupby(keys).indices.items()}
+
+
+def speed_values(grid: pd.DataFrame) -> pd.DataFrame:
+    """Steps to the target at the lr tuned for them, cross-fitted: per (task, optimizer) and
+    selection seed, the lr whose median steps to target over the *other* seeds is smallest
+    (the smaller lr on a tie), and that seed's steps at that lr, so that no figure comes from
+    a seed that chose its lr. Steps as stored (`steps_to_target` on the validation metric);
+    ∞ for a run that diverged or never reached the target. Only tasks with a target, and the
+    seeds every lr of the optimizer ran. Columns: task, optimizer, seed, lr, cost."""
+    plain = claims_runs(grid)
+    plain = plain.assign(cost=run_costs(plain, "val"))
+    plain = plain[plain["cost"].notna()]
+    lr, seed, cost = (plain[c].to_numpy(float) for c in ("lr", "seed", "cost"))
+    rows = []
+    for (task, optimizer), index in sorted(plain.groupby(["task", "optimizer"]).indices.items()):
+        lrs, row = np.unique(lr[index], return_inverse=True)
+        seeds, column = np.unique(seed[index], return_inverse=True)
+        costs = np.full((len(lrs), len(seeds)), np.nan)
+        costs[row, column] = cost[index]
+        every = ~np.isnan(costs).any(axis=0)  # seeds that every lr ran
+        costs, seeds = costs[:, every], seeds[every]
+        if len(seeds) < 2:
+            continue
+        for j in range(len(seeds)):
+            best = int(np.argmin(np.median(np.delete(costs, j, axis=1), axis=1)))
+            rows.append({"task": task, "optimizer": optimizer, "seed": int(seeds[j]),
+                         "lr": float(lrs[best]), "cost": costs[best, j]})
+    return pd.DataFrame(rows, columns=["task", "optimizer", "seed", "lr", "cost"])
+
+
+def twin_pairs(tuned: pd.DataFrame) -> list[tuple[str, str]]:
+    """(sparse task, its dense twin) for every sparse task whose runs name a twin."""
+    if "task_twin" not in tuned:
+        return []
+    sparse = tuned[(tuned["task_type"] == SPARSE) & tuned["task_twin"].notna()]
+    twins = sparse.groupby("task")["task_twin"].first()
+    return [(str(s), str(d)) for s, d in twins.items()]
+
+
+def curve_run_ids(runs: pd.DataFrame) -> list[int]:
+    """The runs whose initial training loss claim (c) reads (the step-0 curve point): the
+    selected runs of claim (c)'s tasks at every budget."""
+    res = budget_runs(runs)
+    return [int(i) for i in res.loc[res["task"].isin(long_tasks(res)), "id"]]
+
+
+def initial_losses(curves: pd.DataFrame | None, res: pd.DataFrame) -> pd.Series:
+    """Per task, the median over its runs of the full-batch training loss at step 0 (the
+    `train_full` curve), or of the validation loss there for runs stored before that curve
+    was recorded (the same model at initialisation, on held-out examples of the same data)."""
+    if curves is None or curves.empty:
+        return pd.Series(dtype=float)
+    start = curves[(curves["step"] == 0) & curves["loss"].notna()]
+    start = start.sort_values("split", key=lambda s: s != "train_full", kind="mergesort")
+    first = start[start["split"].isin(["train_full", "val"])].groupby("run_id")["loss"].first()
+    return res.assign(l0=res["id"].map(first)).groupby("task")["l0"].median().dropna()
