@@ -341,7 +341,9 @@ def measured(task: Task) -> dict[str, Any]:
     data = _timings(Path(task.source).parent / TIMINGS_FILE)
     size = data.get("size", {}).get(task.name, {})
     out = {"params": size.get("params"), "examples": size.get("examples"),
-           "seconds": data.get("seconds", {}).get(task.name),
+           # CPU seconds: what a run costs one core, however busy the machine measuring it was
+           "seconds": data.get("cpu_seconds", {}).get(task.name,
+                                                      data.get("seconds", {}).get(task.name)),
            "gradient_density": data.get("gradient_density", {}).get(task.name)}
     return {k: v for k, v in out.items() if v is not None}
 

@@ -499,7 +499,7 @@ def tasks(tasks_dir: TasksDirOpt = None, fmt: FormatOpt = Format.table, wide: Wi
     ]
     render.render(
         pd.DataFrame(rows), fmt.value,
-        title="tasks (seconds: one default run on one CPU thread; gradient_density: share of parameter "
+        title="tasks (seconds: CPU seconds of one default run on one thread; gradient_density: share of parameter "
               "coordinates with a non-zero gradient per batch; both from benchmarks/task_timing.py)",
         wide=wide,
     )
