@@ -113,10 +113,11 @@ def test_claims_on_the_tiny_study_say_what_is_missing(study_db):
     out = json.loads(r.out)
     verdicts = {c["claim"]: c for c in out["claims"]}
     assert {c["verdict"] for c in verdicts.values()} == {"not enough data"}
-    assert "rmsprop" in verdicts["a"]["reason"] and "0 of 5 seeds" in verdicts["a"]["reason"]
-    missing = {(m["task"], m["optimizer"]): m["seeds"] for m in out["missing"]}
-    assert missing[("rosenbrock", "momentum")] == 0
-    assert ("rosenbrock", "adam") not in missing  # 10 evaluation seeds at its selected lr
+    assert "rmsprop" in verdicts["a"]["reason"] and "found 0" in verdicts["a"]["reason"]
+    # both tasks are outside the claims: a demonstration, and a task whose val = test
+    assert "task rosenbrock is left out of the claims (a demonstration" in r.err
+    assert "task noisy-quadratic is left out of the claims (validation = test" in r.err
+    assert out["missing"] == []
 
 
 @pytest.fixture(scope="module")
