@@ -208,7 +208,9 @@ def test_adaptive_lr_preset_narrowed_by_options(cli, workdir):
             "--lr", "0.01,0.1", "--seeds", "2")
     assert r.code == 0, r.err
     runs = db_runs()
-    assert len(runs) == 2 * 2 * 2 and set(runs["lr"]) == {0.01, 0.1}
+    # sparse-text is in the long arm: its default budget, 4x and 16x
+    assert len(runs) == 2 * 2 * 2 * 3 and set(runs["lr"]) == {0.01, 0.1}
+    assert set(runs["steps"] // runs["task_steps"]) == {1, 4, 16}
 
 
 def test_curves_export_matches_the_stored_points(cli, workdir):
