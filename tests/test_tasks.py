@@ -327,7 +327,8 @@ def test_targets_and_lr_grids_are_those_tuning_recorded(task):
 
 
 def _training_steps(task: Task, optimizer: str, lr: float, steps: int) -> list[float]:
-    """The L2 norm of every training step's parameter update in a short run of `task`."""
+    """The L2 norms of the parameter updates of the first `steps` training steps of a default-
+    length run of `task` (stopped there)."""
     seen: list[torch.Tensor] = []
 
     def build(seed: int, device: torch.device) -> Problem:
@@ -340,8 +341,9 @@ def _training_steps(task: Task, optimizer: str, lr: float, steps: int) -> list[f
         problem.model.register_forward_pre_hook(before_forward)
         return problem
 
-    spec = RunSpec(task.name, optimizer, lr, 0, steps, task.batch_size)
-    train.execute(spec, replace(task, build=build, eval_every=steps), CPU)
+    spec = RunSpec(task.name, optimizer, lr, 0, task.steps, task.batch_size)
+    with pytest.raises(train.Interrupted):
+        train.execute(spec, replace(task, build=build), CPU, should_stop=lambda: len(seen) > steps)
     return [float((b - a).norm()) for a, b in zip(seen, seen[1:])]
 
 
@@ -359,9 +361,10 @@ def test_char_rnn_clipping_bounds_every_update():
 
 def test_reverse_attention_warms_up():
     task = load_tasks()["reverse-attention"]
-    steps = _training_steps(task, "sgd", 1.0, int(task.warmup * task.steps) + 5)
-    ramp = int(task.warmup * task.steps)
-    assert ramp >= 10 and steps[0] < steps[ramp] / 5  # the first update is at lr / ramp
+    # a linear ramp over the first `ramp` steps: the first update is made at lr / ramp
+    ramp = round(task.warmup * task.steps)
+    steps = _training_steps(task, "sgd", 1.0, ramp + 5)
+    assert ramp >= 10 and steps[0] < steps[ramp - 1] / 5
 
 
 def test_noisy_quadratic_metric_is_the_excess_risk():
