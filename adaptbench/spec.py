@@ -155,19 +155,6 @@ class Arm:
     budgets: tuple[int, ...] = (1,)
     tasks: tuple[str, ...] | None = None
 
-    def describe(self) -> str:
-        parts = [", ".join(self.optimizers) if self.optimizers else "every optimizer"]
-        if self.params:
-            parts.append(" ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                  for k, v in self.params.items()))
-        if self.schedule:
-            parts.append(f"schedule {self.schedule}")
-        if self.budgets != (1,):
-            parts.append("at " + ", ".join(f"{b}x" for b in self.budgets) + " the default steps")
-        if self.tasks is not None:
-            parts.append("on " + ", ".join(self.tasks))
-        return "; ".join(parts)
-
 
 @dataclass(frozen=True)
 class StudyPreset:
