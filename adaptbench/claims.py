@@ -32,6 +32,7 @@ import pandas as pd
 from adaptbench import claim_runs, claim_tests, inference
 from adaptbench.claim_runs import (BUDGETS, CLAIMS_OPTIMIZERS, CLAIMS_SEEDS, GRID_COLUMNS,
                                    MIN_SEEDS, MIN_TASKS, SPARSE, curve_run_ids, left_out)
+from adaptbench.spec import LONG_TRAINING_TASKS
 from adaptbench.stats import scored, table
 
 ALPHA = 0.05  # family-wise, over every part of every claim (Holm)
@@ -251,8 +252,11 @@ def check(
     tasks["c"] = claim_runs.usable_tasks(cov, NEEDS["c"], long, BUDGETS)
     if len(tasks["c"]) < MIN_TASKS:
         why = claim_runs.not_enough(cov, "(c)", NEEDS["c"], tasks["c"], long, BUDGETS)
-        lacking["c"].append(why + ("" if long else "; no task has runs at 4x or 16x its "
-                                   "default budget (the study's long arm)"))
+        arm = ", ".join(LONG_TRAINING_TASKS) or "none listed yet"
+        lacking["c"].append(why + ("" if long else (
+            "; no task has runs at 4x or 16x its default budget: `adaptbench run --study "
+            f"adaptive-lr` queues them on the study's long-arm tasks ({arm}), `--steps` on "
+            "others")))
     else:
         found_c, why, tasks["c"] = _stall(res, tasks["c"], curves)
         parts["c"] += found_c

@@ -543,6 +543,12 @@ def test_claims_not_enough_data_list_what_to_queue():
     why = verdicts.set_index("claim")["reason"]
     assert "speed needs the selection runs at every lr" in why["a"]
     assert "initial training loss" in why["c"]
+    # without any long-budget run (c) names the study's long-arm tasks and how to queue them
+    short = runs[runs["steps"] == runs.groupby("task")["steps"].transform("min")]
+    verdicts, _, _ = check_frames(short, points)
+    why = verdicts.set_index("claim")["reason"]
+    assert "no task has runs at 4x or 16x its default budget" in why["c"]
+    assert "`adaptbench run --study adaptive-lr` queues them on the study's long-arm tasks (" in why["c"]
 
 
 def test_claims_on_no_runs():
