@@ -6,7 +6,7 @@ import copy
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,8 @@ class RunResult:
     device: str
     curve: list[dict[str, Any]] = field(default_factory=list)
     trajectory: list[tuple[int, list[float]]] | None = None  # (step, parameters) when recorded
+    build_seconds: float = 0.0  # building the task (data, model); not in wall_seconds
+    execution: str = "single"  # "single": trained alone; "vectorized": in a stacked group
 
     def outcome(self) -> dict[str, Any]:
         """The columns of the `runs` row this result fills in."""
@@ -113,10 +115,11 @@ def execute(
     eval_every / TARGET_RESOLUTION steps, and the first of those steps to reach the target is
     recorded. Training then continues from the state it had, so the run is unchanged.
     """
-    started = time.perf_counter()
+    building = time.perf_counter()
     devices.seed_everything(spec.seed)
     problem = task.build(spec.seed, device)
     model = problem.model.to(device)
+    started = time.perf_counter()  # wall_seconds: training and evaluation only
     model.train()
     optimizer = build_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.params)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -273,7 +276,32 @@ def execute(
         device=devices.describe(device),
         curve=curve,
         trajectory=trajectory,
+        build_seconds=started - building,
     )
+
+
+def execute_group(
+    specs: Sequence[RunSpec],
+    task: Task,
+    device: Any,
+    vectorize: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[RunResult]:
+    """Train a group of runs of one task that differ only in seed and learning rate; one result
+    per spec, in order. `vectorize`: "off" trains them one after another; "on" and "auto" do
+    too until the vectorized pass exists. `progress` gets (steps done, steps of the group)."""
+    total = sum(spec.steps for spec in specs)
+    done = 0
+    results = []
+    for spec in specs:
+        def step_progress(step: int, _steps: int, before: int = done) -> None:
+            if progress is not None:
+                progress(before + step, total)
+
+        results.append(execute(spec, task, device, step_progress, should_stop))
+        done += spec.steps
+    return results
 
 
 def training_examples(problem: Problem, seed: int) -> tuple[Any, Any]:
