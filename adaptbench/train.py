@@ -26,6 +26,9 @@ SUBSAMPLE_SEED = 7_919  # added to the run's seed for that subsample's generator
 TARGET_RESOLUTION = 10  # steps to target are found to within eval_every / this many steps
 TRAIN_FULL = CurveSplit.train_full.value
 EXPLODE_FACTOR = 100.0  # a minibatch loss this many times the first one counts as diverged
+CHECK_EVERY = 16  # steps between reads of the members' divergence from the device
+# the running sum of minibatch losses: float64 where the device has it
+_ACCUMULATOR = {"mps": torch.float32}
 
 
 class Interrupted(Exception):
@@ -91,6 +94,94 @@ def _reached(value: float, target: float, higher_is_better: bool) -> bool:
     return value >= target if higher_is_better else value <= target
 
 
+class BatchOrder:
+    """The minibatch order of runs that differ in seed: each seed's own CPU generator draws a
+    fresh permutation of the training examples per epoch (so every device agrees), and every
+    step takes the next `batch` indices of each seed's permutation."""
+
+    def __init__(self, seeds: Sequence[int], n: int, batch: int, device: Any) -> None:
+        self.n, self.batch, self.device = n, batch, device
+        self.gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+        self.perms = self._draw()
+        self.cursor = 0
+
+    def _draw(self) -> Any:
+        return torch.stack([torch.randperm(self.n, generator=g) for g in self.gens]).to(self.device)
+
+    def next(self) -> Any:
+        """The indices of the next minibatch: (seeds, batch)."""
+        if self.cursor + self.batch > self.n:  # new epoch: a fresh permutation
+            self.perms, self.cursor = self._draw(), 0
+        idx = self.perms[:, self.cursor : self.cursor + self.batch]
+        self.cursor += self.batch
+        return idx
+
+    def state(self) -> tuple[Any, int, list[Any]]:
+        return self.perms.clone(), self.cursor, [g.get_state() for g in self.gens]
+
+    def restore(self, saved: tuple[Any, int, list[Any]]) -> None:
+        self.perms, self.cursor = saved[0].clone(), saved[1]
+        for g, state in zip(self.gens, saved[2]):
+            g.set_state(state)
+
+
+class Single:
+    """One run: its task's module trained by its torch.optim optimizer (`Members` of size 1)."""
+
+    size = 1
+    execution = "single"
+
+    def __init__(self, spec: RunSpec, task: Task, device: Any) -> None:
+        self.spec, self.task, self.device = spec, task, device
+        devices.seed_everything(spec.seed)
+        self.problem = problem = task.build(spec.seed, device)
+        self.model = problem.model.to(device)
+        self.model.train()
+        self.optimizer = build_optimizer(spec.optimizer, self.model.parameters(), spec.lr, spec.params)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self.splits = {"train": problem.train, TRAIN_FULL: training_examples(problem, spec.seed),
+                       "val": problem.val, "test": problem.test}
+        n_train = problem.train[0].shape[0]
+        self.order = BatchOrder([spec.seed], n_train, min(spec.batch_size, n_train), device)
+        self._tracked = problem.extras.get("trajectory_params")
+        self.track_every = int(problem.extras.get("trajectory_every", task.eval_every))
+
+    def train_step(self, step: int) -> Any:
+        """One optimizer step at step `step` (0-based); the minibatch loss before it, shape (1,)."""
+        factor = lr_factor(self.spec.schedule, step, self.spec.steps, self.task.warmup)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+        idx = self.order.next()[0]
+        self.optimizer.zero_grad(set_to_none=True)
+        train_x, train_y = self.problem.train
+        loss = self.problem.loss(self.model(train_x[idx]), train_y[idx])
+        loss.backward()
+        if self.task.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.task.clip_grad_norm)
+        self.optimizer.step()
+        return loss.detach().reshape(1)
+
+    def evaluate(self, split: str) -> tuple[list[float], list[float]]:
+        loss, metric = evaluate(self.problem, self.splits[split])
+        return [loss], [metric]
+
+    def tracked(self) -> list[list[float]] | None:
+        if self._tracked is None:
+            return None
+        return [self._tracked.detach().flatten().cpu().tolist()]
+
+    def state(self) -> dict[str, Any]:
+        return {"model": copy.deepcopy(self.model.state_dict()),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "order": self.order.state(), "rng": _rng_state(self.device)}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.order.restore(saved["order"])
+        _set_rng_state(self.device, saved["rng"])
+
+
 def execute(
     spec: RunSpec,
     task: Task,
@@ -99,208 +190,190 @@ def execute(
     should_stop: Callable[[], bool] | None = None,
     on_finish: Callable[[Problem], None] | None = None,
 ) -> RunResult:
-    """Train `task` as `spec` says on `device`; deterministic for a given spec and device.
+    """Train `task` as `spec` says on `device`, alone; deterministic for a given spec and device.
 
     `on_finish`, if given, is called with the trained problem of a run that did not diverge
-    (benchmarks measure the trained model with it). Evaluates validation and test every
-    `task.eval_every` steps (and at steps 0 and the end). Curves: "train", the mean minibatch
-    loss since the previous evaluation; "train_full", the loss and metric of the current model
-    on the training examples (`training_examples`: all of them, or a fixed subsample of
-    TRAIN_CURVE_MAX). A minibatch loss that is NaN/inf or EXPLODE_FACTOR times the first one
-    ends the run as diverged at that step.
+    (benchmarks measure the trained model with it). What is evaluated and recorded: `train`.
+    """
+    building = time.perf_counter()
+    members = Single(spec, task, device)
+    result = train(members, [spec], task, progress, should_stop, time.perf_counter() - building)[0]
+    if on_finish is not None and result.status == "done":
+        on_finish(members.problem)
+    return result
+
+
+def train(
+    members: Any,
+    specs: Sequence[RunSpec],
+    task: Task,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    build_seconds: float = 0.0,
+) -> list[RunResult]:
+    """The training loop, for one run (`Single`) or a stacked group (`stacked.Stacked`): the
+    members share the task, optimizer, schedule, steps and batch size and differ in seed and lr.
+
+    Evaluates validation and test every `task.eval_every` steps (and at steps 0 and the end).
+    Curves: "train", the mean minibatch loss since the previous evaluation; "train_full", the
+    loss and metric of the current model on the training examples (`training_examples`: all of
+    them, or a fixed subsample of TRAIN_CURVE_MAX). A minibatch loss that is NaN/inf or
+    EXPLODE_FACTOR times the member's first one ends that member as diverged at that step (its
+    later steps are discarded; the others train on). Divergence is tested on the device and
+    read every CHECK_EVERY steps and at every evaluation, so no step waits for the device.
 
     Steps to target: the evaluation that first reaches the task's target ends an interval in
     which the target was crossed; the interval is trained again from a copy of the state at
     its start (same batches, same random numbers) with the validation metric evaluated every
     eval_every / TARGET_RESOLUTION steps, and the first of those steps to reach the target is
-    recorded. Training then continues from the state it had, so the run is unchanged.
+    recorded. Training then continues from the state it had, so the runs are unchanged.
+
+    wall_seconds and curves' `elapsed` are each member's share of the group's time (the time
+    over the group's size): what the run cost.
     """
-    building = time.perf_counter()
-    devices.seed_everything(spec.seed)
-    problem = task.build(spec.seed, device)
-    model = problem.model.to(device)
-    started = time.perf_counter()  # wall_seconds: training and evaluation only
-    model.train()
-    optimizer = build_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.params)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-
-    train_x, train_y = problem.train
-    n_train = train_x.shape[0]
-    train_curve = training_examples(problem, spec.seed)
-    batch = min(spec.batch_size, n_train)
-    order_gen = torch.Generator().manual_seed(spec.seed)  # batch order: CPU, so every device agrees
-    perm = torch.randperm(n_train, generator=order_gen).to(device)
-    cursor = 0
-
-    curve: list[dict[str, Any]] = []
-    best_val: float | None = None
-    best_step: int | None = None
-    to_target: int | None = None
-    diverged_at: int | None = None
-    first_loss: float | None = None
-    window_sum, window_n = 0.0, 0
-    tracked = problem.extras.get("trajectory_params")
-    track_every = int(problem.extras.get("trajectory_every", task.eval_every))
-    trajectory: list[tuple[int, list[float]]] | None = None if tracked is None else []
+    started = time.perf_counter()
+    size, steps = members.size, specs[0].steps
+    share = 1.0 / size
+    device = members.device
+    curves: list[list[dict[str, Any]]] = [[] for _ in range(size)]
+    best_val: list[float | None] = [None] * size
+    best_step: list[int | None] = [None] * size
+    to_target: list[int | None] = [None] * size
+    trajectories = None if members.tracked() is None else [[] for _ in range(size)]
     fine = max(1, task.eval_every // TARGET_RESOLUTION)
-    saved: tuple[int, dict[str, Any]] | None = None  # (step, state) at the last evaluation
+    saved: tuple[int, Any] | None = None  # (step, state) at the last evaluation
+    # on the device: which members are still training, where each diverged, the first losses
+    alive = torch.ones(size, dtype=torch.bool, device=device)
+    diverged = torch.zeros(size, dtype=torch.long, device=device)
+    window = torch.zeros(size, dtype=_ACCUMULATOR.get(device.type, torch.float64), device=device)
+    window_n = 0
+    first: Any = None
+    living = [True] * size  # `alive` as last read
 
     def track(step: int) -> None:
-        if trajectory is not None and (step % track_every == 0 or step == spec.steps):
-            trajectory.append((step, tracked.detach().flatten().cpu().tolist()))
+        if trajectories is not None and (step % members.track_every == 0 or step == steps):
+            for k, point in enumerate(members.tracked()):
+                trajectories[k].append((step, point))
 
-    def forward(step: int) -> Any:
-        """The minibatch loss of step `step` (0-based), at that step's lr."""
-        nonlocal perm, cursor
-        factor = lr_factor(spec.schedule, step, spec.steps, task.warmup)
-        for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = base * factor
-        if cursor + batch > n_train:  # new epoch: a fresh permutation
-            perm = torch.randperm(n_train, generator=order_gen).to(device)
-            cursor = 0
-        idx = perm[cursor : cursor + batch]
-        cursor += batch
-        optimizer.zero_grad(set_to_none=True)
-        return problem.loss(model(train_x[idx]), train_y[idx])
+    def reached(value: float) -> bool:
+        return math.isfinite(value) and _reached(value, task.target, task.higher_is_better)
 
-    def update(loss: Any) -> None:
-        loss.backward()
-        if task.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), task.clip_grad_norm)
-        optimizer.step()
-
-    def state() -> dict[str, Any]:
-        return {"model": copy.deepcopy(model.state_dict()),
-                "optimizer": copy.deepcopy(optimizer.state_dict()), "perm": perm.clone(),
-                "cursor": cursor, "order": order_gen.get_state(), "rng": _rng_state(device)}
-
-    def restore(saved_state: dict[str, Any]) -> None:
-        nonlocal perm, cursor
-        model.load_state_dict(saved_state["model"])
-        optimizer.load_state_dict(saved_state["optimizer"])
-        perm, cursor = saved_state["perm"].clone(), saved_state["cursor"]
-        order_gen.set_state(saved_state["order"])
-        _set_rng_state(device, saved_state["rng"])
-
-    def first_reached(start: int, start_state: dict[str, Any], end: int) -> int:
+    def first_reached(start: int, start_state: Any, end: int, waiting: list[int]) -> dict[int, int]:
         """Train steps start..end again, evaluating the validation metric every `fine` steps:
-        the first of them to reach the target, else `end`; the state is left as it was."""
-        now = state()
-        restore(start_state)
-        found = end
+        for each member in `waiting`, the first of those steps to reach the target, else `end`;
+        the state is left as it was."""
+        now = members.state()
+        members.restore(start_state)
+        found = dict.fromkeys(waiting, end)
         for step in range(start, end - 1):
-            update(forward(step))
+            members.train_step(step)
             if (step + 1) % fine == 0:
-                metric = evaluate(problem, problem.val)[1]
-                if math.isfinite(metric) and _reached(metric, task.target, task.higher_is_better):
-                    found = step + 1
+                metrics = members.evaluate("val")[1]
+                for k in waiting:
+                    if found[k] == end and reached(metrics[k]):
+                        found[k] = step + 1
+                if all(found[k] != end for k in waiting):
                     break
-        restore(now)
+        members.restore(now)
         return found
 
     def record(step: int) -> None:
-        nonlocal best_val, best_step, to_target, window_sum, window_n, saved
-        elapsed = time.perf_counter() - started
+        nonlocal saved, window_n
+        elapsed = (time.perf_counter() - started) * share
+        live = [k for k in range(size) if living[k]]
         if window_n:
-            curve.append({"step": step, "split": "train", "loss": _finite(window_sum / window_n),
-                          "metric": None, "elapsed": elapsed})
-            window_sum, window_n = 0.0, 0
-        loss, metric = evaluate(problem, train_curve)
-        curve.append({"step": step, "split": TRAIN_FULL, "loss": _finite(loss),
-                      "metric": _finite(metric), "elapsed": elapsed})
-        for name, split in (("val", problem.val), ("test", problem.test)):
-            loss, metric = evaluate(problem, split)
-            curve.append({"step": step, "split": name, "loss": _finite(loss),
-                          "metric": _finite(metric), "elapsed": elapsed})
-            if name == "val" and math.isfinite(metric):
-                better = best_val is None or (
-                    metric > best_val if task.higher_is_better else metric < best_val
-                )
-                if better:
-                    best_val, best_step = metric, step
-                if to_target is None and task.target is not None and _reached(
-                    metric, task.target, task.higher_is_better
-                ):
-                    to_target = step
-                    if saved is not None and step - saved[0] > fine:
-                        to_target = first_reached(saved[0], saved[1], step)
-        saved = (step, state()) if task.target is not None and to_target is None else None
+            means = (window / window_n).tolist()
+            for k in live:
+                curves[k].append({"step": step, "split": "train", "loss": _finite(means[k]),
+                                  "metric": None, "elapsed": elapsed})
+            window.zero_()
+            window_n = 0
+        crossed = []
+        for name in (TRAIN_FULL, "val", "test"):
+            losses, metrics = members.evaluate(name)
+            for k in live:
+                curves[k].append({"step": step, "split": name, "loss": _finite(losses[k]),
+                                  "metric": _finite(metrics[k]), "elapsed": elapsed})
+                if name != "val" or not math.isfinite(metrics[k]):
+                    continue
+                if best_val[k] is None or (metrics[k] > best_val[k] if task.higher_is_better
+                                           else metrics[k] < best_val[k]):
+                    best_val[k], best_step[k] = metrics[k], step
+                if task.target is not None and to_target[k] is None and reached(metrics[k]):
+                    to_target[k] = step
+                    crossed.append(k)
+        if crossed and saved is not None and step - saved[0] > fine:
+            for k, found in first_reached(saved[0], saved[1], step, crossed).items():
+                to_target[k] = found
+        waiting = task.target is not None and any(living[k] and to_target[k] is None
+                                                  for k in range(size))
+        saved = (step, members.state()) if waiting else None
+
+    def read() -> None:
+        """`alive` from the device."""
+        living[:] = alive.tolist()
 
     record(0)
     track(0)
-    for step in range(spec.steps):
+    for step in range(steps):
         if should_stop is not None and should_stop():
             raise Interrupted()
-        loss = forward(step)
-        value = loss.item()
-        if first_loss is None:
-            first_loss = value
-        if not math.isfinite(value) or abs(value) > EXPLODE_FACTOR * max(abs(first_loss), 1e-3):
-            diverged_at = step + 1
-            break
-        update(loss)
-        window_sum += value
+        losses = members.train_step(step).to(window.dtype)
+        if first is None:
+            first = losses.abs().clamp(min=1e-3)
+        bad = ~torch.isfinite(losses) | (losses.abs() > EXPLODE_FACTOR * first)
+        diverged.masked_fill_(alive & bad, step + 1)
+        alive &= ~bad
+        window.add_(torch.where(alive, losses, torch.zeros_like(losses)))
         window_n += 1
         done = step + 1
-        if done % task.eval_every == 0 or done == spec.steps:
+        evaluating = done % task.eval_every == 0 or done == steps
+        if evaluating or done % CHECK_EVERY == 0:
+            read()
+            if not any(living):
+                break
+        if evaluating:
             record(done)
         track(done)
         if progress is not None:
-            progress(done, spec.steps)
+            progress(done, steps)
+    read()
+    diverged_at: list[int | None] = [None if d == 0 else int(d) for d in diverged.tolist()]
 
-    final: dict[str, float | None] = {
-        f"final_{split}_{kind}": None
-        for split in ("train", "val", "test")
-        for kind in ("loss", "metric")
-    }
-    if diverged_at is None:
-        for name, split in (("train", problem.train), ("val", problem.val), ("test", problem.test)):
-            loss_v, metric_v = evaluate(problem, split)
-            final[f"final_{name}_loss"] = _finite(loss_v)
-            final[f"final_{name}_metric"] = _finite(metric_v)
-        if final["final_val_loss"] is None or final["final_test_loss"] is None:
-            diverged_at = spec.steps
-        elif on_finish is not None:
-            on_finish(problem)
+    finals: list[dict[str, float | None]] = [
+        {f"final_{split}_{kind}": None for split in ("train", "val", "test")
+         for kind in ("loss", "metric")} for _ in range(size)]
+    live = [k for k in range(size) if diverged_at[k] is None]
+    if live:
+        for name in ("train", "val", "test"):
+            losses, metrics = members.evaluate(name)
+            for k in live:
+                finals[k][f"final_{name}_loss"] = _finite(losses[k])
+                finals[k][f"final_{name}_metric"] = _finite(metrics[k])
+    for k in live:
+        if finals[k]["final_val_loss"] is None or finals[k]["final_test_loss"] is None:
+            diverged_at[k] = steps
     devices.synchronize(device)
-    if diverged_at is not None:  # a diverged run is a failure: it reached nothing
-        best_val = best_step = to_target = None
-    return RunResult(
-        status="diverged" if diverged_at is not None else "done",
-        final=final if diverged_at is None else {k: None for k in final},
-        best_val_metric=best_val,
-        best_val_step=best_step,
-        steps_to_target=to_target,
-        diverged_at_step=diverged_at,
-        wall_seconds=time.perf_counter() - started,
-        device=devices.describe(device),
-        curve=curve,
-        trajectory=trajectory,
-        build_seconds=started - building,
-    )
-
-
-def execute_group(
-    specs: Sequence[RunSpec],
-    task: Task,
-    device: Any,
-    vectorize: str = "auto",
-    progress: Callable[[int, int], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> list[RunResult]:
-    """Train a group of runs of one task that differ only in seed and learning rate; one result
-    per spec, in order. `vectorize`: "off" trains them one after another; "on" and "auto" do
-    too until the vectorized pass exists. `progress` gets (steps done, steps of the group)."""
-    total = sum(spec.steps for spec in specs)
-    done = 0
+    wall = (time.perf_counter() - started) * share
     results = []
-    for spec in specs:
-        def step_progress(step: int, _steps: int, before: int = done) -> None:
-            if progress is not None:
-                progress(before + step, total)
-
-        results.append(execute(spec, task, device, step_progress, should_stop))
-        done += spec.steps
+    for k in range(size):
+        failed = diverged_at[k] is not None  # a diverged run is a failure: it reached nothing
+        trajectory = None if trajectories is None else [
+            (s, point) for s, point in trajectories[k] if not failed or s < diverged_at[k]]
+        results.append(RunResult(
+            status="diverged" if failed else "done",
+            final={key: None for key in finals[k]} if failed else finals[k],
+            best_val_metric=None if failed else best_val[k],
+            best_val_step=None if failed else best_step[k],
+            steps_to_target=None if failed else to_target[k],
+            diverged_at_step=diverged_at[k],
+            wall_seconds=wall,
+            device=devices.describe(device),
+            curve=[p for p in curves[k] if not failed or p["step"] < diverged_at[k]],
+            trajectory=trajectory,
+            build_seconds=build_seconds * share,
+            execution=members.execution,
+        ))
     return results
 
 

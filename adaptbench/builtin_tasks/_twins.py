@@ -60,13 +60,24 @@ class _Hadamard(torch.autograd.Function):
     five ops per stage and take about three times as long (a twin rotates every step)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, dim: int) -> torch.Tensor:
-        ctx.dim = dim
+    def forward(x: torch.Tensor, dim: int) -> torch.Tensor:
         return _butterflies(x, dim)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, int], output: torch.Tensor) -> None:
+        ctx.dim = inputs[1]
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return _Hadamard.apply(grad, ctx.dim), None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[int | None, None], x: torch.Tensor,
+             dim: int) -> tuple[torch.Tensor, int | None]:
+        """Under `torch.func.vmap` (stacked models): the same transform of every member."""
+        if in_dims[0] is None:
+            return _Hadamard.apply(x, dim), None
+        return _Hadamard.apply(x.movedim(in_dims[0], 0), dim % (x.dim() - 1) + 1), 0
 
 
 def hadamard(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
