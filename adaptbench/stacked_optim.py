@@ -7,10 +7,11 @@ rate. Each rule follows torch's single-tensor implementation (`_single_tensor_*`
 hold lr, Python floats there, are tensors of shape (K, 1, ...) here, computed per member by
 torch's own Python expression and then cast to the parameter's dtype as torch casts a scalar.
 
-In float64 the members agree with torch.optim to rounding; in float32 they match it bit for bit
-or within an ulp. Where torch passes lr as `alpha=-lr` or `value=-lr` this module multiplies by
-a tensor first, which rounds the same on CPU (a fused multiply-add would not), and torch's
-foreach and fused implementations (its default on CUDA) order some operations differently.
+On CPU the members match torch.optim bit for bit, in float32 and float64. Where torch passes lr
+as `alpha=-lr` or `value=-lr`, this module multiplies by the lr tensor first, which rounds as
+torch's CPU kernels do (a kernel that fused the multiply-add would differ by an ulp). On CUDA
+torch runs its foreach or fused implementations by default, which order some operations
+differently; compare with foreach=False there.
 
 Every operation is elementwise across members, and clip_grad_norm reduces within a member, so a
 NaN or inf in one member never reaches another. Nothing reads a tensor's value on the host:
@@ -92,6 +93,17 @@ def _scalar_product(a: float, b: float) -> float:
     return product
 
 
+def _adam_moments(p: Tensor, g: Tensor, s: dict[str, Tensor], group: Mapping[str, Any],
+                  keep: _PerMember | None) -> Tensor:
+    """Weight decay, then the moments m = β₁·m + (1-β₁)·g and v = β₂·v + (1-β₂)·g² in place, as
+    Adam, NAdam and RAdam begin; the gradient after weight decay."""
+    beta1, beta2 = group["betas"]
+    g = _weight_decay(p, g, group, keep)
+    s["exp_avg"].lerp_(g, 1 - beta1)
+    s["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    return g
+
+
 # --- the rules: (params, grads, state, lrs, group, scalars); scalars["step"] is t, from 1 -------
 
 def _sgd(params: list[Tensor], grads: list[Tensor], state: State, lrs: list[float],
@@ -117,10 +129,8 @@ def _adam(params: list[Tensor], grads: list[Tensor], state: State, lrs: list[flo
     bias_correction2_sqrt = bias_correction2**0.5
     keep = _decoupled_keep(group, lrs)
     for p, g, s in zip(params, grads, state, strict=True):
-        g = _weight_decay(p, g, group, keep)
+        _adam_moments(p, g, s, group, keep)
         exp_avg, exp_avg_sq = s["exp_avg"], s["exp_avg_sq"]
-        exp_avg.lerp_(g, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         if group["amsgrad"]:
             torch.maximum(s["max_exp_avg_sq"], exp_avg_sq, out=s["max_exp_avg_sq"])
             denom = (s["max_exp_avg_sq"].sqrt() / bias_correction2_sqrt).add_(group["eps"])
@@ -202,10 +212,8 @@ def _nadam(params: list[Tensor], grads: list[Tensor], state: State, lrs: list[fl
     avg_coef = _PerMember([(-lr * mu_next) / (1.0 - mu_product_next) for lr in lrs])
     keep = _decoupled_keep(group, lrs)
     for p, g, s in zip(params, grads, state, strict=True):
-        g = _weight_decay(p, g, group, keep)
+        g = _adam_moments(p, g, s, group, keep)
         exp_avg, exp_avg_sq = s["exp_avg"], s["exp_avg_sq"]
-        exp_avg.lerp_(g, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         denom = exp_avg_sq.div(bias_correction2).sqrt().add_(group["eps"])
         p.addcdiv_(g * grad_coef(p), denom)
         p.addcdiv_(exp_avg * avg_coef(p), denom)
@@ -217,16 +225,15 @@ def _radam(params: list[Tensor], grads: list[Tensor], state: State, lrs: list[fl
     bias_correction1, bias_correction2 = 1 - beta1**t, 1 - beta2**t
     rho_inf = 2 / (1 - beta2) - 1
     rho_t = rho_inf - 2 * t * (beta2**t) / bias_correction2
-    rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
     lr, keep = _PerMember(list(lrs)), _decoupled_keep(group, lrs)
     for p, g, s in zip(params, grads, state, strict=True):
-        g = _weight_decay(p, g, group, keep)
+        _adam_moments(p, g, s, group, keep)
         exp_avg, exp_avg_sq = s["exp_avg"], s["exp_avg_sq"]
-        exp_avg.lerp_(g, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         bias_corrected_exp_avg = exp_avg / bias_correction1
         if rho_t > 5.0:  # the variance is tractable: a rectified adaptive step
             adaptive_lr = (bias_correction2**0.5) / exp_avg_sq.sqrt().add_(group["eps"])
+            rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
+                    / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
             p.add_(bias_corrected_exp_avg * lr(p) * adaptive_lr * rect, alpha=-1.0)
         else:  # the first steps: momentum only
             p.add_(bias_corrected_exp_avg * lr(p), alpha=-1.0)
