@@ -45,7 +45,10 @@ class Problem:
     indexes examples, so the training loop can slice batches by index.
     ``loss(output, targets)`` returns the mean loss as a 0-d tensor (the training objective);
     ``metric(output, targets)`` returns the mean metric over the examples as a 0-d tensor.
-    ``extras`` carries optional task-specific values (e.g. a trajectory to record).
+    ``extras`` carries optional task-specific values: ``trajectory_params`` (a parameter of the
+    model to record, every ``trajectory_every`` steps), ``pad`` (the value that pads integer
+    inputs of different widths, so that the splits of several seeds can be stacked for
+    vectorized execution: the model must read a padded row as the unpadded one).
     """
 
     model: Any  # torch.nn.Module

@@ -377,6 +377,22 @@ def train(
     return results
 
 
+def execute_group(
+    specs: Sequence[RunSpec],
+    task: Task,
+    device: Any,
+    vectorize: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    explain: Callable[[str], None] | None = None,
+) -> list[RunResult]:
+    """Train a group of runs of one task that differ in seed and lr, stacked where that is exact
+    (and, under "auto", faster); one result per spec, in order. See `stacked.execute_group`."""
+    from adaptbench import stacked
+
+    return stacked.execute_group(specs, task, device, vectorize, progress, should_stop, explain)
+
+
 def training_examples(problem: Problem, seed: int) -> tuple[Any, Any]:
     """The training examples the "train_full" curve is evaluated on: the whole training split
     up to TRAIN_CURVE_MAX examples, else a fixed subsample of that many, drawn once from the

@@ -111,6 +111,8 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
 # Bags of words, for tasks whose inputs are documents.
 
+PAD = -1  # the word id that pads a bag; Problem.extras["pad"], so that seeds' bags can stack
+
 
 def padded_bags(docs: np.ndarray, words: np.ndarray, n_docs: int, vocab: int) -> np.ndarray:
     """Each document's distinct words as a row of word ids, padded with -1: ``(n_docs, longest)``
@@ -120,7 +122,7 @@ def padded_bags(docs: np.ndarray, words: np.ndarray, n_docs: int, vocab: int) ->
     doc, word = keys // vocab, keys % vocab
     sizes = np.bincount(doc, minlength=n_docs)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    bags = np.full((n_docs, max(1, int(sizes.max()))), -1, dtype=np.int64)
+    bags = np.full((n_docs, max(1, int(sizes.max()))), PAD, dtype=np.int64)
     bags[doc, np.arange(keys.size) - starts[doc]] = word
     return bags
 

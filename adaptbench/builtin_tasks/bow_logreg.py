@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from adaptbench.tasks import Problem, Task
 
-from ._common import BagOfWords, make_model, padded_bags, split_indices, splits
+from ._common import PAD, BagOfWords, make_model, padded_bags, split_indices, splits
 from ._twins import densify
 
 WORLD_SEED = 5_000_011  # fixes the ground-truth weights for every run seed
@@ -87,7 +87,7 @@ def _build(seed: int, device: torch.device, dense: bool) -> Problem:
     model = make_model(seed, device, lambda: BagOfWords(VOCAB, 1))
     if dense:
         model = densify(model, {"": 1})
-    return Problem(model, train, val, test, log_loss, log_loss)
+    return Problem(model, train, val, test, log_loss, log_loss, extras={"pad": PAD})
 
 
 def build(seed: int, device: torch.device) -> Problem:

@@ -33,7 +33,7 @@ from torch import nn
 
 from adaptbench.tasks import Problem, Task
 
-from ._common import (BagOfWords, accuracy, cross_entropy, make_model, padded_bags, split_indices,
+from ._common import (PAD, BagOfWords, accuracy, cross_entropy, make_model, padded_bags, split_indices,
                       splits)
 from ._twins import densify
 
@@ -89,7 +89,7 @@ def _build(seed: int, device: torch.device, dense: bool) -> Problem:
         BagOfWords(VOCAB, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, CLASSES)))
     if dense:
         model = densify(model, {"0": 1})
-    return Problem(model, train, val, test, cross_entropy, accuracy)
+    return Problem(model, train, val, test, cross_entropy, accuracy, extras={"pad": PAD})
 
 
 def build(seed: int, device: torch.device) -> Problem:

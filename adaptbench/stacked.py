@@ -1,0 +1,334 @@
+"""Vectorized execution: runs of one task that differ only in seed and learning rate, trained as
+one stacked model in one pass (`Stacked`, the members of `train.train`).
+
+Every parameter and buffer gets a leading member dimension; the task's module computes each
+member's minibatch loss under `torch.func.vmap` of `functional_call`, and a stacked update rule
+(`stacked_optim`) steps every member at its own lr. Each member keeps what it has when trained
+alone: its seed's data split, initial weights and batch order (one `task.build` per seed), its
+lr, schedule and gradient clipping, its evaluations and divergence. A task is trained this way
+only where that is exact: its modules need vmap batching rules and no randomness in training,
+its loss and metric may depend on the seed only through the model and the data, and its
+splits must stack (equal shapes, or integer inputs padded with `Problem.extras["pad"]`). The
+first minibatch of every seed is computed both ways before training; any disagreement, or a
+module vmap cannot batch, raises `Unstackable` and the group is trained one run at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from adaptbench import devices, stacked_optim
+from adaptbench.optimizers import is_plugin, lr_factor
+from adaptbench.spec import RunSpec
+from adaptbench.tasks import Task
+from adaptbench.train import (EVAL_CHUNK, TRAIN_FULL, BatchOrder, Single, train,
+                              training_examples)
+
+SELF_CHECK_RTOL = 1e-4  # the first minibatch's loss and metric, stacked vs alone
+SELF_CHECK_ATOL = 1e-6
+MEASURE_STEPS = 8  # steps timed each way when `auto` decides (after 2 untimed ones)
+AUTO_MARGIN = 0.8  # `auto` stacks when that costs at most this share of the runs one by one
+# (task, fingerprint, optimizer, device, group size) -> stacked is faster; one per process
+_DECIDED: dict[tuple[str, str, str, str, int], bool] = {}
+
+
+class Unstackable(Exception):
+    """This group cannot be trained stacked (the message says why); train it run by run."""
+
+
+class _Objective(nn.Module):
+    """The task's model with its loss (and metric) inside one call, so that `functional_call`
+    swaps the member's parameters in for both: a loss that reads the model's weights (an L2
+    penalty) reads the member's."""
+
+    def __init__(self, model: nn.Module, loss: Callable[[Any, Any], Any],
+                 metric: Callable[[Any, Any], Any]) -> None:
+        super().__init__()
+        self.model = model
+        self._loss, self._metric = loss, metric
+
+    def forward(self, x: Any, y: Any, evaluate: bool = False) -> Any:
+        out = self.model(x)
+        if evaluate:
+            return self._loss(out, y), self._metric(out, y)
+        return self._loss(out, y)
+
+
+def compatible(specs: Sequence[RunSpec]) -> str | None:
+    """Why these runs cannot share a stacked pass, or None when they can (as far as the specs
+    tell: the task may still refuse, see `Stacked`)."""
+    first = specs[0]
+    for spec in specs[1:]:
+        for key in ("task", "optimizer", "schedule", "steps", "batch_size", "fingerprint"):
+            if getattr(spec, key) != getattr(first, key):
+                return f"the runs differ in {key}"
+        if dict(spec.params) != dict(first.params):
+            return "the runs differ in the optimizer's settings"
+    if is_plugin(first.optimizer) or not stacked_optim.supports(first.optimizer, first.params):
+        return f"optimizer {first.optimizer} has no stacked update rule"
+    return None
+
+
+def _stack(tensors: Sequence[Any], pad: Any) -> Any:
+    """Per-seed tensors stacked on a new first dimension; integer inputs of different widths
+    padded with `pad` when the task gives one."""
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) == 1:
+        return torch.stack(list(tensors))
+    ranks = {len(s) for s in shapes}
+    if pad is None or len(ranks) != 1 or len({s[0] for s in shapes}) != 1 or \
+            tensors[0].is_floating_point():
+        raise Unstackable(f"the seeds' splits differ in shape ({sorted(shapes)[:2]} ...) and the "
+                          "task gives no padding value (Problem.extras['pad'])")
+    widest = [max(s[d] for s in shapes) for d in range(ranks.pop())]
+    out = tensors[0].new_full((len(tensors), *widest), pad)
+    for i, t in enumerate(tensors):
+        out[(i, *(slice(0, n) for n in t.shape))] = t
+    return out
+
+
+class Stacked:
+    """The members of a stacked group, for `train.train`: one per spec, in order."""
+
+    execution = "vectorized"
+
+    def __init__(self, specs: Sequence[RunSpec], task: Task, device: Any) -> None:
+        why = compatible(specs)
+        if why:
+            raise Unstackable(why)
+        self.specs, self.task, self.device = list(specs), task, device
+        self.size = len(specs)
+        first = specs[0]
+        seeds = list(dict.fromkeys(spec.seed for spec in specs))
+        problems = []
+        for seed in seeds:
+            devices.seed_everything(seed)
+            problem = task.build(seed, device)
+            problem.model.to(device)
+            problems.append(problem)
+        template = problems[0]
+        self.model = template.model
+        self.model.train()
+        self.seed_of = [seeds.index(spec.seed) for spec in specs]  # member -> its seed's split
+        self.member_seed = torch.tensor(self.seed_of, device=device)
+        learned = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        fixed = [n for n, p in self.model.named_parameters() if not p.requires_grad]
+        buffers = [n for n, _ in self.model.named_buffers()]
+
+        def stacked(kind: str, names: list[str]) -> dict[str, Any]:
+            tables = [dict(getattr(p.model, kind)()) for p in problems]
+            if any(set(t) != set(tables[0]) for t in tables):
+                raise Unstackable("the seeds' models differ in their parameters")
+            order = [seeds.index(spec.seed) for spec in specs]
+            return {f"model.{n}": torch.stack([tables[s][n].detach() for s in order]).clone()
+                    for n in names}
+
+        self.params = stacked("named_parameters", learned)
+        self.consts = {**stacked("named_parameters", fixed), **stacked("named_buffers", buffers)}
+        pad = template.extras.get("pad")
+        self.splits = {}
+        for name in ("train", "val", "test"):
+            parts = [getattr(p, name) for p in problems]
+            self.splits[name] = tuple(_stack([part[i] for part in parts], pad) for i in (0, 1))
+        full = [training_examples(p, seed) for p, seed in zip(problems, seeds)]
+        self.splits[TRAIN_FULL] = tuple(_stack([f[i] for f in full], pad) for i in (0, 1))
+        n_train = self.splits["train"][0].shape[1]
+        self.order = BatchOrder(seeds, n_train, min(first.batch_size, n_train), device)
+        self.optimizer = stacked_optim.StackedOptimizer(
+            first.optimizer, first.params, [spec.lr for spec in specs], list(self.params.values()))
+        self.objective = _Objective(self.model, template.loss, template.metric)
+        for t in self.params.values():
+            t.requires_grad_(True)  # leaves: autograd differentiates the stacked forward
+        self._losses = vmap(self._member_loss)
+        self._eval = vmap(self._member_eval)
+        tracked = template.extras.get("trajectory_params")
+        self._tracked = None if tracked is None else next(
+            (f"model.{n}" for n, p in self.model.named_parameters() if p is tracked), None)
+        if tracked is not None and self._tracked is None:
+            raise Unstackable("the task tracks a tensor that is not one of its model's parameters")
+        self.track_every = int(template.extras.get("trajectory_every", task.eval_every))
+        self._check(problems, seeds)
+
+    def _member_loss(self, params: dict[str, Any], consts: dict[str, Any], x: Any, y: Any) -> Any:
+        return functional_call(self.objective, (params, consts), (x, y))
+
+    def _member_eval(self, params: dict[str, Any], consts: dict[str, Any], x: Any,
+                     y: Any) -> tuple[Any, Any]:
+        return functional_call(self.objective, (params, consts), (x, y), {"evaluate": True})
+
+    def _check(self, problems: list[Any], seeds: list[int]) -> None:
+        """The first minibatch's loss and metric of every member, stacked, against its seed's
+        problem computed alone (the members of a seed start from the same weights)."""
+        x_all, y_all = self.splits["train"]
+        n = min(self.order.batch, x_all.shape[1])
+        try:
+            with torch.no_grad():
+                losses, metrics = self._eval(self.params, self.consts,
+                                             x_all[self.member_seed, :n], y_all[self.member_seed, :n])
+            self._gradients(x_all[self.member_seed, :n], y_all[self.member_seed, :n])
+        except Exception as exc:  # noqa: BLE001 -- a module or loss vmap cannot batch
+            raise Unstackable(f"vmap cannot batch the task's model or loss ({str(exc).splitlines()[0][:160]})") from None
+        alone = []
+        with torch.no_grad():
+            for problem in problems:
+                problem.model.eval()
+                x, y = problem.train[0][:n], problem.train[1][:n]
+                out = problem.model(x)
+                alone.append((float(problem.loss(out, y)), float(problem.metric(out, y))))
+        for k, spec in enumerate(self.specs):
+            want = alone[seeds.index(spec.seed)]
+            got = (float(losses[k]), float(metrics[k]))
+            for w, g in zip(want, got):
+                if not abs(w - g) <= SELF_CHECK_ATOL + SELF_CHECK_RTOL * abs(w):
+                    raise Unstackable(
+                        f"stacked, seed {spec.seed}'s first minibatch gives {g:.6g} where alone it "
+                        f"gives {w:.6g}: the task's loss or metric depends on the seed outside "
+                        "its model and data")
+
+    def train_step(self, step: int) -> Any:
+        """One step of every member; their minibatch losses before it, shape (members,)."""
+        spec = self.specs[0]
+        factor = lr_factor(spec.schedule, step, spec.steps, self.task.warmup)
+        idx = self.order.next()[self.member_seed]  # (members, batch)
+        rows = self.member_seed[:, None]
+        x_all, y_all = self.splits["train"]
+        grads, losses = self._gradients(x_all[rows, idx], y_all[rows, idx])
+        with torch.no_grad():
+            if self.task.clip_grad_norm is not None:
+                stacked_optim.clip_grad_norm(grads, self.task.clip_grad_norm)
+            self.optimizer.step(list(self.params.values()), grads, factor)
+        return losses.detach()
+
+    def _gradients(self, x: Any, y: Any) -> tuple[list[Any], Any]:
+        """Every member's minibatch loss and its gradients (the stacked forward under vmap,
+        differentiated by autograd: the members do not interact, so the gradient of the sum
+        of their losses is each member's own)."""
+        losses = self._losses(self.params, self.consts, x, y)
+        grads = torch.autograd.grad(losses.sum(), list(self.params.values()))
+        return list(grads), losses
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> tuple[list[float], list[float]]:
+        """Mean loss and mean metric of every member over its seed's whole split, in chunks
+        (summed as `train.evaluate` sums them). A small split is evaluated for all members in
+        one stacked call; a large one member by member, where stacking gains nothing (the work
+        is the arithmetic) and the batched matrix products are slower."""
+        inputs, targets = self.splits[split]
+        n = inputs.shape[1]
+        dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        sums = torch.zeros(2, self.size, dtype=dtype, device=self.device)
+        self.model.eval()
+        for start in range(0, n, EVAL_CHUNK):
+            x = inputs[:, start : start + EVAL_CHUNK]
+            y = targets[:, start : start + EVAL_CHUNK]
+            k = x.shape[1]
+            if k * self.size <= EVAL_CHUNK:
+                loss, metric = self._eval(self.params, self.consts, x[self.member_seed],
+                                          y[self.member_seed])
+                sums[0] += loss.to(dtype) * k
+                sums[1] += metric.to(dtype) * k
+                continue
+            for member, seed in enumerate(self.seed_of):
+                params = {name: t[member] for name, t in self.params.items()}
+                consts = {name: t[member] for name, t in self.consts.items()}
+                loss, metric = functional_call(self.objective, (params, consts), (x[seed], y[seed]),
+                                               {"evaluate": True})
+                sums[0, member] += loss.to(dtype) * k
+                sums[1, member] += metric.to(dtype) * k
+        self.model.train()
+        losses, metrics = (sums / n).tolist()
+        return losses, metrics
+
+    def tracked(self) -> list[list[float]] | None:
+        if self._tracked is None:
+            return None
+        return self.params[self._tracked].detach().flatten(1).cpu().tolist()
+
+    def state(self) -> dict[str, Any]:
+        return {"params": {n: t.detach().clone() for n, t in self.params.items()},
+                "optimizer": self.optimizer.state_dict(), "order": self.order.state()}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for n, t in saved["params"].items():
+                self.params[n].copy_(t)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.order.restore(saved["order"])
+
+
+def _seconds_per_step(members: Any, steps: int) -> float:
+    saved = members.state()
+    for step in range(2):
+        members.train_step(step)
+    devices.synchronize(members.device)
+    started = time.perf_counter()
+    for step in range(2, 2 + steps):
+        members.train_step(step)
+    devices.synchronize(members.device)
+    seconds = (time.perf_counter() - started) / steps
+    members.restore(saved)
+    return seconds
+
+
+def faster(members: Stacked, task: Task, device: Any) -> bool:
+    """Whether the stacked pass trains these runs faster than one after another on `device`:
+    a few training steps timed both ways, decided once per process for each task, optimizer,
+    device and group size."""
+    spec = members.specs[0]
+    key = (task.name, spec.fingerprint, spec.optimizer, devices.describe(device), members.size)
+    if key not in _DECIDED:
+        stacked = _seconds_per_step(members, MEASURE_STEPS)
+        alone = _seconds_per_step(Single(spec, task, device), MEASURE_STEPS)
+        _DECIDED[key] = stacked <= AUTO_MARGIN * alone * members.size
+    return _DECIDED[key]
+
+
+def execute_group(
+    specs: Sequence[RunSpec],
+    task: Task,
+    device: Any,
+    vectorize: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    explain: Callable[[str], None] | None = None,
+) -> list[Any]:
+    """Train a group of runs of one task that differ in seed and lr; one `RunResult` per spec.
+
+    `vectorize`: "on" stacks them wherever that is exact (`Stacked`); "auto" also only where a
+    short measurement says it is faster (`faster`); "off", or a group of one, trains them one
+    after another, as does a group that cannot stack (`explain` gets the reason)."""
+    if vectorize != "off" and len(specs) > 1:
+        started = time.perf_counter()
+        try:
+            members = Stacked(specs, task, device)
+        except Unstackable as exc:
+            if explain is not None:
+                explain(f"trained one run at a time: {exc}")
+        else:
+            if vectorize == "on" or faster(members, task, device):
+                return train(members, specs, task, progress, should_stop,
+                             time.perf_counter() - started)
+    return _one_by_one(specs, task, device, progress, should_stop)
+
+
+def _one_by_one(specs: Sequence[RunSpec], task: Task, device: Any,
+                progress: Callable[[int, int], None] | None,
+                should_stop: Callable[[], bool] | None) -> list[Any]:
+    from adaptbench.train import execute
+
+    total = sum(spec.steps for spec in specs)
+    results, before = [], 0
+    for spec in specs:
+        def step_progress(step: int, _steps: int, before: int = before) -> None:
+            if progress is not None:
+                progress(before + step, total)
+
+        results.append(execute(spec, task, device, step_progress, should_stop))
+        before += spec.steps
+    return results
