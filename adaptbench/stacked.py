@@ -167,13 +167,17 @@ class Stacked:
         problem computed alone (the members of a seed start from the same weights)."""
         x_all, y_all = self.splits["train"]
         n = min(self.order.batch, x_all.shape[1])
+        x, y = x_all[self.member_seed, :n], y_all[self.member_seed, :n]
         try:
+            self._gradients(x, y)  # in training mode: no batching rule, or randomness, raises
+            self.model.eval()
             with torch.no_grad():
-                losses, metrics = self._eval(self.params, self.consts,
-                                             x_all[self.member_seed, :n], y_all[self.member_seed, :n])
-            self._gradients(x_all[self.member_seed, :n], y_all[self.member_seed, :n])
+                losses, metrics = self._eval(self.params, self.consts, x, y)
         except Exception as exc:  # noqa: BLE001 -- a module or loss vmap cannot batch
-            raise Unstackable(f"vmap cannot batch the task's model or loss ({str(exc).splitlines()[0][:160]})") from None
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise Unstackable(f"vmap cannot batch the task's model or loss ({first_line})") from None
+        finally:
+            self.model.train()
         alone = []
         with torch.no_grad():
             for problem in problems:

@@ -1,0 +1,237 @@
+"""Vectorized execution: a stacked group trains every member as it would train alone.
+
+The table: every built-in task x every built-in optimizer, three members (two lrs on seed 0, one
+on seed 1), each member's curve, final metrics, divergence and trajectory against the same run
+trained alone by `train.execute` (torch.optim on the task's module). In float32 the stacked
+forward and backward (batched matrix products) round differently from the run alone, so curves
+agree within FLOAT32_RTOL; in float64 (the small tasks, converted) within FLOAT64_RTOL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from adaptbench import stacked, train
+from adaptbench.optimizers import OPTIMIZERS
+from adaptbench.spec import RunSpec
+from adaptbench.tasks import Problem, Task, load_tasks
+
+CPU = torch.device("cpu")
+TASKS = load_tasks()
+FLOAT32_RTOL, FLOAT32_ATOL = 2e-4, 1e-5  # 20 steps; measured worst 3e-5 (test_table below)
+FLOAT64_RTOL = 1e-10
+STEPS, EVAL_EVERY = 20, 10
+# tasks whose modules vmap cannot batch: trained one run at a time, with the reason
+UNSTACKABLE = {"char-rnn": "aten::lstm"}
+SMALL = ["rosenbrock", "noisy-quadratic", "logistic-regression", "diabetes-mlp", "friedman-mlp"]
+
+
+def short(task: Task) -> Task:
+    return dataclasses.replace(task, steps=STEPS, eval_every=EVAL_EVERY)
+
+
+def members(task: Task, optimizer: str, lrs: tuple[float, float] | None = None,
+            steps: int = STEPS) -> list[RunSpec]:
+    """Two lrs on seed 0 and the first of them on seed 1."""
+    lr = OPTIMIZERS[optimizer].default_lr
+    a, b = lrs or (lr, lr / 3)
+    return [RunSpec(task=task.name, optimizer=optimizer, lr=lr_, seed=seed, steps=steps,
+                    batch_size=task.batch_size) for seed, lr_ in ((0, a), (0, b), (1, a))]
+
+
+def assert_alike(got: train.RunResult, want: train.RunResult, rtol: float, atol: float,
+                 label: str) -> float:
+    """The stacked member's result against the run alone; the worst relative difference."""
+    assert got.status == want.status, (label, got.status, want.status)
+    assert got.diverged_at_step == want.diverged_at_step, label
+    assert got.steps_to_target == want.steps_to_target, label
+    assert [(p["step"], p["split"]) for p in got.curve] == [(p["step"], p["split"]) for p in want.curve], label
+    worst = 0.0
+    pairs = [(p[key], q[key]) for p, q in zip(got.curve, want.curve) for key in ("loss", "metric")]
+    pairs += [(got.final[key], want.final[key]) for key in want.final]
+    pairs += [(got.best_val_metric, want.best_val_metric)]
+    if want.trajectory is not None:
+        assert [s for s, _ in got.trajectory] == [s for s, _ in want.trajectory], label
+        pairs += [(a, b) for (_, xs), (_, ys) in zip(got.trajectory, want.trajectory)
+                  for a, b in zip(xs, ys)]
+    for a, b in pairs:
+        assert (a is None) == (b is None), label
+        if a is None:
+            continue
+        assert abs(a - b) <= atol + rtol * abs(b), (label, a, b)
+        worst = max(worst, abs(a - b) / max(abs(b), 1e-12))
+    return worst
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_table_every_optimizer_stacked_equals_alone(name):
+    task = short(TASKS[name])
+    for optimizer in OPTIMIZERS:
+        specs = members(task, optimizer)
+        reasons: list[str] = []
+        got = train.execute_group(specs, task, CPU, "on", explain=reasons.append)
+        if name in UNSTACKABLE:
+            assert {r.execution for r in got} == {"single"}
+            assert UNSTACKABLE[name] in reasons[0]
+            return  # one optimizer shows it: the reason is the task's
+        assert {r.execution for r in got} == {"vectorized"}, reasons
+        for spec, result in zip(specs, got):
+            assert_alike(result, train.execute(spec, task, CPU), FLOAT32_RTOL, FLOAT32_ATOL,
+                         f"{name} {optimizer} lr={spec.lr} seed={spec.seed}")
+
+
+def in_float64(task: Task) -> Task:
+    """The task with its model and floating-point data in float64."""
+
+    def build(seed: int, device):
+        p = task.build(seed, device)
+
+        def cast(split):
+            return tuple(t.double() if t.is_floating_point() else t for t in split)
+
+        return dataclasses.replace(p, model=p.model.double(), train=cast(p.train),
+                                   val=cast(p.val), test=cast(p.test))
+
+    return dataclasses.replace(short(task), build=build)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_in_float64_stacked_equals_alone_to_rounding(name):
+    task = in_float64(TASKS[name])
+    for optimizer in ("sgd", "momentum", "adam", "rmsprop", "adagrad"):
+        specs = members(task, optimizer)
+        got = train.execute_group(specs, task, CPU, "on")
+        assert {r.execution for r in got} == {"vectorized"}
+        for spec, result in zip(specs, got):
+            assert_alike(result, train.execute(spec, task, CPU), FLOAT64_RTOL, 1e-12,
+                         f"{name} {optimizer} lr={spec.lr} seed={spec.seed}")
+
+
+def test_a_diverging_member_stops_alone_and_the_others_train_on():
+    task = short(TASKS["tabular-mlp"])
+    specs = members(task, "sgd", lrs=(1e-2, 1e4))
+    got = train.execute_group(specs, task, CPU, "on")
+    alone = [train.execute(spec, task, CPU) for spec in specs]
+    assert [r.status for r in alone] == ["done", "diverged", "done"]
+    for result, want in zip(got, alone):
+        assert_alike(result, want, FLOAT32_RTOL, FLOAT32_ATOL, "tabular-mlp sgd")
+    assert got[1].diverged_at_step is not None and got[1].final["final_test_metric"] is None
+
+
+def test_steps_to_target_are_refined_per_member_as_alone():
+    base = TASKS["friedman-mlp"]
+    task = dataclasses.replace(base, steps=300, eval_every=50)
+    specs = members(task, "adam", lrs=(3e-3, 1e-3), steps=300)
+    alone = [train.execute(spec, task, CPU) for spec in specs]
+    # a target between the members' metrics at 300 steps: reached by some, not by others
+    finals = sorted(r.final["final_val_metric"] for r in alone)
+    task = dataclasses.replace(task, target=(finals[0] + finals[1]) / 2 if finals[0] != finals[1]
+                               else finals[0])
+    alone = [train.execute(spec, task, CPU) for spec in specs]
+    reached = [r.steps_to_target for r in alone]
+    assert any(s is not None and s % task.eval_every for s in reached), reached  # refined
+    got = train.execute_group(specs, task, CPU, "on")
+    assert [r.steps_to_target for r in got] == reached
+
+
+class _Noisy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 1)
+
+    def forward(self, x):
+        return nn.functional.dropout(self.linear(x), 0.5, self.training)
+
+
+def _regression(seed: int, model: nn.Module, offset: float = 0.0) -> Problem:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(40, 3, generator=g)
+    y = x.sum(1, keepdim=True)
+    splits = [(x[a:b], y[a:b]) for a, b in ((0, 24), (24, 32), (32, 40))]
+
+    def mse(out, target):
+        return ((out - target) ** 2).mean() + offset
+
+    return Problem(model, *splits, loss=mse, metric=mse)
+
+
+def _task(name: str, build) -> Task:
+    return Task(name=name, task_type="regression", description="", build=build, metric="mse",
+                higher_is_better=False, steps=10, batch_size=8, eval_every=5, lrs=(0.1,))
+
+
+@pytest.mark.parametrize("build, reason", [
+    (lambda seed, device: _regression(seed, _Noisy()), "vmap cannot batch"),
+    (lambda seed, device: _regression(seed, nn.Linear(3, 1), offset=float(seed)),
+     "depends on the seed outside its model and data"),
+], ids=["random-in-training", "loss-depends-on-seed"])
+def test_a_task_that_cannot_stack_exactly_trains_run_by_run_and_says_why(build, reason):
+    task = _task("odd", build)
+    specs = [RunSpec(task="odd", optimizer="sgd", lr=0.1, seed=s, steps=10, batch_size=8)
+             for s in (0, 1)]
+    reasons: list[str] = []
+    got = train.execute_group(specs, task, CPU, "on", explain=reasons.append)
+    assert [r.execution for r in got] == ["single", "single"]
+    assert len(reasons) == 1 and reason in reasons[0], reasons
+    assert [r.status for r in got] == ["done", "done"]
+
+
+def test_groups_of_different_settings_or_plugins_are_not_stacked():
+    task = short(TASKS["tabular-mlp"])
+    specs = members(task, "adam")
+    assert stacked.compatible(specs) is None
+    assert "differ in optimizer" in stacked.compatible([specs[0], dataclasses.replace(specs[1], optimizer="sgd")])
+    assert "differ in steps" in stacked.compatible([specs[0], dataclasses.replace(specs[1], steps=5)])
+    assert "settings" in stacked.compatible([specs[0], dataclasses.replace(specs[1], params={"eps": 1e-3})])
+    plugin = [dataclasses.replace(s, optimizer="torch.optim:SGD") for s in specs]
+    assert "no stacked update rule" in stacked.compatible(plugin)
+
+
+def test_auto_stacks_only_where_the_measurement_says_it_is_faster(monkeypatch):
+    task = short(TASKS["noisy-quadratic"])
+    specs = members(task, "adam")
+    for stacked_seconds, expected in ((1.0, "single"), (0.1, "vectorized")):
+        stacked._DECIDED.clear()
+        monkeypatch.setattr(stacked, "_seconds_per_step", lambda members, steps, s=stacked_seconds:
+                            s if isinstance(members, stacked.Stacked) else 0.2)
+        # stacked: 1.0 s for 3 runs vs 3 x 0.2 s alone -> one by one; 0.1 s -> stacked
+        assert {r.execution for r in train.execute_group(specs, task, CPU, "auto")} == {expected}
+    assert train.execute_group(specs, task, CPU, "off")[0].execution == "single"
+    stacked._DECIDED.clear()
+
+
+def test_the_measurement_leaves_the_members_as_they_were():
+    task = short(TASKS["tabular-mlp"])
+    specs = members(task, "adam")
+    group = stacked.Stacked(specs, task, CPU)
+    before = group.state()
+    stacked._seconds_per_step(group, 3)
+    after = group.state()
+    assert all(torch.equal(before["params"][n], after["params"][n]) for n in before["params"])
+    assert before["order"][1] == after["order"][1]
+    assert torch.equal(before["order"][0], after["order"][0])
+
+
+def test_a_stop_request_interrupts_a_stacked_group():
+    task = short(TASKS["tabular-mlp"])
+    calls = []
+
+    def should_stop() -> bool:
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(train.Interrupted):
+        train.execute_group(members(task, "adam"), task, CPU, "on", should_stop=should_stop)
+
+
+def test_wall_seconds_are_each_members_share_and_the_build_is_apart():
+    task = short(TASKS["tabular-mlp"])
+    got = train.execute_group(members(task, "adam"), task, CPU, "on")
+    assert all(r.build_seconds > 0 and r.wall_seconds > 0 for r in got)
+    assert len({r.wall_seconds for r in got}) == 1
+    assert all(math.isfinite(p["elapsed"]) for r in got for p in r.curve)
