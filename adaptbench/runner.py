@@ -212,9 +212,10 @@ class ChildRunner:
                 return outcomes(n, Outcome("stopped"))
             if deadline is not None and time.monotonic() > deadline:
                 self.kill()
+                together = "" if n == 1 else f" for each of the {n} runs trained together"
                 return outcomes(n, failed(
-                    f"timed out: still running after {timeout:g} s (worker --run-timeout); the "
-                    "training process was killed"
+                    f"timed out: still running after {timeout:g} s (worker --run-timeout"
+                    f"{together}); the training process was killed"
                 ))
             try:
                 if not self._conn.poll(0.1):

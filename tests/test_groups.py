@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -234,6 +235,21 @@ def test_the_code_commit_is_the_checkouts_or_none():
         assert runner.code_commit() is None
 
 
+def test_the_hardware_names_the_cpu_and_on_cuda_the_gpu(monkeypatch):
+    import torch
+
+    cpu = runner._hardware(torch.device("cpu"))
+    assert cpu and len(cpu) <= 200
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    assert runner._hardware(SimpleNamespace(type="cuda", index=0)) == f"{cpu}; NVIDIA H200"
+
+    def no_gpu(device=None):
+        raise RuntimeError("Found no NVIDIA driver on your system")
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", no_gpu)  # provenance never fails a run
+    assert runner._hardware(SimpleNamespace(type="cuda", index=0)) == cpu
+
+
 def test_a_vectorized_pass_records_its_group_size(tiny_queue, monkeypatch):
     from adaptbench import train
 
@@ -369,6 +385,18 @@ def test_a_failure_fails_every_run_of_the_group_with_the_reason(sqlite_workers):
         assert "ValueError: task exploded on purpose" in runs["crash", seed]["error"]
         assert runs["tiny", seed]["status"] == "done"
     assert "worker finished: 2 done, 2 failed" in w.log(0)
+
+
+def test_run_timeout_is_per_run_a_group_gets_as_many_times_as_long(cli):
+    assert cli("queue", "-t", "stuck", "-o", "sgd", "--seeds", "2", "--tasks-dir", FIXTURE_TASKS).code == 0
+    start = time.monotonic()
+    r = cli("worker", "--run-timeout", "1", "--tasks-dir", FIXTURE_TASKS)
+    assert r.code == 0 and "worker finished: 2 failed" in r.err, r.err
+    assert time.monotonic() - start >= 2
+    for run in Workers("sqlite:///results.db", Path(".")).runs().values():
+        assert run["status"] == "failed"
+        assert ("timed out: still running after 2 s (worker --run-timeout for each of the 2 runs "
+                "trained together)") in run["error"]
 
 
 def test_sigterm_hands_every_run_of_the_group_back_at_once(sqlite_workers):
