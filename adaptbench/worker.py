@@ -142,19 +142,6 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-def execute_claim(
-    engine: Engine,
-    claim: Claim,
-    opts: WorkerOptions,
-    flag: StopFlag,
-    events: Events,
-    child: runner.ChildRunner | None = None,
-    outage: faults.Outage | None = None,
-) -> str:
-    """Train one claimed run and store its outcome: `execute_group` of one."""
-    return execute_group(engine, [claim], opts, flag, events, child, outage)[0]
-
-
 def execute_group(
     engine: Engine,
     claims: Sequence[Claim],
