@@ -84,20 +84,6 @@ class Workers:
             p.wait()
 
 
-@pytest.fixture
-def sqlite_workers(tmp_path):
-    w = Workers(f"sqlite:///{tmp_path / 'q.db'}", tmp_path)
-    yield w
-    w.stop_all()
-
-
-@pytest.fixture
-def postgres_workers(tmp_path, postgres_url):
-    w = Workers(postgres_url, tmp_path)
-    yield w
-    w.stop_all()
-
-
 def wait_until(predicate, timeout: float, what: str) -> None:
     end = time.monotonic() + timeout
     while not predicate():

@@ -2,8 +2,8 @@
 one pass (`train.execute_group`) and stores each under its own claim; and the provenance each
 run records (schema 5).
 
-Engine tests run on an SQLite file and on PostgreSQL (see conftest.py); worker processes use the
-fixture tasks as tests/test_faults.py does.
+Engine tests run on an SQLite file and on PostgreSQL (`engine` in conftest.py); worker processes
+use the fixture tasks as tests/test_faults.py does.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from adaptbench import queue, runner, store, worker
 from adaptbench.errors import UserError
 from adaptbench.filters import RunFilter
 from adaptbench.spec import RunSpec
-from adaptbench.store import Run, make_engine
 from adaptbench.tasks import Task
 from tests.conftest import invoke
 from tests.test_faults import FIXTURE_TASKS, Workers, alive, wait_until
+from tests.test_queue import drain_concurrently, rows
 
 TINY = Task(name="tiny", task_type="regression", description="", build=lambda seed, device: None,
             metric="mse", higher_is_better=False, steps=5, batch_size=8, eval_every=5)
@@ -37,29 +37,6 @@ TASKS = {"tiny": TINY}
 DONE = {"status": "done", "final_test_metric": 1.0}
 BASE = RunSpec("tiny", "sgd", 0.1, 0, 5, 8)
 SCHEMA5 = ("execution", "group_size", "build_seconds", "python_version", "hardware", "code_commit")
-
-
-@pytest.fixture(scope="module")
-def shared_postgres_url(postgres_server) -> str:
-    return postgres_server.create_database("test_groups_shared")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine(request, tmp_path):
-    """An engine on an empty queue (on PostgreSQL, one database emptied between tests)."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
-    else:
-        engine = make_engine(request.getfixturevalue("shared_postgres_url"))
-        with store.write(engine) as conn:
-            conn.exec_driver_sql("TRUNCATE runs, curve_points RESTART IDENTITY CASCADE")
-    yield engine
-    engine.dispose()
-
-
-def rows(engine) -> dict[int, dict]:
-    with store.read(engine) as conn:
-        return {r.id: r._asdict() for r in conn.execute(sa.select(Run.__table__))}
 
 
 def ids(claims) -> list[int]:
@@ -145,32 +122,10 @@ def test_concurrent_group_claimers_take_each_run_exactly_once(engine):
     specs = [replace(BASE, seed=s, optimizer=("sgd", "adam", "momentum")[s % 3]) for s in range(60)]
     specs += [replace(BASE, seed=s, optimizer="mod:make") for s in range(6)]
     queue.enqueue(engine, specs, TASKS)
-    taken: list[int] = []
-    sizes: list[int] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(6)
-
-    def claimer(name: str) -> None:
-        try:
-            start.wait()
-            while claims := queue.claim_group(engine, name, max_members=4):
-                assert len({(c.spec.optimizer, c.spec.steps) for c in claims}) == 1
-                taken.extend(ids(claims))
-                sizes.append(len(claims))
-                for c in claims:
-                    assert queue.finish(engine, c, DONE, [])
-        except BaseException as exc:  # noqa: BLE001 -- reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    assert sorted(taken) == sorted(rows(engine))  # every run once, none twice
-    assert {(r["status"], r["attempts"]) for r in rows(engine).values()} == {("done", 1)}
-    assert max(sizes) == 4
+    groups = drain_concurrently(engine, lambda name: queue.claim_group(engine, name, max_members=4))
+    for claims in groups:
+        assert len({(c.spec.optimizer, c.spec.steps) for c in claims}) == 1
+    assert max(map(len, groups)) == 4
 
 
 def test_every_schema5_column_is_cleared_when_a_run_is_retried():
@@ -323,20 +278,6 @@ def test_a_worker_without_the_task_hands_the_whole_group_back(tiny_queue):
 
 
 # --- worker processes ----------------------------------------------------------------------------
-
-@pytest.fixture
-def sqlite_workers(tmp_path):
-    w = Workers(f"sqlite:///{tmp_path / 'q.db'}", tmp_path)
-    yield w
-    w.stop_all()
-
-
-@pytest.fixture
-def postgres_workers(tmp_path, postgres_url):
-    w = Workers(postgres_url, tmp_path)
-    yield w
-    w.stop_all()
-
 
 @pytest.mark.parametrize("args", [["--vectorize", "off"], ["--group-size", "1"]])
 def test_vectorize_off_and_group_size_1_claim_one_run_at_a_time(cli, args):
