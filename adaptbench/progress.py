@@ -17,20 +17,24 @@ from adaptbench import worker
 from adaptbench.queue import Claim
 
 
-def run_with_progress(engine: Any, run_ids: Sequence[int], tasks_dirs: Sequence[str], console: Console) -> dict[str, int]:
-    """Work off `run_ids` (those still queued) here; Ctrl-C hands the current run back to the queue."""
+def run_with_progress(engine: Any, run_ids: Sequence[int], tasks_dirs: Sequence[str],
+                      console: Console, vectorize: str = "auto",
+                      group_size: int = 32) -> dict[str, int]:
+    """Work off `run_ids` (those still queued) here, in groups of up to `group_size` compatible
+    runs trained together (`vectorize`: see `worker.WorkerOptions`); Ctrl-C hands the current
+    runs back to the queue."""
     from adaptbench import queue
 
     pending = [i for i, s in queue.statuses(engine, run_ids).items() if s == "queued"]
+    opts = worker.WorkerOptions(tasks_dirs=tasks_dirs, vectorize=vectorize, group_size=group_size)
     with worker.handling_signals(worker.StopFlag()) as flag:
-        return _work(engine, run_ids, pending, tasks_dirs, console, flag)
+        return _work(engine, run_ids, pending, opts, console, flag)
 
 
-def _work(engine: Any, run_ids: Sequence[int], pending: list[int], tasks_dirs: Sequence[str],
+def _work(engine: Any, run_ids: Sequence[int], pending: list[int], opts: worker.WorkerOptions,
           console: Console, flag: worker.StopFlag) -> dict[str, int]:
     from adaptbench import queue
 
-    opts = worker.WorkerOptions(tasks_dirs=tasks_dirs)
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("eta"), TimeRemainingColumn(),
@@ -41,19 +45,31 @@ def _work(engine: Any, run_ids: Sequence[int], pending: list[int], tasks_dirs: S
         overall = bar.add_task("all runs", total=len(pending))
         current = bar.add_task("", total=1, visible=False)
 
+        # the runs claimed together: one `claimed` each, in a row, before the group trains
+        group: list[Claim] = []
+        trained = [False]
+
         def claimed(c: Claim) -> None:
+            if trained[0]:  # the previous group trained since: this is a new one
+                group.clear()
+                trained[0] = False
+            group.append(c)
             s = c.spec
+            what = (f"run {c.run_id}: {s.task} {s.optimizer} lr={s.lr:g} seed={s.seed}"
+                    if len(group) == 1 else f"{len(group)} runs from {group[0].run_id}: {s.task} "
+                    f"{s.optimizer} (trained together)")
             # reset, not update: the time estimate must not carry over from the previous run
-            bar.reset(current, description=f"run {c.run_id}: {s.task} {s.optimizer} lr={s.lr:g} seed={s.seed}",
-                      total=s.steps, visible=True)
+            bar.reset(current, description=what, total=s.steps * len(group), visible=True)
 
         def progress(c: Claim, step: int, total: int) -> None:
-            if step % 10 == 0 or step == total:
-                bar.update(current, completed=step)
+            trained[0] = True
+            if c is group[-1] and (step % 10 == 0 or step == total):
+                bar.update(current, completed=step, total=total)
 
         log = worker.log_events(total=len(pending))
 
         def finished(c: Claim, status: str, outcome: dict[str, Any]) -> None:
+            trained[0] = True
             bar.advance(overall)
             if not console.is_terminal:
                 log.finished(c, status, outcome)

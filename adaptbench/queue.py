@@ -51,6 +51,7 @@ OUTCOME_COLUMNS = (
     "final_train_metric", "final_val_metric", "final_test_metric",
     "best_val_metric", "best_val_step", "steps_to_target", "wall_seconds", "diverged_at_step",
     "trajectory", "device", "torch_version", "package_version", "host",
+    "execution", "group_size", "build_seconds", "python_version", "hardware", "code_commit",
 )
 
 
@@ -277,6 +278,12 @@ def queued_plugin_runs(engine: Engine) -> int:
             Run.status == "queued", ~_no_plugin)).scalar_one())
 
 
+# Runs a worker may train together in one pass: the same task definition, optimizer, settings,
+# budget and study (they differ in seed and learning rate only).
+GROUP_KEYS = ("task", "fingerprint", "optimizer", "params", "schedule", "steps", "batch_size",
+              "eval_every", "study", "device_request")
+
+
 def claim(
     engine: Engine,
     worker: str,
@@ -286,29 +293,51 @@ def claim(
     plugins: bool = True,
 ) -> Claim | None:
     """Atomically take the oldest queued run (optionally among `run_ids`; with `plugins=False`
-    one whose optimizer is not a plugin), or None if none is left.
+    one whose optimizer is not a plugin), or None if none is left: `claim_group` of one."""
+    claims = claim_group(engine, worker, lease_seconds, 1, run_ids, max_attempts, plugins)
+    return claims[0] if claims else None
 
-    Expired leases are reaped first, in the same transaction.
-    SQLite: the transaction begins IMMEDIATE (it holds the write lock), so no two workers can
-    pick the same row. PostgreSQL: the sub-select locks its row FOR UPDATE SKIP LOCKED, so
-    concurrent claimers skip each other's rows instead of waiting or colliding.
+
+def claim_group(
+    engine: Engine,
+    worker: str,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    max_members: int = 1,
+    run_ids: Sequence[int] | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+    plugins: bool = True,
+) -> list[Claim]:
+    """Atomically take the oldest queued run and up to `max_members` - 1 more queued runs that
+    can train with it in one pass (the same GROUP_KEYS, NULLs equal; oldest first); [] if none
+    is left. `run_ids` and `plugins=False` narrow the choice as for `claim`; a run with a plugin
+    optimizer is always claimed alone.
+
+    Every run gets its own lease and claim (heartbeat, finish and release stay per run). Expired
+    leases are reaped first, in the same transaction. SQLite: the transaction begins IMMEDIATE
+    (it holds the write lock), so no two workers can pick the same row. PostgreSQL: the rows are
+    picked FOR UPDATE SKIP LOCKED, so concurrent claimers skip each other's rows instead of
+    waiting or colliding.
     """
+    if max_members < 1:
+        raise ValueError(f"Invalid group size: {max_members}")
     if run_ids is not None and not run_ids:
-        return None
+        return []
     with write(engine) as conn:
         _requeue_expired(conn, max_attempts)
+        first = conn.execute(
+            _queued(conn, run_ids, plugins, Run.id, *_group_columns()).limit(1)).first()
+        if first is None:
+            return []
+        ids = [first.id]
+        if max_members > 1 and ":" not in first.optimizer:
+            same = [col == value if value is not None else col.is_(None)
+                    for col, value in zip(_group_columns(), first[1:])]
+            more = _queued(conn, run_ids, plugins, Run.id).where(Run.id != first.id, *same)
+            ids += conn.execute(more.limit(max_members - 1)).scalars()
         now = _now(conn)
-        pick = sa.select(Run.id).where(Run.status == "queued")
-        if run_ids is not None:
-            pick = pick.where(Run.id.in_(list(run_ids)))
-        if not plugins:
-            pick = pick.where(_no_plugin)
-        pick = pick.order_by(Run.id).limit(1)
-        if conn.dialect.name != "sqlite":  # SQLite has no row locks: the IMMEDIATE lock suffices
-            pick = pick.with_for_update(skip_locked=True)
         stmt = (
             sa.update(Run)
-            .where(Run.id == pick.scalar_subquery(), Run.status == "queued")
+            .where(Run.id.in_(ids), Run.status == "queued")
             .values(
                 status="running",
                 worker=worker,
@@ -320,10 +349,27 @@ def claim(
             )
             .returning(*Run.__table__.columns)
         )
-        row = conn.execute(stmt).first()
-    if row is None:
-        return None
-    return Claim(row.id, worker, row.attempts, spec_of(row), row.device_request)
+        rows = sorted(conn.execute(stmt), key=lambda row: row.id)
+    return [Claim(row.id, worker, row.attempts, spec_of(row), row.device_request) for row in rows]
+
+
+def _group_columns() -> list[Any]:
+    return [getattr(Run, key) for key in GROUP_KEYS]
+
+
+def _queued(conn: Connection, run_ids: Sequence[int] | None, plugins: bool, *columns: Any) -> Any:
+    """SELECT `columns` of the queued runs a claim may take, oldest first; on PostgreSQL the rows
+    picked are locked, skipping those another claimer holds (SQLite has no row locks: the
+    IMMEDIATE write lock suffices)."""
+    pick = sa.select(*columns).where(Run.status == "queued")
+    if run_ids is not None:
+        pick = pick.where(Run.id.in_(list(run_ids)))
+    if not plugins:
+        pick = pick.where(_no_plugin)
+    pick = pick.order_by(Run.id)
+    if conn.dialect.name != "sqlite":
+        pick = pick.with_for_update(skip_locked=True)
+    return pick
 
 
 def _held(c: Claim) -> Any:
@@ -508,6 +554,15 @@ def counts(engine: Engine, study: str | None = None) -> dict[str, int]:
         stmt = stmt.where(Run.study == study)
     with read(engine) as conn:
         return {status: n for status, n in conn.execute(stmt)}
+
+
+def workers_training(engine: Engine, besides: str | None = None) -> int:
+    """How many workers hold running runs now, other than `besides` (a worker id)."""
+    stmt = sa.select(sa.func.count(sa.distinct(Run.worker))).where(Run.status == "running")
+    if besides is not None:
+        stmt = stmt.where(Run.worker != besides)
+    with read(engine) as conn:
+        return int(conn.execute(stmt).scalar_one())
 
 
 def count_active(engine: Engine, sel: RunFilter) -> int:

@@ -1,4 +1,5 @@
-"""Training one claimed run: in this process, or in a child process the run cannot take down.
+"""Training claimed runs (one, or a group trained together by `train.execute_group`): in this
+process, or in a child process the runs cannot take down.
 
 `adaptbench worker` trains in a long-lived child process (`ChildRunner`), so a task that hangs
 past the run time limit, crashes the interpreter or is killed for using too much memory ends as
@@ -10,7 +11,9 @@ stops the run at the next step.
 
 from __future__ import annotations
 
+import functools
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -21,10 +24,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from adaptbench.errors import UserError
 from adaptbench.spec import RunSpec
+from adaptbench.vocab import Execution
 
 PROGRESS_EVERY = 0.5  # seconds between progress messages from the child
 STARTUP_SECONDS = 600.0  # importing torch on a busy node can be slow, but not this slow
@@ -32,11 +37,12 @@ STARTUP_SECONDS = 600.0  # importing torch on a busy node can be slow, but not t
 
 @dataclass(frozen=True)
 class Job:
-    """What the trainer needs to train one run."""
+    """What the trainer needs to train a group of runs of one task (often a group of one)."""
 
-    spec: RunSpec
+    specs: tuple[RunSpec, ...]  # runs that differ in seed and learning rate only
     device: str  # a device request: auto, cpu, cuda, ...
     tasks_dirs: tuple[str, ...] = ()
+    vectorize: str = "auto"  # train.execute_group's: auto | on | off
 
 
 @dataclass(frozen=True)
@@ -58,54 +64,115 @@ def error_text(exc: BaseException) -> str:
     return "".join(lines[-6:])[-4000:]
 
 
-def provenance() -> dict[str, str]:
-    """Versions and host stored with every result."""
+def provenance(device: Any = None) -> dict[str, str | None]:
+    """Versions, host, hardware and code stored with every result (`device`: the torch device
+    the run trained on, whose GPU is named on cuda)."""
     import torch
 
     from adaptbench import __version__
 
     # str(): torch.__version__ is a torch class, which would make unpickling import torch
-    return {"torch_version": str(torch.__version__), "package_version": __version__, "host": socket.gethostname()}
+    return {"torch_version": str(torch.__version__), "package_version": __version__,
+            "host": socket.gethostname(), "python_version": platform.python_version(),
+            "hardware": _hardware(device), "code_commit": code_commit()}
+
+
+def _hardware(device: Any) -> str | None:
+    """The CPU model, and the GPU's name when the run trained on cuda."""
+    parts = [_cpu_model()]
+    if getattr(device, "type", None) == "cuda":
+        try:
+            import torch
+
+            parts.append(torch.cuda.get_device_name(device))
+        except Exception:  # noqa: BLE001 -- provenance never fails a run
+            pass
+    text = "; ".join(p for p in parts if p)
+    return text[:200] or None
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.lru_cache(maxsize=1)
+def code_commit() -> str | None:
+    """The git commit of the adaptbench source when it runs from a git checkout, else None."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():  # a folder, or a file in a worktree
+        return None
+    try:
+        done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=5, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit[:50] if done.returncode == 0 and commit else None
+
+
+def outcomes(n: int, outcome: Outcome) -> list[Outcome]:
+    """The same outcome for each of a group's `n` runs (a failure or a stop ends them all)."""
+    return [outcome] * n
 
 
 def run_here(
     job: Job,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> Outcome:
-    """Train the run in this process. An exception from the task is a failed run, not a crash."""
+) -> list[Outcome]:
+    """Train the job's runs in this process: one outcome per spec, in order. An exception from
+    the task fails every run of the group, and is not a crash."""
+    n = len(job.specs)
+    first = job.specs[0]
     try:
         from adaptbench import devices, train
         from adaptbench.tasks import get_task, loaded_fingerprint, reload_tasks
     except Exception as exc:  # noqa: BLE001 -- e.g. torch is missing on this machine
-        return failed(error_text(exc))
+        return outcomes(n, failed(error_text(exc)))
     try:
-        task = get_task(job.spec.task, job.tasks_dirs)
-        if job.spec.fingerprint and loaded_fingerprint(task) != job.spec.fingerprint:
+        task = get_task(first.task, job.tasks_dirs)
+        if first.fingerprint and loaded_fingerprint(task) != first.fingerprint:
             # this process loaded another version of the task: load the files as they are now
             reload_tasks()
-            task = get_task(job.spec.task, job.tasks_dirs)
+            task = get_task(first.task, job.tasks_dirs)
         device = devices.choose(job.device)
     except UserError as exc:  # this worker lacks the task or the device; another may have it
-        return Outcome("refused", {"error": str(exc)})
-    if job.spec.fingerprint and loaded_fingerprint(task) != job.spec.fingerprint:
+        return outcomes(n, Outcome("refused", {"error": str(exc)}))
+    if first.fingerprint and loaded_fingerprint(task) != first.fingerprint:
         # training it would store one definition's result under the other's name
-        return failed(f"task {task.name!r} changed since this run was queued (its code or "
-                      f"settings differ); queue the runs again to train the new definition")
+        return outcomes(n, failed(
+            f"task {task.name!r} changed since this run was queued (its code or settings "
+            "differ); queue the runs again to train the new definition"))
     try:
-        result = train.execute(job.spec, task, device, progress=progress, should_stop=should_stop)
-        return Outcome(result.status, {**result.outcome(), **provenance()}, result.curve)
+        results = train.execute_group(list(job.specs), task, device, vectorize=job.vectorize,
+                                      progress=progress, should_stop=should_stop)
+        info = provenance(device)
+        # how many trained together in the vectorized pass; a run trained alone, 1
+        together = sum(r.execution == Execution.vectorized for r in results)
+        return [Outcome(r.status, {**r.outcome(), **info, "group_size":
+                                   together if r.execution == Execution.vectorized else 1},
+                        r.curve)
+                for r in results]
     except train.Interrupted:
-        return Outcome("stopped")
+        return outcomes(n, Outcome("stopped"))
     except UserError as exc:
-        return failed(str(exc))
+        return outcomes(n, failed(str(exc)))
     except Exception as exc:  # noqa: BLE001 -- the task raised or ran out of memory
-        return failed(error_text(exc))
+        return outcomes(n, failed(error_text(exc)))
 
 
 class ChildRunner:
-    """A child process that trains one run at a time for this worker; replaced when it dies or
-    is killed (a time limit, a signal, a lost lease).
+    """A child process that trains one job (a run, or a group of runs) at a time for this
+    worker; replaced when it dies or is killed (a time limit, a signal, a lost lease).
 
     Create and use it from the main thread: on Linux the child is killed when the thread that
     started it exits (PR_SET_PDEATHSIG), so an orphaned child never trains on.
@@ -122,39 +189,49 @@ class ChildRunner:
         timeout: float | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         progress: Callable[[int, int], None] = lambda step, total: None,
-    ) -> Outcome:
-        """Train `job` in the child: its outcome, 'stopped' when `should_stop()` became true
-        (the child is killed at once), or failed when it overran `timeout` seconds or died."""
+    ) -> list[Outcome]:
+        """Train `job` in the child: one outcome per spec; all 'stopped' when `should_stop()`
+        became true (the child is killed at once), all failed when the job overran `timeout`
+        seconds or the child died."""
+        n = len(job.specs)
+        what = "this run" if n == 1 else f"this group of {n} runs"
         if not self.alive():
             problem = self.start(should_stop)
             if problem is not None:
-                return Outcome("stopped") if should_stop() else Outcome("refused", {"error": problem})
+                return outcomes(n, Outcome("stopped") if should_stop()
+                                else Outcome("refused", {"error": problem}))
         assert self._conn is not None
         try:
             self._conn.send(job)
         except OSError:
-            return self._died("before the run started")
+            return outcomes(n, self._died(f"before {what} started"))
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if should_stop():
                 self.kill()
-                return Outcome("stopped")
+                return outcomes(n, Outcome("stopped"))
             if deadline is not None and time.monotonic() > deadline:
                 self.kill()
-                return failed(
-                    f"timed out: still running after {timeout:g} s (worker --run-timeout); the "
-                    "training process was killed"
-                )
+                together = "" if n == 1 else f" for each of the {n} runs trained together"
+                return outcomes(n, failed(
+                    f"timed out: still running after {timeout:g} s (worker --run-timeout"
+                    f"{together}); the training process was killed"
+                ))
             try:
                 if not self._conn.poll(0.1):
                     continue
                 message = self._conn.recv()
             except (EOFError, OSError):
-                return self._died("while training this run")
-            if message[0] == "progress":
+                return outcomes(n, self._died(f"while training {what}"))
+            kind = message[0] if isinstance(message, tuple) and message else None
+            if kind == "progress":
                 progress(message[1], message[2])
-            elif message[0] == "outcome":
+            elif kind == "outcomes" and len(message[1]) == n:
                 return message[1]
+            else:  # a child that answers out of turn cannot be trusted with the next job
+                self.kill()
+                return outcomes(n, failed(f"the training process answered {kind!r} for "
+                                          f"{what}; it was replaced"))
 
     def alive(self) -> bool:
         """Whether the child is up (started, and neither killed nor dead)."""
@@ -265,7 +342,7 @@ def serve() -> None:
                 last[0] = now
                 conn.send(("progress", step, total))
 
-        conn.send(("outcome", run_here(job, progress)))
+        conn.send(("outcomes", run_here(job, progress)))
 
 
 def _exit_with_parent(parent_pid: int) -> None:

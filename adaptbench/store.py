@@ -43,8 +43,9 @@ from adaptbench.errors import UserError
 
 # Bump on every change to the tables below, and add the upgrade to MIGRATIONS.
 # 2: runs.trajectory; 3: runs.role, fingerprint, eval_seeds, task_steps, task_batch_size;
-# 4: runs.task_twin, task_held_out, task_claims
-SCHEMA_VERSION = 4
+# 4: runs.task_twin, task_held_out, task_claims; 5: runs.execution, group_size, build_seconds,
+# python_version, hardware, code_commit
+SCHEMA_VERSION = 5
 DEFAULT_URL = "sqlite:///results.db"
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
 MAX_BUSY_TIMEOUT = 86_400  # seconds: a day; SQLite takes the wait in milliseconds as an int
@@ -141,6 +142,15 @@ class Run(Base):
     task_twin: Mapped[str | None] = mapped_column(sa.String(100))
     task_held_out: Mapped[bool | None] = mapped_column(sa.Boolean)
     task_claims: Mapped[bool | None] = mapped_column(sa.Boolean)
+    # outcome and provenance, schema 5 (NULL for runs stored before): how the run was trained
+    # ("single", or "vectorized" in a stacked pass with group_size - 1 others), the seconds its
+    # task took to build (not in wall_seconds), and what it ran on and with
+    execution: Mapped[str | None] = mapped_column(sa.String(16))
+    group_size: Mapped[int | None] = mapped_column(sa.Integer)
+    build_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    python_version: Mapped[str | None] = mapped_column(sa.String(50))
+    hardware: Mapped[str | None] = mapped_column(sa.String(200))  # CPU model, and GPU on cuda
+    code_commit: Mapped[str | None] = mapped_column(sa.String(50))  # git commit of adaptbench
 
 
 class CurvePoint(Base):
@@ -657,10 +667,7 @@ def _migrate_2_to_3(conn: Connection) -> str:
         sa.Column("task_steps", sa.Integer),
         sa.Column("task_batch_size", sa.Integer),
     ]
-    sa.Table("runs", sa.MetaData(), *columns)  # CreateColumn compiles columns of a table
-    for column in columns:
-        ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
-        conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {ddl}")
+    _add_columns(conn, columns)
     conn.exec_driver_sql("CREATE INDEX ix_runs_selection_group ON runs (task, optimizer, study, role)")
     return f"added columns {', '.join(c.name for c in columns)} and index ix_runs_selection_group"
 
@@ -671,16 +678,35 @@ def _migrate_3_to_4(conn: Connection) -> str:
         sa.Column("task_held_out", sa.Boolean),
         sa.Column("task_claims", sa.Boolean),
     ]
-    sa.Table("runs", sa.MetaData(), *columns)
-    for column in columns:
-        ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
-        conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {ddl}")
+    _add_columns(conn, columns)
     return (f"added columns {', '.join(c.name for c in columns)} (empty for the runs stored "
             "before: reports treat their tasks as held-out, in the claims, without a twin)")
 
 
+def _migrate_4_to_5(conn: Connection) -> str:
+    columns = [
+        sa.Column("execution", sa.String(16)),
+        sa.Column("group_size", sa.Integer),
+        sa.Column("build_seconds", sa.Float),
+        sa.Column("python_version", sa.String(50)),
+        sa.Column("hardware", sa.String(200)),
+        sa.Column("code_commit", sa.String(50)),
+    ]
+    _add_columns(conn, columns)
+    return (f"added columns {', '.join(c.name for c in columns)} (empty for the runs stored "
+            "before)")
+
+
+def _add_columns(conn: Connection, columns: list[sa.Column]) -> None:
+    sa.Table("runs", sa.MetaData(), *columns)  # CreateColumn compiles columns of a table
+    for column in columns:
+        ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {ddl}")
+
+
 # from_version -> the step to from_version + 1, run inside `upgrade`'s transaction; says what it did
-MIGRATIONS: dict[int, Callable[[Connection], str]] = {2: _migrate_2_to_3, 3: _migrate_3_to_4}
+MIGRATIONS: dict[int, Callable[[Connection], str]] = {
+    2: _migrate_2_to_3, 3: _migrate_3_to_4, 4: _migrate_4_to_5}
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ class RunResult:
             "wall_seconds": self.wall_seconds,
             "device": self.device,
             "trajectory": None if self.trajectory is None else json.dumps(self.trajectory),
+            "build_seconds": self.build_seconds,
+            "execution": self.execution,
         }
 
 

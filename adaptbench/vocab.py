@@ -1,4 +1,5 @@
-"""The words adaptbench stores and prints, as types: run statuses, run roles and data splits.
+"""The words adaptbench stores and prints, as types: run statuses, run roles, data splits and how
+runs are trained.
 
 Each value is the exact string in the database, on the command line and in output, so the enums
 compare equal to their strings (``Status.done == "done"``).
@@ -72,3 +73,20 @@ class CurveSplit(str, Enum):
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(s.value for s in cls)
+
+
+class Vectorize(str, Enum):
+    """Whether a worker trains a group of compatible runs as one stacked model (`worker
+    --vectorize`): "auto" where the task and optimizer allow it, "on" asks for it, "off" trains
+    one run at a time (and claims one at a time)."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
+class Execution(str, Enum):
+    """How a run was trained (`runs.execution`): alone, or in a vectorized group."""
+
+    single = "single"
+    vectorized = "vectorized"

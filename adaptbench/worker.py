@@ -1,13 +1,15 @@
 """Workers: the claim -> execute -> finish loop, in this process or in N processes.
 
-A worker holds one run at a time under a lease that a heartbeat thread renews. With
-`isolate=True` (what `adaptbench worker` uses) each run trains in a child process
+A worker holds one run at a time, or a group of compatible runs (`queue.claim_group`: the same
+task and settings, other seeds and learning rates) that `train.execute_group` trains together,
+each run under its own lease, which a heartbeat thread renews. With `isolate=True` (what
+`adaptbench worker` uses) the runs train in a child process
 (`runner.ChildRunner`): the worker never imports torch, enforces `run_timeout`, and survives a
 task that crashes the interpreter or runs out of memory. Without it (`adaptbench run`) the run
 trains here and torch is imported lazily, so importing this module is cheap.
 
-Signals: the first SIGINT/SIGTERM hands the current run back to the queue and stops the worker;
-a second one stops it at once (the run's lease then expires and another worker retries it).
+Signals: the first SIGINT/SIGTERM hands the current runs back to the queue and stops the worker;
+a second one stops it at once (the runs' leases then expire and other workers retry them).
 
 Database outages are waited out (`faults.Outage`): every call to the queue is retried while the
 database is unreachable, for up to `WorkerOptions.db_outage` seconds, and the run in training
@@ -63,6 +65,10 @@ class WorkerOptions:
     # False: never claim a run whose optimizer is a plugin (`module:attr`), so that no code named
     # by whoever can queue runs is imported; such runs stay queued for a worker that allows it
     plugins: bool = True
+    # how a group of runs trains (train.execute_group's auto | on | off); "off" also claims one
+    # run at a time
+    vectorize: str = "auto"
+    group_size: int = 32  # the most runs claimed and trained together
 
 
 @dataclass
@@ -86,14 +92,16 @@ class StopFlag:
 
 
 class Heartbeat:
-    """A background thread that extends the lease of the run being trained.
+    """A background thread that extends the leases of the runs being trained (a group's runs
+    each under its own claim). A run whose lease was lost (reaped, cancelled) is added to
+    `StopFlag.lost_lease` and no longer renewed; the others still are.
 
     Through a database outage it retries with the worker's backoff and the training goes on;
     a storage fault, or an outage past --db-outage, stops the training (`StopFlag.fault`)."""
 
-    def __init__(self, engine: Engine, claim: Claim, lease_seconds: float, flag: StopFlag,
-                 outage: faults.Outage | None = None) -> None:
-        self._engine, self._claim, self._lease, self._flag = engine, claim, lease_seconds, flag
+    def __init__(self, engine: Engine, claims: Sequence[Claim], lease_seconds: float,
+                 flag: StopFlag, outage: faults.Outage | None = None) -> None:
+        self._engine, self._claims, self._lease, self._flag = engine, list(claims), lease_seconds, flag
         self._outage = outage or faults.Outage(None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True, name="adaptbench-heartbeat")
@@ -102,8 +110,13 @@ class Heartbeat:
         interval = max(0.2, self._lease / 3)
         wait, delay = interval, faults.BACKOFF_FIRST
         while not self._stop.wait(wait):
+            held = [c for c in self._claims if c.run_id not in self._flag.lost_lease]
+            if not held:
+                return
             try:
-                held = queue.heartbeat(self._engine, self._claim, self._lease)
+                for c in held:
+                    if not queue.heartbeat(self._engine, c, self._lease):
+                        self._flag.lost_lease.add(c.run_id)
             except Exception as exc:  # noqa: BLE001 -- the training must not die of a heartbeat
                 if faults.storage_fault(exc):
                     self._flag.fault = exc
@@ -119,9 +132,6 @@ class Heartbeat:
                 continue
             self._outage.back()
             wait, delay = interval, faults.BACKOFF_FIRST
-            if not held:
-                self._flag.lost_lease.add(self._claim.run_id)
-                return
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -132,86 +142,120 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-def execute_claim(
+def execute_group(
     engine: Engine,
-    claim: Claim,
+    claims: Sequence[Claim],
     opts: WorkerOptions,
     flag: StopFlag,
     events: Events,
     child: runner.ChildRunner | None = None,
     outage: faults.Outage | None = None,
-) -> str:
-    """Train one claimed run (here, or in `child`) and store its outcome.
+) -> list[str]:
+    """Train claimed runs of one task together (`train.execute_group`, here or in `child`) and
+    store each one's outcome under its own claim.
 
-    Returns the final status, 'requeued' (handed back after a signal) or 'lost' (the lease was
-    taken over, or the run cancelled: its result is not stored). Raises UserError, after handing
-    the run back, when this worker cannot train it (a task or device it does not have), and
-    when it cannot store it (a storage fault, the database unreachable past --db-outage).
+    Returns each run's final status, 'requeued' (handed back after a signal) or 'lost' (the
+    lease was taken over, or the run cancelled: its result is not stored; the group's other
+    runs train on and are stored). A failure in training fails every run of the group. Raises
+    UserError, after handing the group back, when this worker cannot train it (a task or device
+    it does not have), and when it cannot store it (a storage fault, the database unreachable
+    past --db-outage). `run_timeout` is per run: a group of n runs may train n times as long.
     """
     outage = outage or faults.Outage(opts.db_outage, stopping=lambda: flag.requested)
-    flag.lost_lease.discard(claim.run_id)  # this worker may have lost it on an earlier attempt
-    job = runner.Job(claim.spec, opts.device or claim.device_request, tuple(map(str, opts.tasks_dirs)))
+    ids = {c.run_id for c in claims}
+    flag.lost_lease.difference_update(ids)  # this worker may have lost them on an earlier attempt
+    job = runner.Job(tuple(c.spec for c in claims), opts.device or claims[0].device_request,
+                     tuple(map(str, opts.tasks_dirs)), opts.vectorize)
 
     def should_stop() -> bool:
-        return flag.requested or claim.run_id in flag.lost_lease or flag.fault is not None
+        return flag.requested or flag.fault is not None or ids <= flag.lost_lease
 
     def progress(step: int, total: int) -> None:
-        events.progress(claim, step, total)
+        for c in claims:
+            events.progress(c, step, total)
 
-    with Heartbeat(engine, claim, opts.lease_seconds, flag, outage):
+    with Heartbeat(engine, claims, opts.lease_seconds, flag, outage):
         if child is None:
-            outcome = runner.run_here(job, progress, should_stop)
+            outcomes = runner.run_here(job, progress, should_stop)
         else:
-            outcome = child.run(job, opts.run_timeout, should_stop, progress)
+            timeout = None if opts.run_timeout is None else opts.run_timeout * len(claims)
+            outcomes = child.run(job, timeout, should_stop, progress)
+    lost = ids & flag.lost_lease
+    held = [c for c in claims if c.run_id not in lost]
     if flag.fault is not None:
-        raise _cannot_store(engine, claim, flag.fault)
-    if claim.run_id in flag.lost_lease:
-        status = "lost"
-    elif outcome.status == "refused":
-        outage.call(queue.release, engine, claim)
-        raise UserError(f"{outcome.columns['error']} (run {claim.run_id} was handed back to the queue)")
-    elif outcome.status == "stopped":
-        _hand_back(engine, claim, outage, flag)
-        status = "requeued"
-    else:
+        raise _cannot_store(engine, held or claims, flag.fault)
+    if held and outcomes[0].status == "refused":
+        for c in held:
+            outage.call(queue.release, engine, c)
+        raise UserError(f"{outcomes[0].columns['error']} (run {held[0].run_id} was handed back "
+                        f"to the queue{_with_group(held[1:])})")
+    _hand_back(engine, [c for c, o in zip(claims, outcomes)
+                        if c.run_id not in lost and o.status == "stopped"], outage, flag)
+    statuses = []
+    for i, (claim, outcome) in enumerate(zip(claims, outcomes)):
+        if claim.run_id in lost:
+            status = "lost"
+        elif outcome.status == "stopped":
+            status = "requeued"
+        else:
+            try:
+                stored = outage.call(queue.finish, engine, claim, outcome.columns, outcome.curve)
+            except Exception as exc:
+                if not (faults.storage_fault(exc) or isinstance(exc, faults.Unreachable)):
+                    raise
+                unstored = [c for c, o in zip(claims[i:], outcomes[i:])
+                            if c.run_id not in lost and o.status != "stopped"]
+                raise _cannot_store(engine, unstored, exc) from None
+            # not stored: reaped (an outage, a pause longer than the lease) or cancelled
+            # meanwhile; the retry's result wins
+            status = outcome.status if stored else "lost"
+        events.finished(claim, status, outcome.columns)
+        statuses.append(status)
+    return statuses
+
+
+def _with_group(others: Sequence[Claim]) -> str:
+    """', with runs 7, 8 of its group' (the other runs a message about one run also covers)."""
+    if not others:
+        return ""
+    return f", with run{'s' if len(others) > 1 else ''} " \
+           f"{', '.join(str(c.run_id) for c in others)} of its group"
+
+
+def _hand_back(engine: Engine, claims: Sequence[Claim], outage: faults.Outage,
+               flag: StopFlag) -> None:
+    """Put runs back in the queue after a stop request; during an outage, give up after a
+    few seconds (the leases then expire and other workers retry the runs)."""
+    for i, claim in enumerate(claims):
         try:
-            stored = outage.call(queue.finish, engine, claim, outcome.columns, outcome.curve)
-        except Exception as exc:
-            if not (faults.storage_fault(exc) or isinstance(exc, faults.Unreachable)):
+            outage.call(queue.release, engine, claim)
+        except faults.Unreachable:
+            if not flag.requested:
                 raise
-            raise _cannot_store(engine, claim, exc) from None
-        # not stored: reaped (an outage, a pause longer than the lease) or cancelled meanwhile;
-        # the retry's result wins
-        status = outcome.status if stored else "lost"
-    events.finished(claim, status, outcome.columns)
-    return status
+            group = _with_group(claims[i + 1:])
+            faults.log(f"adaptbench worker: run {claim.run_id}{group}{',' if group else ''} "
+                       "could not be handed back (the database is unreachable); it returns to "
+                       "the queue when its lease expires")
+            return
 
 
-def _hand_back(engine: Engine, claim: Claim, outage: faults.Outage, flag: StopFlag) -> None:
-    """Put a run back in the queue after a stop request; during an outage, give up after a
-    few seconds (the lease then expires and another worker retries the run)."""
-    try:
-        outage.call(queue.release, engine, claim)
-    except faults.Unreachable:
-        if not flag.requested:
-            raise
-        faults.log(f"adaptbench worker: run {claim.run_id} could not be handed back (the "
-                    "database is unreachable); it returns to the queue when its lease expires")
-
-
-def _cannot_store(engine: Engine, claim: Claim, exc: BaseException) -> UserError:
-    """The one-line error that stops a worker which cannot store `claim`'s result; the run is
-    handed back if the database still takes that write."""
+def _cannot_store(engine: Engine, claims: Sequence[Claim], exc: BaseException) -> UserError:
+    """The one-line error that stops a worker which cannot store the result of `claims[0]`
+    (and of the group's other runs in `claims`); the runs are handed back if the database
+    still takes those writes."""
+    claim, others = claims[0], claims[1:]
+    group = _with_group(others)
     if isinstance(exc, faults.DatabaseGone):
-        return faults.DatabaseGone(f"{exc}; run {claim.run_id}'s result is not stored")
-    back = "was handed back to the queue" if _release_quietly(engine, claim) else \
+        return faults.DatabaseGone(f"{exc}; run {claim.run_id}'s result is not stored{group}")
+    released = [_release_quietly(engine, c) for c in claims]
+    back = "was handed back to the queue" if released[0] else \
         "returns to the queue when its lease expires"
     if isinstance(exc, faults.Unreachable):
-        return faults.Unreachable(f"{exc}; run {claim.run_id} {back}")
+        return faults.Unreachable(f"{exc}; run {claim.run_id} {back}{group}")
     return faults.StorageFault(
         f"cannot store run {claim.run_id}: the database's storage failed ({faults.first_line(exc)}); "
-        f"the run {back}. Nothing of it was stored; mend the storage (free space), then start "
-        "the worker again")
+        f"the run {back}{group}. Nothing of it was stored; mend the storage (free space), then "
+        "start the worker again")
 
 
 def work(
@@ -244,26 +288,32 @@ def work(
                 if problem is not None and not flag.requested:
                     raise UserError(f"cannot start a training process: {problem}")
                 continue
-            claim = outage.call(queue.claim, engine, worker_id, opts.lease_seconds, run_ids,
-                                opts.max_attempts, opts.plugins, settle=True, idle=True)
-            if claim is None:
+            size = 1 if opts.vectorize == "off" else opts.group_size
+            if opts.max_runs is not None:
+                size = min(size, opts.max_runs - done)
+            claims = outage.call(queue.claim_group, engine, worker_id, opts.lease_seconds, size,
+                                 run_ids, opts.max_attempts, opts.plugins, settle=True, idle=True)
+            if not claims:
                 if opts.wait and not flag.requested:
                     _sleep(opts.poll_seconds, flag)
                     continue
                 break
-            events.claimed(claim)
+            for claim in claims:
+                events.claimed(claim)
             try:
-                status = execute_claim(engine, claim, opts, flag, events, child, outage)
+                statuses = execute_group(engine, claims, opts, flag, events, child, outage)
             except UserError:
-                raise  # the run is already back in the queue, or cannot be
-            except BaseException:  # a second signal, or a bug: hand the run back before leaving
+                raise  # the runs are already back in the queue, or cannot be
+            except BaseException:  # a second signal, or a bug: hand the runs back before leaving
                 if child is not None:
                     child.kill()
-                _release_quietly(engine, claim)
+                for claim in claims:
+                    _release_quietly(engine, claim)
                 raise
-            tally[status] = tally.get(status, 0) + 1
-            if status != "requeued":
-                done += 1
+            for status in statuses:
+                tally[status] = tally.get(status, 0) + 1
+                if status != "requeued":
+                    done += 1
     except faults.Unreachable:
         if not flag.requested:
             raise
@@ -349,23 +399,25 @@ def log_events(engine: Engine | None = None, total: int | None = None) -> Events
     """Events that print one plain line per finished run to stderr, ending in `[k/N, eta T]`.
 
     k counts the runs this worker finished; N is `total` when the runs are known in advance
-    (`adaptbench run`), else k plus the runs still queued in `engine` (one count per finished
-    run: the queue may grow while a worker drains it). The estimate is the mean time per run so
-    far times the runs left, shared among the workers now training (those holding a run, and
-    this one).
+    (`adaptbench run`), else k plus the runs still queued in `engine` and those this worker
+    holds (one count per finished run: the queue may grow while a worker drains it). The
+    estimate is the mean time per run so far times the runs left, shared among the workers now
+    training (those holding runs, and this one).
     """
     start = time.monotonic()
     finished_runs = 0
+    held = 0  # runs this worker claimed and has not finished (the rest of its group)
 
-    def position() -> str:
+    def position(c: Claim) -> str:
         if total is not None:
             left, others = max(0, total - finished_runs), 0
         elif engine is not None:
             try:
                 counts = queue.counts(engine)
+                others = queue.workers_training(engine, besides=getattr(c, "worker", None))
             except (DBAPIError, faults.StorageFault):  # the count is decoration: a busy database must not stop the worker
                 return f" [{finished_runs}]"
-            left, others = counts.get("queued", 0), counts.get("running", 0)
+            left = counts.get("queued", 0) + held
         else:
             return f" [{finished_runs}]"
         text = f" [{finished_runs}/{finished_runs + left}"
@@ -374,9 +426,14 @@ def log_events(engine: Engine | None = None, total: int | None = None) -> Events
             text += f", eta {_clock(mean * left / (others + 1))}"
         return text + "]"
 
+    def claimed(c: Claim) -> None:
+        nonlocal held
+        held += 1
+
     def finished(c: Claim, status: str, outcome: dict[str, Any]) -> None:
-        nonlocal finished_runs
+        nonlocal finished_runs, held
         finished_runs += 1
+        held = max(0, held - 1)
         s = c.spec
         extra = ""
         if status == "done" and outcome.get("final_test_metric") is not None:
@@ -387,10 +444,10 @@ def log_events(engine: Engine | None = None, total: int | None = None) -> Events
             extra = " (not stored: the run was cancelled, or its lease expired and it was requeued)"
         # one write per line: workers sharing a log file must not interleave mid-line
         sys.stderr.write(f"run {c.run_id} {status}: {s.task} {s.optimizer} lr={s.lr:g} "
-                         f"seed={s.seed}{extra}{position()}\n")
+                         f"seed={s.seed}{extra}{position(c)}\n")
         sys.stderr.flush()
 
-    return Events(finished=finished)
+    return Events(claimed=claimed, finished=finished)
 
 
 def _clock(seconds: float) -> str:

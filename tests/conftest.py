@@ -110,3 +110,45 @@ def postgres_url(postgres_server, request):
 
     name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
     return postgres_server.create_database(name)
+
+
+@pytest.fixture(scope="module")
+def shared_postgres_url(postgres_server, request) -> str:
+    """One PostgreSQL database per test module, which `engine` empties between its tests."""
+    return postgres_server.create_database(request.module.__name__.rsplit(".", 1)[-1] + "_shared")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request, tmp_path):
+    """An engine on an empty queue: an SQLite file, or a PostgreSQL database (one per module,
+    emptied between tests: faster than a new one each)."""
+    from adaptbench import store
+
+    if request.param == "sqlite":
+        engine = store.make_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    else:
+        engine = store.make_engine(request.getfixturevalue("shared_postgres_url"))
+        with store.write(engine) as conn:
+            conn.exec_driver_sql("TRUNCATE runs, curve_points RESTART IDENTITY CASCADE")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_workers(tmp_path):
+    """Worker processes on an SQLite file (`tests.test_faults.Workers`); killed at the end."""
+    from tests.test_faults import Workers
+
+    w = Workers(f"sqlite:///{tmp_path / 'q.db'}", tmp_path)
+    yield w
+    w.stop_all()
+
+
+@pytest.fixture
+def postgres_workers(tmp_path, postgres_url):
+    """Worker processes on a new PostgreSQL database; killed at the end."""
+    from tests.test_faults import Workers
+
+    w = Workers(postgres_url, tmp_path)
+    yield w
+    w.stop_all()

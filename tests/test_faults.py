@@ -84,20 +84,6 @@ class Workers:
             p.wait()
 
 
-@pytest.fixture
-def sqlite_workers(tmp_path):
-    w = Workers(f"sqlite:///{tmp_path / 'q.db'}", tmp_path)
-    yield w
-    w.stop_all()
-
-
-@pytest.fixture
-def postgres_workers(tmp_path, postgres_url):
-    w = Workers(postgres_url, tmp_path)
-    yield w
-    w.stop_all()
-
-
 def wait_until(predicate, timeout: float, what: str) -> None:
     end = time.monotonic() + timeout
     while not predicate():
@@ -173,7 +159,8 @@ def test_a_sigkilled_workers_run_is_done_once_by_another_worker_after_the_lease(
 def test_sigterm_puts_the_run_back_at_once_and_cancel_stops_a_running_run(sqlite_workers):
     w = sqlite_workers
     w.queue("-t", "tiny", "--seeds", "2")
-    worker = w.start("--lease", "1.5", step_sleep=2.0)
+    # one run at a time: claimed together, run 2 would wait for run 1 (test_groups.py has that)
+    worker = w.start("--lease", "1.5", "--group-size", "1", step_sleep=2.0)
     wait_until(lambda: len(w.starts()) == 1, 60, "run 1 to start")
     # cancel: the worker drops run 1 at its next heartbeat and moves on to run 2
     assert invoke("cancel", "1", "--db", w.url).code == 0
@@ -228,7 +215,7 @@ def test_in_process_worker_hands_the_run_back_at_the_next_step(tmp_path, monkeyp
     w.queue("-t", "tiny", "--seeds", "2")
     flag = worker.StopFlag()
     threading.Timer(0.5, lambda: setattr(flag, "requested", True)).start()
-    opts = worker.WorkerOptions(tasks_dirs=[FIXTURE_TASKS], lease_seconds=5)
+    opts = worker.WorkerOptions(tasks_dirs=[FIXTURE_TASKS], lease_seconds=5, group_size=1)
     assert worker.work(w.engine, opts, flag=flag) == {"requeued": 1}
     assert [r["status"] for r in w.runs().values()] == ["queued", "queued"]
     assert w.runs()[1]["attempts"] == 0

@@ -41,24 +41,6 @@ def url(request, tmp_path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
-@pytest.fixture(scope="module")
-def shared_postgres_url(postgres_server) -> str:
-    return postgres_server.create_database("test_queue_shared")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def engine(request, tmp_path):
-    """An engine on an empty queue (on PostgreSQL, one database emptied between tests: faster)."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'q.db'}")
-    else:
-        engine = make_engine(request.getfixturevalue("shared_postgres_url"))
-        with store.write(engine) as conn:
-            conn.exec_driver_sql("TRUNCATE runs, curve_points RESTART IDENTITY CASCADE")
-    yield engine
-    engine.dispose()
-
-
 def rows(engine) -> dict[int, dict]:
     with store.read(engine) as conn:
         return {r.id: r._asdict() for r in conn.execute(sa.select(Run.__table__))}
@@ -71,31 +53,40 @@ def curve_count(engine) -> int:
 
 # --- claiming ---------------------------------------------------------------------------------
 
-def test_concurrent_claimers_take_each_run_exactly_once(engine):
-    queue.enqueue(engine, specs(60), TASKS)
-    taken: list[int] = []
+def drain_concurrently(engine, take, threads: int = 6) -> list[list[queue.Claim]]:
+    """Call `take(worker name)` -> claims from `threads` threads at once until it returns none,
+    finishing each claim (done, one curve point); check that every run was taken once and
+    done once. Returns what each call took."""
+    taken: list[list[queue.Claim]] = []
     errors: list[BaseException] = []
-    start = threading.Barrier(6)
+    start = threading.Barrier(threads)
 
     def claimer(name: str) -> None:
         try:
             start.wait()
-            while (c := queue.claim(engine, name)) is not None:
-                taken.append(c.run_id)
-                assert queue.finish(engine, c, DONE, [POINT])
+            while claims := take(name):
+                taken.append(claims)
+                for c in claims:
+                    assert queue.finish(engine, c, DONE, [POINT])
         except BaseException as exc:  # noqa: BLE001 -- reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(6)]
-    for t in threads:
+    pool = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(threads)]
+    for t in pool:
         t.start()
-    for t in threads:
-        t.join(timeout=60)
+    for t in pool:
+        t.join(timeout=120)
     assert not errors, errors
-    assert sorted(taken) == sorted(rows(engine))  # every run once, none twice
-    assert {r["status"] for r in rows(engine).values()} == {"done"}
-    assert {r["attempts"] for r in rows(engine).values()} == {1}
-    assert curve_count(engine) == 60
+    assert sorted(c.run_id for claims in taken for c in claims) == sorted(rows(engine))  # once each
+    assert {(r["status"], r["attempts"]) for r in rows(engine).values()} == {("done", 1)}
+    assert curve_count(engine) == len(rows(engine))
+    return taken
+
+
+def test_concurrent_claimers_take_each_run_exactly_once(engine):
+    queue.enqueue(engine, specs(60), TASKS)
+    taken = drain_concurrently(engine, lambda name: [c] if (c := queue.claim(engine, name)) else [])
+    assert len(taken) == 60
 
 
 def test_claim_takes_the_oldest_queued_run_and_only_among_run_ids(engine):

@@ -1,4 +1,5 @@
-"""`adaptbench db upgrade`: a database written by an earlier release (schema 2) upgraded to 4.
+"""`adaptbench db upgrade`: a database written by an earlier release (schema 2) upgraded to 5,
+and one at schema 4 (schema 2 upgraded by the steps of that time) upgraded to 5.
 
 The fixture tests/fixtures/schema2.db holds real runs made by that release's CLI (see
 tests/fixtures/make_schema2.py). Every test works on a copy.
@@ -24,8 +25,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SCHEMA2 = FIXTURES / "schema2.db"
 NEW_COLUMNS = {"role": "selection", "fingerprint": None, "eval_seeds": 0, "task_steps": None,
                "task_batch_size": None, "task_twin": None, "task_held_out": None,
-               "task_claims": None}
-HINT = "has schema version 2, this adaptbench uses 4: run `adaptbench db upgrade --db {url}`"
+               "task_claims": None, "execution": None, "group_size": None, "build_seconds": None,
+               "python_version": None, "hardware": None, "code_commit": None}
+HINT = "has schema version 2, this adaptbench uses 5: run `adaptbench db upgrade --db {url}`"
 
 
 def sqlite_rows(path: Path, table: str) -> list[dict]:
@@ -94,10 +96,12 @@ def test_a_rollback_journal_database_is_not_switched_to_wal(cli, old_db):
 def test_upgrade_keeps_every_old_value_and_fills_in_the_new_columns(cli, old_db):
     r = cli("db", "upgrade", "--db", old_db)
     assert r.code == 0, r.err
-    assert (f"upgraded sqlite:///{old_db} from schema 2 to 4: added columns role, fingerprint, "
+    assert (f"upgraded sqlite:///{old_db} from schema 2 to 5: added columns role, fingerprint, "
             "eval_seeds, task_steps, task_batch_size") in r.err
     assert "added columns task_twin, task_held_out, task_claims" in r.err
-    assert sqlite_value(old_db, "SELECT value FROM adaptbench_meta WHERE key = 'schema_version'") == "4"
+    assert ("added columns execution, group_size, build_seconds, python_version, hardware, "
+            "code_commit") in r.err
+    assert sqlite_value(old_db, "SELECT value FROM adaptbench_meta WHERE key = 'schema_version'") == "5"
 
     old, new = sqlite_rows(SCHEMA2, "runs"), sqlite_rows(old_db, "runs")
     assert len(new) == len(old) == 13
@@ -127,15 +131,17 @@ def test_an_upgraded_table_is_the_same_as_a_new_one(old_db, workdir):
     assert store.upgrade(str(old_db)).steps
     make_engine(str(workdir / "new.db")).dispose()
 
-    def shape(path: Path) -> dict:
-        with closing(sqlite3.connect(path)) as conn:
-            columns = conn.execute("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('runs')").fetchall()
-            indexes = conn.execute(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
-            ).fetchall()
-        return {"columns": columns, "indexes": indexes}
+    assert table_shape(old_db) == table_shape(workdir / "new.db")
 
-    assert shape(old_db) == shape(workdir / "new.db")
+
+def table_shape(path: Path) -> dict:
+    """The columns of `runs` (in order, with types and defaults) and the indexes."""
+    with closing(sqlite3.connect(path)) as conn:
+        columns = conn.execute("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('runs')").fetchall()
+        indexes = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
+        ).fetchall()
+    return {"columns": columns, "indexes": indexes}
 
 
 def test_an_upgraded_database_queues_trains_and_retries(cli, old_db):
@@ -151,6 +157,62 @@ def test_an_upgraded_database_queues_trains_and_retries(cli, old_db):
     assert rows[12]["status"] == "queued" and rows[12]["role"] == "selection"
 
 
+# --- schema 4 (the release before groups of runs) to 5 ----------------------------------------
+
+SCHEMA5_COLUMNS = ("execution", "group_size", "build_seconds", "python_version", "hardware",
+                   "code_commit")
+
+
+def to_schema4(url: str) -> None:
+    """Upgrade a schema-2 database to 4 with the steps of that time (as that release did)."""
+    engine = sa.create_engine(url)  # plain: no checks of the version
+    with engine.begin() as conn:
+        store._migrate_2_to_3(conn)
+        store._migrate_3_to_4(conn)
+        conn.execute(sa.update(store.Meta).values(value="4"))
+    engine.dispose()
+
+
+def _check_4_to_5(cli, url: str) -> None:
+    to_schema4(url)
+    old_runs = all_rows(url, "runs")
+    assert not set(SCHEMA5_COLUMNS) & set(old_runs[0])
+    r = cli("ls", "--db", url)
+    assert r.code == 2 and "has schema version 4, this adaptbench uses 5: run `adaptbench db " \
+        "upgrade" in r.err, r.err
+    r = cli("db", "upgrade", "--db", url)
+    assert r.code == 0, r.err
+    assert (f"from schema 4 to 5: added columns {', '.join(SCHEMA5_COLUMNS)} (empty for the runs "
+            "stored before)") in r.err
+    new_runs = all_rows(url, "runs")
+    for before, after in zip(old_runs, new_runs, strict=True):
+        assert {k: after[k] for k in before} == before
+        assert {k: after[k] for k in SCHEMA5_COLUMNS} == dict.fromkeys(SCHEMA5_COLUMNS)
+    # a run trained after the upgrade records how and on what it trained
+    assert cli("run", "-o", "adam", "-t", "logistic-regression", "--lr", "0.01", "--seed", "7",
+               "--steps", "20", "--device", "cpu", "--db", url).code == 0
+    trained = all_rows(url, "runs")[-1]
+    assert trained["status"] == "done" and trained["execution"] == "single"
+    assert trained["group_size"] == 1 and trained["build_seconds"] > 0
+    assert trained["python_version"] and trained["hardware"]
+
+
+def test_upgrade_from_schema4_adds_the_schema5_columns_empty(cli, old_db):
+    _check_4_to_5(cli, f"sqlite:///{old_db}")
+
+
+def test_upgrade_from_schema4_on_postgresql(cli, old_db, postgres_url):
+    load_schema2_into_postgres(postgres_url, old_db)
+    _check_4_to_5(cli, postgres_url)
+
+
+def test_a_table_upgraded_from_schema4_is_the_same_as_a_new_one(old_db, workdir):
+    to_schema4(f"sqlite:///{old_db}")
+    assert store.upgrade(str(old_db)).steps
+    make_engine(str(workdir / "new.db")).dispose()
+    assert table_shape(old_db) == table_shape(workdir / "new.db")
+
+
 # --- (d) twice is a no-op ------------------------------------------------------------------------
 
 def test_upgrading_twice_is_a_no_op(cli, old_db):
@@ -158,7 +220,7 @@ def test_upgrading_twice_is_a_no_op(cli, old_db):
     before = old_db.read_bytes()
     r = cli("db", "upgrade", "--db", old_db)
     assert r.code == 0, r.err
-    assert "already has schema version 4; nothing to do" in r.err
+    assert "already has schema version 5; nothing to do" in r.err
     assert old_db.read_bytes() == before
 
 
@@ -187,7 +249,7 @@ def test_an_unknown_schema_version_is_refused_untouched(cli, old_db, version):
         r = cli(*args, "--db", old_db)
         assert r.code == 2, r.err
         assert len(r.err.strip().splitlines()) == 1
-        assert f"schema version {version}, this adaptbench uses 4" in r.err
+        assert f"schema version {version}, this adaptbench uses 5" in r.err
         assert "db upgrade --db" not in r.err
     assert old_db.read_bytes() == before
     assert files_beside(old_db) == ["old.db"]
@@ -256,7 +318,7 @@ def test_upgrade_on_postgresql(cli, old_db, postgres_url):
     assert r.code == 2 and HINT.format(url=postgres_url) in r.err, r.err
     r = cli("db", "upgrade", "--db", postgres_url)
     assert r.code == 0, r.err
-    assert "from schema 2 to 4: added columns role, fingerprint, eval_seeds" in r.err
+    assert "from schema 2 to 5: added columns role, fingerprint, eval_seeds" in r.err
     new_runs = all_rows(postgres_url, "runs")
     for before, after in zip(old_runs, new_runs, strict=True):
         assert {k: after[k] for k in before} == before

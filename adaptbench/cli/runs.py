@@ -18,6 +18,7 @@ from adaptbench.cli.common import (
 from adaptbench.completion import complete_optimizer, complete_task
 from adaptbench.errors import UserError
 from adaptbench.spec import EVAL_SEED_BASE, MAX_EVAL_SEEDS
+from adaptbench.vocab import Vectorize
 
 MIN_LEASE = 1.0  # seconds: three heartbeats, each at least 0.2 s apart, fit in it with room
 MAX_GRID = 100_000  # runs a grid may queue without --yes: a typo in --seeds is not a week of work
@@ -112,6 +113,8 @@ ScheduleOpt = Annotated[str, typer.Option("--schedule", help="Learning-rate sche
 OptOpt = Annotated[ListOpt, typer.Option("--opt", help="Optimizer hyperparameter key=value (repeatable), e.g. betas=0.9,0.99.")]
 StudyOpt = Annotated[str, typer.Option("--study", help="Label grouping these runs. Presets: 'adaptive-lr' queues the runs `report claims` needs (adam, rmsprop, adagrad, sgd, momentum x every task in the claims x its lr grid x 5 seeds, + 10 evaluation seeds; a 4x and 16x budget arm on the quick tasks); 'adaptive-lr-robust' the same at the default budget with a warm-up + cosine arm, eps 1e-6..1e-2 for adam and rmsprop, and AdaGrad's initial accumulator 0.1. --task/--optim/--seeds/--lr/--steps narrow them.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps.")]
+VectorizeOpt = Annotated[Vectorize, typer.Option("--vectorize", help="How to train a group of compatible runs (the same task, optimizer and settings; other seeds and lrs): auto (as one stacked, vectorized model where the task and optimizer allow it, else one after another), on, or off (one run at a time, each claimed alone).")]
+GroupSizeOpt = Annotated[int, typer.Option("--group-size", min=1, help="The most compatible runs claimed and trained together (1: one at a time).")]
 
 
 def _queue_grid(db: str | None, grid: Any, tasks_dir: ListOpt, device: str,
@@ -145,8 +148,13 @@ def run(
     db: DbOpt = None,
     fmt: FormatOpt = Format.table,
     wide: WideOpt = False,
+    vectorize: VectorizeOpt = Vectorize.auto,
+    group_size: GroupSizeOpt = 32,
 ) -> None:
-    """Queue a grid of runs and train them here, with progress; then print a summary."""
+    """Queue a grid of runs and train them here, with progress; then print a summary.
+
+    Runs that differ only in seed and learning rate train together, up to --group-size at a
+    time (--vectorize)."""
     from adaptbench import render
 
     grid = _grid_options(optim, task, lr, seeds, seed, steps, batch_size, schedule, opt, study,
@@ -165,7 +173,8 @@ def run(
         return
     from adaptbench.progress import run_with_progress
 
-    tally = run_with_progress(engine, ids, tasks_dir or [], err)
+    training = {"vectorize": vectorize.value, "group_size": group_size}
+    tally = run_with_progress(engine, ids, tasks_dir or [], err, **training)
     if grid.eval_seeds:
         from adaptbench.evaluation import evaluation_ids
 
@@ -173,7 +182,7 @@ def run(
         if evaluation:
             err.print(f"evaluation: the selected lrs on {grid.eval_seeds} fresh seed(s), "
                       f"{len(evaluation)} run(s)")
-            more = run_with_progress(engine, evaluation, tasks_dir or [], err)
+            more = run_with_progress(engine, evaluation, tasks_dir or [], err, **training)
             tally = {k: tally.get(k, 0) + more.get(k, 0) for k in {*tally, *more}}
             ids = ids + evaluation
     _summary_of(engine, ids, fmt, wide)
@@ -215,9 +224,9 @@ def _queue_only(**grid: Any) -> None:
     return run(**grid, detach=True, wide=False)
 
 
-# `queue` is `run --detach`: the same grid options, declared once (run's), without the two that
+# `queue` is `run --detach`: the same grid options, declared once (run's), without those that
 # only training here needs
-_RUN_ONLY = ("detach", "wide")
+_RUN_ONLY = ("detach", "wide", "vectorize", "group_size")
 _RUN_HINTS = typing.get_type_hints(run, include_extras=True)  # the options' Annotated types
 _queue_only.__signature__ = inspect.signature(run).replace(parameters=[  # type: ignore[attr-defined]
     p.replace(annotation=_RUN_HINTS[p.name])
@@ -238,14 +247,19 @@ def worker(
     device: Annotated[str | None, typer.Option("--device", help="Override the device each run asked for.")] = None,
     no_plugins: Annotated[bool, typer.Option("--no-plugins", help="Never train a run whose optimizer is a plugin (module:attr), so that no code named in the database is imported here; such runs stay queued for other workers.")] = False,
     db_outage: Annotated[float | None, typer.Option("--db-outage", help="Wait out an unreachable database for this many seconds (retrying with backoff; the run in training trains on), then stop with exit 2 [default: forever with --wait, else 300].", show_default=False)] = None,
+    vectorize: VectorizeOpt = Vectorize.auto,
+    group_size: GroupSizeOpt = 32,
     tasks_dir: TasksDirOpt = None,
     db: DbOpt = None,
 ) -> None:
     """Train queued runs until the queue is empty (or forever with --wait).
 
-    Each run trains in a child process: a run that crashes, runs out of memory or passes
-    --run-timeout is stored as failed with the reason, and the worker goes on. Ctrl-C or SIGTERM
-    puts the current run back in the queue at once; a second Ctrl-C quits immediately.
+    The worker claims up to --group-size compatible runs at once (the same task, optimizer and
+    settings; other seeds and lrs) and trains them together (--vectorize); each run keeps its
+    own lease and result. The runs train in a child process: a run that crashes, runs out of
+    memory or passes --run-timeout (per run: a group of n gets n times as long) is stored as
+    failed with the reason, and the worker goes on. Ctrl-C or SIGTERM puts the current runs
+    back in the queue at once; a second Ctrl-C quits immediately.
     """
     from adaptbench import faults
     from adaptbench import worker as worker_mod
@@ -270,6 +284,7 @@ def worker(
         db=db, lease_seconds=lease, max_runs=max_runs, wait=wait, device=device,
         tasks_dirs=tasks_dir or [], run_timeout=run_timeout, isolate=True,
         db_outage=None if math.isinf(db_outage) else db_outage, plugins=not no_plugins,
+        vectorize=vectorize.value, group_size=group_size,
     )
     with worker_mod.handling_signals(worker_mod.StopFlag()) as flag:
         try:
