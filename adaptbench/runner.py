@@ -29,7 +29,6 @@ from typing import Any
 
 from adaptbench.errors import UserError
 from adaptbench.spec import RunSpec
-from adaptbench.vocab import Execution
 
 PROGRESS_EVERY = 0.5  # seconds between progress messages from the child
 STARTUP_SECONDS = 600.0  # importing torch on a busy node can be slow, but not this slow
@@ -156,12 +155,7 @@ def run_here(
         results = train.execute_group(list(job.specs), task, device, vectorize=job.vectorize,
                                       progress=progress, should_stop=should_stop)
         info = provenance(device)
-        # how many trained together in the vectorized pass; a run trained alone, 1
-        together = sum(r.execution == Execution.vectorized for r in results)
-        return [Outcome(r.status, {**r.outcome(), **info, "group_size":
-                                   together if r.execution == Execution.vectorized else 1},
-                        r.curve)
-                for r in results]
+        return [Outcome(r.status, {**r.outcome(), **info}, r.curve) for r in results]
     except train.Interrupted:
         return outcomes(n, Outcome("stopped"))
     except UserError as exc:

@@ -51,6 +51,7 @@ class RunResult:
     trajectory: list[tuple[int, list[float]]] | None = None  # (step, parameters) when recorded
     build_seconds: float = 0.0  # building the task (data, model); not in wall_seconds
     execution: str = "single"  # "single": trained alone; "vectorized": in a stacked group
+    group_size: int = 1  # how many runs trained together in its pass (1: alone)
 
     def outcome(self) -> dict[str, Any]:
         """The columns of the `runs` row this result fills in."""
@@ -66,6 +67,7 @@ class RunResult:
             "trajectory": None if self.trajectory is None else json.dumps(self.trajectory),
             "build_seconds": self.build_seconds,
             "execution": self.execution,
+            "group_size": self.group_size,
         }
 
 
@@ -375,6 +377,7 @@ def train(
             trajectory=trajectory,
             build_seconds=build_seconds * share,
             execution=members.execution,
+            group_size=size,
         ))
     return results
 

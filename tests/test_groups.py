@@ -162,7 +162,7 @@ def tiny_queue(tmp_path, monkeypatch):
 def test_a_worker_trains_a_group_in_one_pass_and_records_how(tiny_queue):
     w = tiny_queue
     w.queue("-t", "tiny", "--seeds", "3", "--lr", "0.01,0.1")
-    opts = worker.WorkerOptions(tasks_dirs=[FIXTURE_TASKS], group_size=4)
+    opts = worker.WorkerOptions(tasks_dirs=[FIXTURE_TASKS], group_size=4, vectorize="on")
     claimed: list[int] = []
     events = worker.Events(claimed=lambda c: claimed.append(c.run_id))
     assert worker.work(w.engine, opts, events=events) == {"done": 6}
@@ -171,9 +171,9 @@ def test_a_worker_trains_a_group_in_one_pass_and_records_how(tiny_queue):
     # two claims: runs 1-4 together, then 5-6
     assert len({runs[i]["started_at"] for i in (1, 2, 3, 4)}) == 1
     assert runs[5]["started_at"] == runs[6]["started_at"] != runs[1]["started_at"]
-    for run in runs.values():
+    for i, run in runs.items():
         assert (run["status"], run["attempts"]) == ("done", 1)
-        assert run["execution"] == "single" and run["group_size"] == 1  # trained one after another
+        assert (run["execution"], run["group_size"]) == ("vectorized", 4 if i <= 4 else 2)
         assert run["build_seconds"] > 0 and run["wall_seconds"] > 0
         assert run["python_version"] == platform.python_version()
         assert run["hardware"] and run["torch_version"] and run["host"]
@@ -205,23 +205,14 @@ def test_the_hardware_names_the_cpu_and_on_cuda_the_gpu(monkeypatch):
     assert runner._hardware(SimpleNamespace(type="cuda", index=0)) == cpu
 
 
-def test_a_vectorized_pass_records_its_group_size(tiny_queue, monkeypatch):
-    from adaptbench import train
-
-    real = train.execute_group
-
-    def vectorized(specs, *args, **kwargs):
-        results = real(specs, *args, **kwargs)
-        for r in results[1:]:  # as a pass that left its first run to train alone
-            r.execution = "vectorized"
-        return results
-
-    monkeypatch.setattr(train, "execute_group", vectorized)
+def test_a_vectorized_pass_records_its_group_size(tiny_queue):
     specs = tuple(replace(BASE, seed=s) for s in range(4))
     outcomes = runner.run_here(runner.Job(specs, "cpu", (FIXTURE_TASKS,), "on"))
     assert [(o.status, o.columns["execution"], o.columns["group_size"]) for o in outcomes] == [
-        ("done", "single", 1), ("done", "vectorized", 3), ("done", "vectorized", 3),
-        ("done", "vectorized", 3)]
+        ("done", "vectorized", 4)] * 4
+    outcomes = runner.run_here(runner.Job(specs, "cpu", (FIXTURE_TASKS,), "off"))
+    assert [(o.columns["execution"], o.columns["group_size"]) for o in outcomes] == [
+        ("single", 1)] * 4
 
 
 def test_max_runs_counts_runs_not_groups(tiny_queue):
@@ -343,9 +334,9 @@ def test_run_timeout_is_per_run_a_group_gets_as_many_times_as_long(cli):
 def test_sigterm_hands_every_run_of_the_group_back_at_once(sqlite_workers):
     w = sqlite_workers
     w.queue("-t", "tiny", "--seeds", "3")
-    proc = w.start("--lease", "2", step_sleep=2.0)
-    wait_until(lambda: len(w.starts()) == 1, 60, "the group to start")
-    trainer_pid = w.starts()[0][1]
+    proc = w.start("--lease", "2", "--vectorize", "on", step_sleep=2.0)
+    wait_until(lambda: w.starts(), 60, "the group to start")  # one build per seed, at once
+    [trainer_pid] = {pid for _, pid in w.starts()}
     assert {r["status"] for r in w.runs().values()} == {"running"}  # all three claimed
     proc.send_signal(signal.SIGTERM)
     wait_until(lambda: {r["status"] for r in w.runs().values()} == {"queued"}, 2.0,
@@ -361,8 +352,8 @@ def test_sigterm_hands_every_run_of_the_group_back_at_once(sqlite_workers):
 def test_a_cancelled_run_of_a_group_is_dropped_and_the_others_stored(sqlite_workers):
     w = sqlite_workers
     w.queue("-t", "tiny", "--seeds", "3")
-    proc = w.start("--lease", "1", step_sleep=0.4)  # 3 runs of 5 steps: 6 s
-    wait_until(lambda: len(w.starts()) == 1, 60, "the group to start")
+    proc = w.start("--lease", "1", "--vectorize", "on", step_sleep=1.0)  # 5 stacked steps: 5 s
+    wait_until(lambda: w.starts(), 60, "the group to start")
     assert invoke("cancel", "2", "--db", w.url).code == 0
     assert proc.wait(timeout=60) == 0, w.log(0)
     assert [r["status"] for r in w.runs().values()] == ["done", "cancelled", "done"]
@@ -371,20 +362,20 @@ def test_a_cancelled_run_of_a_group_is_dropped_and_the_others_stored(sqlite_work
 
 def _killed_group_is_done_once_by_another_worker(w: Workers) -> None:
     w.queue("-t", "tiny", "--seeds", "4")
-    a = w.start("--lease", "1", step_sleep=2.0)
+    a = w.start("--lease", "1", "--vectorize", "on", step_sleep=2.0)
     wait_until(lambda: w.starts(), 60, "the group to start")
-    [(_, trainer_pid)] = w.starts()
+    [trainer_pid] = {pid for _, pid in w.starts()}
     assert {r["status"] for r in w.runs().values()} == {"running"}
     a.send_signal(signal.SIGKILL)  # the worker only; its training process must not outlive it
     a.wait()
     wait_until(lambda: not alive(trainer_pid), 5, "the orphaned training process to exit")
-    b = w.start("--lease", "1", "--wait", "--max-runs", "4")
+    b = w.start("--lease", "1", "--wait", "--max-runs", "4", "--vectorize", "on")
     assert b.wait(timeout=90) == 0, w.log(1)
     runs = w.runs()
     assert {(r["status"], r["attempts"]) for r in runs.values()} == {("done", 2)}
     assert all(f":{b.pid}:" in r["worker"] for r in runs.values())
-    # run 1 started by a, then every run by b; each stored once
-    assert collections.Counter(seed for seed, _ in w.starts()) == {0: 2, 1: 1, 2: 1, 3: 1}
+    # every seed built by a (the stacked group), then again by b; each run stored once
+    assert collections.Counter(seed for seed, _ in w.starts()) == {0: 2, 1: 2, 2: 2, 3: 2}
     assert sorted(map(int, re.findall(r"^run (\d+) done", w.log(1), re.M))) == [1, 2, 3, 4]
     assert w.duplicate_curve_points() == 0
 

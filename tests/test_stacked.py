@@ -1,16 +1,27 @@
 """Vectorized execution: a stacked group trains every member as it would train alone.
 
-The table: every built-in task x every built-in optimizer, three members (two lrs on seed 0, one
-on seed 1), each member's curve, final metrics, divergence and trajectory against the same run
-trained alone by `train.execute` (torch.optim on the task's module). In float32 the stacked
-forward and backward (batched matrix products) round differently from the run alone, so curves
-agree within FLOAT32_RTOL; in float64 (the small tasks, converted) within FLOAT64_RTOL.
+The table: every built-in task x every built-in optimizer, two members (seed 0 at the
+optimizer's default lr, seed 1 at a third of it), each member's curve, final metrics,
+divergence and trajectory against the same run trained alone by `train.execute` (torch.optim on
+the task's module), over 20 steps on the first TABLE_EXAMPLES examples of each split (the
+task's data and model otherwise; the data of a slow-to-build task is built once per seed).
+In float32 the stacked forward and backward (batched matrix products, grouped convolutions)
+round differently from the run alone, so values agree within FLOAT32_RTOL (measured worst
+5e-6 relative over the table) and metrics within that or METRIC_ATOL (an accuracy moves by 1/n
+when one example's prediction flips); in float64 (the small tasks, converted) within
+FLOAT64_RTOL. One pair is looser (ROUGHER): RMSprop's first updates are about 10·lr·sign(g)
+(alpha 0.99), so a gradient coordinate that is exactly 0 alone and ±1e-12 stacked (a dead
+ReLU of the CNN, summed in another order) moves by 10·lr; digits-cnn's losses then differ by
+up to 1e-2 relative after 20 steps.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import math
+import time
 
 import pytest
 import torch
@@ -23,7 +34,10 @@ from adaptbench.tasks import Problem, Task, load_tasks
 
 CPU = torch.device("cpu")
 TASKS = load_tasks()
-FLOAT32_RTOL, FLOAT32_ATOL = 2e-4, 1e-5  # 20 steps; measured worst 3e-5 (test_table below)
+FLOAT32_RTOL, FLOAT32_ATOL = 2e-5, 1e-6
+ROUGHER = {("digits-cnn", "rmsprop"): 3e-2}
+METRIC_ATOL = 2e-3
+TABLE_EXAMPLES = 256
 FLOAT64_RTOL = 1e-10
 STEPS, EVAL_EVERY = 20, 10
 # tasks whose modules vmap cannot batch: trained one run at a time, with the reason
@@ -35,44 +49,72 @@ def short(task: Task) -> Task:
     return dataclasses.replace(task, steps=STEPS, eval_every=EVAL_EVERY)
 
 
+@functools.cache
+def table_task(name: str) -> Task:
+    """The task cut to its first TABLE_EXAMPLES examples per split, 20 steps; a build that
+    takes over 0.1 s builds its data once per seed (each run gets a copy of the fresh model)."""
+    task = TASKS[name]
+    built: dict[int, Problem] = {}
+
+    def cut(p: Problem) -> Problem:
+        def part(split):
+            return tuple(t[:TABLE_EXAMPLES] for t in split)
+
+        return dataclasses.replace(p, train=part(p.train), val=part(p.val), test=part(p.test))
+
+    def build(seed: int, device) -> Problem:
+        if seed in built:
+            return dataclasses.replace(built[seed], model=copy.deepcopy(built[seed].model))
+        started = time.perf_counter()
+        problem = cut(task.build(seed, device))
+        if time.perf_counter() - started > 0.1:
+            built[seed] = dataclasses.replace(problem, model=copy.deepcopy(problem.model))
+        return problem
+
+    return dataclasses.replace(short(task), build=build)
+
+
 def members(task: Task, optimizer: str, lrs: tuple[float, float] | None = None,
-            steps: int = STEPS) -> list[RunSpec]:
-    """Two lrs on seed 0 and the first of them on seed 1."""
+            steps: int = STEPS, seeds: tuple[int, ...] = (0, 0, 1)) -> list[RunSpec]:
+    """By default: two lrs on seed 0 and the first of them on seed 1."""
     lr = OPTIMIZERS[optimizer].default_lr
     a, b = lrs or (lr, lr / 3)
+    pairs = list(zip(seeds, (a, b, a)))
     return [RunSpec(task=task.name, optimizer=optimizer, lr=lr_, seed=seed, steps=steps,
-                    batch_size=task.batch_size) for seed, lr_ in ((0, a), (0, b), (1, a))]
+                    batch_size=task.batch_size) for seed, lr_ in pairs]
 
 
 def assert_alike(got: train.RunResult, want: train.RunResult, rtol: float, atol: float,
-                 label: str) -> float:
+                 label: str, metric_atol: float = 0.0) -> float:
     """The stacked member's result against the run alone; the worst relative difference."""
     assert got.status == want.status, (label, got.status, want.status)
     assert got.diverged_at_step == want.diverged_at_step, label
     assert got.steps_to_target == want.steps_to_target, label
     assert [(p["step"], p["split"]) for p in got.curve] == [(p["step"], p["split"]) for p in want.curve], label
     worst = 0.0
-    pairs = [(p[key], q[key]) for p, q in zip(got.curve, want.curve) for key in ("loss", "metric")]
-    pairs += [(got.final[key], want.final[key]) for key in want.final]
-    pairs += [(got.best_val_metric, want.best_val_metric)]
+    pairs = [(p["loss"], q["loss"], atol) for p, q in zip(got.curve, want.curve)]
+    pairs += [(p["metric"], q["metric"], max(atol, metric_atol)) for p, q in zip(got.curve, want.curve)]
+    pairs += [(got.final[key], want.final[key], max(atol, metric_atol) if "metric" in key else atol)
+              for key in want.final]
+    pairs += [(got.best_val_metric, want.best_val_metric, max(atol, metric_atol))]
     if want.trajectory is not None:
         assert [s for s, _ in got.trajectory] == [s for s, _ in want.trajectory], label
-        pairs += [(a, b) for (_, xs), (_, ys) in zip(got.trajectory, want.trajectory)
+        pairs += [(a, b, atol) for (_, xs), (_, ys) in zip(got.trajectory, want.trajectory)
                   for a, b in zip(xs, ys)]
-    for a, b in pairs:
+    for a, b, tol in pairs:
         assert (a is None) == (b is None), label
         if a is None:
             continue
-        assert abs(a - b) <= atol + rtol * abs(b), (label, a, b)
+        assert abs(a - b) <= tol + rtol * abs(b), (label, a, b)
         worst = max(worst, abs(a - b) / max(abs(b), 1e-12))
     return worst
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_table_every_optimizer_stacked_equals_alone(name):
-    task = short(TASKS[name])
+    task = table_task(name)
     for optimizer in OPTIMIZERS:
-        specs = members(task, optimizer)
+        specs = members(task, optimizer, seeds=(0, 1))
         reasons: list[str] = []
         got = train.execute_group(specs, task, CPU, "on", explain=reasons.append)
         if name in UNSTACKABLE:
@@ -81,8 +123,9 @@ def test_table_every_optimizer_stacked_equals_alone(name):
             return  # one optimizer shows it: the reason is the task's
         assert {r.execution for r in got} == {"vectorized"}, reasons
         for spec, result in zip(specs, got):
-            assert_alike(result, train.execute(spec, task, CPU), FLOAT32_RTOL, FLOAT32_ATOL,
-                         f"{name} {optimizer} lr={spec.lr} seed={spec.seed}")
+            assert_alike(result, train.execute(spec, task, CPU),
+                         ROUGHER.get((name, optimizer), FLOAT32_RTOL), FLOAT32_ATOL,
+                         f"{name} {optimizer} lr={spec.lr} seed={spec.seed}", METRIC_ATOL)
 
 
 def in_float64(task: Task) -> Task:
