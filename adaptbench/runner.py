@@ -123,6 +123,17 @@ def outcomes(n: int, outcome: Outcome) -> list[Outcome]:
     return [outcome] * n
 
 
+_EXPLAINED: set[tuple[str, str, str]] = set()
+
+
+def _explain(spec: RunSpec, why: str) -> None:
+    """Why a group was not stacked: one line on stderr, once per task, optimizer and reason."""
+    key = (spec.task, spec.optimizer, why)
+    if key not in _EXPLAINED:
+        _EXPLAINED.add(key)
+        print(f"adaptbench worker: {spec.task} x {spec.optimizer}: {why}", file=sys.stderr, flush=True)
+
+
 def run_here(
     job: Job,
     progress: Callable[[int, int], None] | None = None,
@@ -153,7 +164,8 @@ def run_here(
             "differ); queue the runs again to train the new definition"))
     try:
         results = train.execute_group(list(job.specs), task, device, vectorize=job.vectorize,
-                                      progress=progress, should_stop=should_stop)
+                                      progress=progress, should_stop=should_stop,
+                                      explain=lambda why: _explain(first, why))
         info = provenance(device)
         return [Outcome(r.status, {**r.outcome(), **info}, r.curve) for r in results]
     except train.Interrupted:

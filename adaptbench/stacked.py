@@ -154,6 +154,7 @@ class Stacked:
             raise Unstackable("the task tracks a tensor that is not one of its model's parameters")
         self.track_every = int(template.extras.get("trajectory_every", task.eval_every))
         self._check(problems, seeds)
+        self.spare = problems[0]  # seed 0's problem, untrained: `faster` times a run alone on it
 
     def _member_loss(self, params: dict[str, Any], consts: dict[str, Any], x: Any, y: Any) -> Any:
         return functional_call(self.objective, (params, consts), (x, y))
@@ -288,7 +289,7 @@ def faster(members: Stacked, task: Task, device: Any) -> bool:
     key = (task.name, spec.fingerprint, spec.optimizer, devices.describe(device), members.size)
     if key not in _DECIDED:
         stacked = _seconds_per_step(members, MEASURE_STEPS)
-        alone = _seconds_per_step(Single(spec, task, device), MEASURE_STEPS)
+        alone = _seconds_per_step(Single(spec, task, device, members.spare), MEASURE_STEPS)
         _DECIDED[key] = stacked <= AUTO_MARGIN * alone * members.size
     return _DECIDED[key]
 
@@ -315,7 +316,9 @@ def execute_group(
             if explain is not None:
                 explain(f"trained one run at a time: {exc}")
         else:
-            if vectorize == "on" or faster(members, task, device):
+            chosen = vectorize == "on" or faster(members, task, device)
+            members.spare = None
+            if chosen:
                 return train(members, specs, task, progress, should_stop,
                              time.perf_counter() - started)
     return _one_by_one(specs, task, device, progress, should_stop)

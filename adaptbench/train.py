@@ -135,10 +135,11 @@ class Single:
     size = 1
     execution = "single"
 
-    def __init__(self, spec: RunSpec, task: Task, device: Any) -> None:
+    def __init__(self, spec: RunSpec, task: Task, device: Any, problem: Problem | None = None) -> None:
+        """`problem`: the task built for `spec.seed` already (else it is built here)."""
         self.spec, self.task, self.device = spec, task, device
         devices.seed_everything(spec.seed)
-        self.problem = problem = task.build(spec.seed, device)
+        self.problem = problem = problem or task.build(spec.seed, device)
         self.model = problem.model.to(device)
         self.model.train()
         self.optimizer = build_optimizer(spec.optimizer, self.model.parameters(), spec.lr, spec.params)
