@@ -4,8 +4,10 @@ For each task: a group of seeds x lrs (default 5 x 4: the middle four of the tas
 one optimizer, trained twice in this process: one run after another (`train.execute`, what a
 worker does with --vectorize off) and as one stacked group (`train.execute_group(..., "on")`),
 both with evaluations and the task build included, after an untimed warm-up group of 2 members
-(imports, first kernel calls). Also shows what `--vectorize auto` decides for that group, and
-the largest difference between the two modes' curves (float32 rounding; 0 = bit-equal).
+(imports, first kernel calls). Also: the speed-up of the training steps alone (20 steps of
+the group stacked vs 20 steps of one run, times the group's size; what `auto` measures), what
+`--vectorize auto` decides for that group, and the largest relative difference between the two
+modes' curves (float32 rounding, amplified where a run is unstable; 0 = bit-equal).
 
 Then the full `adaptive-lr` study's training time projected from these figures: for every
 (task, budget) of the study, its runs x the measured seconds per run at the default budget x
@@ -72,14 +74,19 @@ def measure(task: Task, optimizer: str, seeds: int, lrs: int, steps: int, device
     vectorized = time.perf_counter() - started
     stacked._DECIDED.clear()
     try:
-        auto = stacked.faster(stacked.Stacked(specs, task, device), task, device)
+        members = stacked.Stacked(specs, task, device)
     except stacked.Unstackable:
-        auto = False
+        auto, steps_only = False, float("nan")
+    else:
+        alone_step = stacked._seconds_per_step(train.Single(specs[0], task, device, members.spare), 20)
+        steps_only = alone_step * len(specs) / stacked._seconds_per_step(members, 20)
+        auto = stacked.faster(members, task, device)
     return {
         "task": task.name, "runs": len(specs), "steps": steps,
         "sequential_runs_per_s": len(specs) / sequential,
         "vectorized_runs_per_s": len(specs) / vectorized,
         "speedup": sequential / vectorized,
+        "steps_only_speedup": steps_only,
         "execution": group[0].execution, "auto": "stack" if auto else "one by one",
         "unstackable": reasons[0] if reasons else "",
         "worst_relative_difference": worst_difference(group, alone),
@@ -105,7 +112,7 @@ def project_study(rows: dict[str, dict[str, Any]], tasks: dict[str, Task], scale
         gain = row["speedup"] if row["auto"] == "stack" else 1.0
         auto += runs * per_run / gain
     return {"runs": sum(counts.values()), "one_by_one_hours": one_by_one / 3600,
-            "auto_hours": auto / 3600, "speedup": one_by_one / auto}
+            "auto_hours": auto / 3600, "speedup": one_by_one / auto if auto else float("nan")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     where = devices.describe(device)
     print(f"# {args.seeds} seeds x {args.lrs} lrs of {args.optimizer} per task, device {where}, "
           f"{args.threads} thread(s), torch {torch.__version__}, {platform.processor() or platform.machine()}")
-    print(f"{'task':20s} {'steps':>6s} {'one by one':>11s} {'stacked':>9s} {'speed-up':>9s}  "
-          f"{'auto':11s} {'max diff':>9s}  note")
+    print(f"{'task':20s} {'steps':>6s} {'one by one':>11s} {'stacked':>9s} {'speed-up':>9s} "
+          f"{'steps only':>10s}  {'auto':11s} {'max diff':>9s}  note")
     rows = {}
     for name in names:
         task = tasks[name]
@@ -136,12 +143,15 @@ def main(argv: list[str] | None = None) -> int:
         row = measure(task, args.optimizer, args.seeds, args.lrs, steps, device)
         rows[name] = row
         print(f"{name:20s} {steps:6d} {row['sequential_runs_per_s']:9.2f}/s "
-              f"{row['vectorized_runs_per_s']:7.2f}/s {row['speedup']:8.2f}x  {row['auto']:11s} "
+              f"{row['vectorized_runs_per_s']:7.2f}/s {row['speedup']:8.2f}x "
+              f"{row['steps_only_speedup']:9.2f}x  {row['auto']:11s} "
               f"{row['worst_relative_difference']:9.1e}  {row['unstackable'][:60]}", flush=True)
     study = project_study(rows, tasks, args.steps_scale)
-    print(f"# adaptive-lr study ({study['runs']} selection runs over the tasks measured), training "
-          f"time projected from these figures: one by one {study['one_by_one_hours']:.1f} h, "
-          f"auto {study['auto_hours']:.1f} h ({study['speedup']:.2f}x)")
+    if study["runs"]:
+            print(f"# adaptive-lr study ({study['runs']} selection runs over the tasks measured), "
+              f"training time projected from these figures: one by one "
+              f"{study['one_by_one_hours']:.1f} h, auto {study['auto_hours']:.1f} h "
+              f"({study['speedup']:.2f}x)")
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"device": where, "torch": torch.__version__, "threads": args.threads,
