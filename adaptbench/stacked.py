@@ -125,8 +125,7 @@ class Stacked:
             tables = [dict(getattr(p.model, kind)()) for p in problems]
             if any(set(t) != set(tables[0]) for t in tables):
                 raise Unstackable("the seeds' models differ in their parameters")
-            order = [seeds.index(spec.seed) for spec in specs]
-            return {f"model.{n}": torch.stack([tables[s][n].detach() for s in order]).clone()
+            return {f"model.{n}": torch.stack([tables[s][n].detach() for s in self.seed_of]).clone()
                     for n in names}
 
         self.params = stacked("named_parameters", learned)
@@ -181,11 +180,12 @@ class Stacked:
             self.model.train()
         alone = []
         with torch.no_grad():
-            for problem in problems:
+            for problem in problems:  # the first one's model is the template: back to training
                 problem.model.eval()
                 x, y = problem.train[0][:n], problem.train[1][:n]
                 out = problem.model(x)
                 alone.append((float(problem.loss(out, y)), float(problem.metric(out, y))))
+                problem.model.train()
         for k, spec in enumerate(self.specs):
             want = alone[seeds.index(spec.seed)]
             got = (float(losses[k]), float(metrics[k]))

@@ -224,6 +224,27 @@ def test_a_task_that_cannot_stack_exactly_trains_run_by_run_and_says_why(build, 
     assert [r.status for r in got] == ["done", "done"]
 
 
+class _ModeAware(nn.Module):
+    """Shifts its output by 1 in training mode only: trains differently in eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.linear(x) + (1.0 if self.training else 0.0)
+
+
+def test_members_train_in_training_mode_and_evaluate_in_eval_mode():
+    task = _task("modes", lambda seed, device: _regression(seed, _ModeAware()))
+    specs = [RunSpec(task="modes", optimizer="sgd", lr=0.1, seed=s, steps=10, batch_size=8)
+             for s in (0, 1)]
+    got = train.execute_group(specs, task, CPU, "on")
+    assert {r.execution for r in got} == {"vectorized"}
+    for spec, result in zip(specs, got):
+        assert_alike(result, train.execute(spec, task, CPU), FLOAT32_RTOL, FLOAT32_ATOL, "modes")
+
+
 def test_groups_of_different_settings_or_plugins_are_not_stacked():
     task = short(TASKS["tabular-mlp"])
     specs = members(task, "adam")
