@@ -16,6 +16,7 @@ module vmap cannot batch, raises `Unstackable` and the group is trained one run 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,6 +35,10 @@ SELF_CHECK_RTOL = 1e-4  # the first minibatch's loss and metric, stacked vs alon
 SELF_CHECK_ATOL = 1e-6
 MEASURE_STEPS = 8  # steps timed each way when `auto` decides (after 2 untimed ones)
 AUTO_MARGIN = 0.8  # `auto` stacks when that costs at most this share of the runs one by one
+# vmap's note that an op (embedding_bag with padding) is batched by a loop: `auto` measures what
+# that costs, and the note would repeat on every worker's stderr
+warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet "
+                        "implemented the batching rule", category=UserWarning)
 # (task, fingerprint, optimizer, device, group size) -> stacked is faster; one per process
 _DECIDED: dict[tuple[str, str, str, str, int], bool] = {}
 
