@@ -244,6 +244,9 @@ class ChildRunner:
                     continue
                 message = self._conn.recv()
             except (EOFError, OSError):
+                if should_stop():  # e.g. a SIGTERM to the whole process group: hand it back
+                    self.kill()
+                    return outcomes(n, Outcome("stopped"))
                 return outcomes(n, self._died(f"while training {what}"))
             kind = message[0] if isinstance(message, tuple) and message else None
             if kind == "progress":
@@ -466,7 +469,10 @@ class _Bounded(io.TextIOBase):
     def write(self, text: str) -> int:
         if self._cut:
             return len(text)
-        lines, size = text.count("\n"), len(text.encode(errors="replace"))
+        # a write that would begin line OUTPUT_LINES + 1 is past the budget, as is one that
+        # would end past it
+        lines = text.count("\n") + (not text.endswith("\n"))
+        size = len(text.encode(errors="replace"))
         if self._lines + lines > OUTPUT_LINES or self._bytes + size > OUTPUT_BYTES:
             self._cut = True
             limit = (f"{OUTPUT_LINES} lines" if self._lines + lines > OUTPUT_LINES
@@ -475,7 +481,7 @@ class _Bounded(io.TextIOBase):
                             f"{limit}\n")
             self._out.flush()
             return len(text)
-        self._lines, self._bytes = self._lines + lines, self._bytes + size
+        self._lines, self._bytes = self._lines + text.count("\n"), self._bytes + size
         return self._out.write(text)
 
     def flush(self) -> None:

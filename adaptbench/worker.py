@@ -431,7 +431,7 @@ def log_events(engine: Engine | None = None, total: int | None = None) -> Events
         else:
             return f" [{finished_runs}]"
         text = f" [{finished_runs}/{finished_runs + left}"
-        if left:
+        if left and finished_runs:
             mean = (time.monotonic() - start) / finished_runs
             text += f", eta {_clock(mean * left / (others + 1))}"
         return text + "]"
@@ -442,14 +442,14 @@ def log_events(engine: Engine | None = None, total: int | None = None) -> Events
 
     def finished(c: Claim, status: str, outcome: dict[str, Any]) -> None:
         nonlocal finished_runs, held
-        finished_runs += 1
+        finished_runs += status != "retried"  # a retried run is queued again, not finished
         held = max(0, held - 1)
         s = c.spec
         extra = ""
         if status == "done" and outcome.get("final_test_metric") is not None:
             extra = f" test_metric={outcome['final_test_metric']:.4g} ({outcome.get('wall_seconds') or 0:.1f}s)"
         elif status in ("failed", "retried"):
-            extra = " error=" + ((outcome.get("error") or "").strip().splitlines() or [""])[-1][:200]
+            extra = " error=" + ((outcome.get("error") or "").strip().splitlines() or [""])[-1][:300]
         elif status == "lost":
             extra = " (not stored: the run was cancelled, or its lease expired and it was requeued)"
         # one write per line: workers sharing a log file must not interleave mid-line
