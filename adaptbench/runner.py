@@ -2,8 +2,9 @@
 process, or in a child process the runs cannot take down.
 
 `adaptbench worker` trains in a long-lived child process (`ChildRunner`), so a task that hangs
-past the run time limit, crashes the interpreter or is killed for using too much memory ends as
-a *failed* run with the reason, and the worker goes on with a fresh child. The worker itself never
+past the run time limit ends as a *failed* run, and one that crashes the interpreter or is killed
+(e.g. for using too much memory) as a failed *attempt* with the exact reason; either way the
+worker goes on with a fresh child. A task's prints reach the worker's log bounded per job. The worker itself never
 imports torch and stays responsive: a signal hands the run back to the queue at once, even in the
 middle of a long step. `adaptbench run` trains in its own process (`run_here`), where a signal
 stops the run at the next step.
