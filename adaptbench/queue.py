@@ -231,24 +231,46 @@ def _requeue_expired(conn: Connection, max_attempts: int) -> int:
     ids = list(conn.execute(expired).scalars())
     if not ids:
         return 0
-    mine = sa.and_(Run.id.in_(ids), Run.status == "running")
-    conn.execute(
-        sa.update(Run)
-        .where(mine, Run.attempts >= max_attempts)
-        .values(
-            status="failed", finished_at=now, worker=None, lease_expires_at=None,
-            error=(
-                f"lease expired on each of {max_attempts} attempts: its workers were killed "
-                "or lost contact with the database (see worker --lease)"
-            ),
-        )
-    )
-    conn.execute(
-        sa.update(Run)
-        .where(mine, Run.attempts < max_attempts)
-        .values(status="queued", worker=None, lease_expires_at=None)
-    )
+    _requeue_or_fail(
+        conn, sa.and_(Run.id.in_(ids), Run.status == "running"), max_attempts,
+        f"lease expired on each of {max_attempts} attempts: its workers were killed or lost "
+        "contact with the database (see worker --lease)")
     return len(ids)
+
+
+def _requeue_or_fail(conn: Connection, which: Any, max_attempts: int, error: str,
+                     queued_error: str | None = None) -> tuple[int, int]:
+    """Put the runs `which` selects back in the queue, or fail them with `error` once they have
+    had `max_attempts` attempts; (failed, queued) counts. `queued_error` is stored with a run
+    put back (why its last attempt ended)."""
+    now = _now(conn)
+    failed = conn.execute(
+        sa.update(Run)
+        .where(which, Run.attempts >= max_attempts)
+        .values(status="failed", finished_at=now, worker=None, lease_expires_at=None, error=error)
+    ).rowcount
+    queued = conn.execute(
+        sa.update(Run)
+        .where(which, Run.attempts < max_attempts)
+        .values(status="queued", worker=None, lease_expires_at=None, error=queued_error)
+    ).rowcount
+    return failed, queued
+
+
+def fail_attempt(engine: Engine, c: Claim, error: str, max_attempts: int = MAX_ATTEMPTS) -> str | None:
+    """End a held run's attempt with `error` when the run may be to blame (its training process
+    was killed): back in the queue, counting the attempt, or `failed` after `max_attempts`.
+
+    Returns the run's new status ('queued' or 'failed'), or None when the claim is stale.
+    """
+    final = f"{error} (attempt {c.attempt} of {max_attempts}: not retried again)"
+    with write(engine) as conn:
+        failed, queued = _requeue_or_fail(conn, _held(c), max_attempts, final, error)
+        if failed:
+            from adaptbench import evaluation
+
+            evaluation.queue_due(conn, [c.run_id])
+    return "failed" if failed else "queued" if queued else None
 
 
 def has_work(engine: Engine, run_ids: Sequence[int] | None = None, plugins: bool = True) -> bool:

@@ -2,8 +2,9 @@
 process, or in a child process the runs cannot take down.
 
 `adaptbench worker` trains in a long-lived child process (`ChildRunner`), so a task that hangs
-past the run time limit, crashes the interpreter or is killed for using too much memory ends as
-a *failed* run with the reason, and the worker goes on with a fresh child. The worker itself never
+past the run time limit ends as a *failed* run, and one that crashes the interpreter or is killed
+(e.g. for using too much memory) as a failed *attempt* with the exact reason; either way the
+worker goes on with a fresh child. A task's prints reach the worker's log bounded per job. The worker itself never
 imports torch and stays responsive: a signal hands the run back to the queue at once, even in the
 middle of a long step. `adaptbench run` trains in its own process (`run_here`), where a signal
 stops the run at the next step.
@@ -12,6 +13,7 @@ stops the run at the next step.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import platform
 import signal
@@ -21,7 +23,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -32,6 +35,8 @@ from adaptbench.spec import RunSpec
 
 PROGRESS_EVERY = 0.5  # seconds between progress messages from the child
 STARTUP_SECONDS = 600.0  # importing torch on a busy node can be slow, but not this slow
+START_BACKOFF = (1.0, 2.0, 4.0)  # seconds before each new start of a child that died starting
+OUTPUT_LINES, OUTPUT_BYTES = 200, 64 * 1024  # a job's task output that reaches the worker's log
 
 
 @dataclass(frozen=True)
@@ -42,13 +47,23 @@ class Job:
     device: str  # a device request: auto, cpu, cuda, ...
     tasks_dirs: tuple[str, ...] = ()
     vectorize: str = "auto"  # train.execute_group's: auto | on | off
+    run_ids: tuple[int, ...] = ()  # the runs' ids, for messages
+
+
+def runs_named(ids: tuple[int, ...]) -> str:
+    """'run 3', 'runs 3, 4, 5' (or 'this run' when the ids are unknown)."""
+    if not ids:
+        return "this run"
+    return f"run{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
 
 
 @dataclass(frozen=True)
 class Outcome:
     """How an attempt at a run ended: a result or failure to store, or 'stopped' (hand it back)."""
 
-    status: str  # done | diverged | failed | stopped | refused (this worker cannot train it)
+    # done | diverged | failed | stopped | refused (this worker cannot train it) | retry (the
+    # attempt failed, perhaps of the run's doing: requeue it, counting the attempt)
+    status: str
     columns: dict[str, Any] = field(default_factory=dict)  # `runs` columns to store, with status
     curve: list[dict[str, Any]] = field(default_factory=list)
 
@@ -188,6 +203,8 @@ class ChildRunner:
         self._threads = threads or 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
+        self._stderr: _Forward | None = None
+        self._died_starting = False
 
     def run(
         self,
@@ -198,9 +215,9 @@ class ChildRunner:
     ) -> list[Outcome]:
         """Train `job` in the child: one outcome per spec; all 'stopped' when `should_stop()`
         became true (the child is killed at once), all failed when the job overran `timeout`
-        seconds or the child died."""
+        seconds; all 'retry' when the child died (see `_died`)."""
         n = len(job.specs)
-        what = "this run" if n == 1 else f"this group of {n} runs"
+        what = runs_named(job.run_ids)
         if not self.alive():
             problem = self.start(should_stop)
             if problem is not None:
@@ -228,6 +245,9 @@ class ChildRunner:
                     continue
                 message = self._conn.recv()
             except (EOFError, OSError):
+                if should_stop():  # e.g. a SIGTERM to the whole process group: hand it back
+                    self.kill()
+                    return outcomes(n, Outcome("stopped"))
                 return outcomes(n, self._died(f"while training {what}"))
             kind = message[0] if isinstance(message, tuple) and message else None
             if kind == "progress":
@@ -246,18 +266,39 @@ class ChildRunner:
     def start(self, should_stop: Callable[[], bool] = lambda: False) -> str | None:
         """Start the child and wait until it has imported torch: None, or what went wrong.
 
-        A worker starts its child before it claims a run, so that no run is held (and no lease
-        can expire) during the seconds that importing torch takes.
+        A child that dies while starting (killed, or crashed while importing) is started again
+        after each pause of START_BACKOFF; what went wrong is returned only when every start
+        failed, with the child's last line on stderr. A worker starts its child before it
+        claims a run, so that no run is held (and no lease can expire) during the seconds that
+        importing torch takes.
         """
+        problem = self._start_once(should_stop)
+        for pause in START_BACKOFF:
+            if problem is None or not self._died_starting:
+                return problem
+            end = time.monotonic() + pause
+            while time.monotonic() < end:
+                if should_stop():
+                    return "stopped while starting"
+                time.sleep(0.05)
+            problem = self._start_once(should_stop)
+        if problem is not None and self._died_starting:
+            problem += f" ({len(START_BACKOFF) + 1} starts failed)"
+        return problem
+
+    def _start_once(self, should_stop: Callable[[], bool]) -> str | None:
         self.kill()
+        self._died_starting = False
         parent_end, child_end = socket.socketpair()
         code = "from adaptbench.runner import serve; serve()"
         args = [str(child_end.fileno()), str(os.getpid()), str(self._threads)]
-        # the child's stdout goes to our stderr: a task's prints must not mix with data output
+        # the child's stdout goes to our stderr: a task's prints must not mix with data output;
+        # its stderr comes through us, so that we know its last words if it dies
         self._proc = subprocess.Popen(
             [sys.executable, "-c", code, *args], pass_fds=(child_end.fileno(),),
-            stdin=subprocess.DEVNULL, stdout=2, close_fds=True,
+            stdin=subprocess.DEVNULL, stdout=2, stderr=subprocess.PIPE, close_fds=True,
         )
+        self._stderr = _Forward(self._proc.stderr)
         child_end.close()
         self._conn = Connection(parent_end.detach())
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -269,26 +310,40 @@ class ChildRunner:
                 if self._conn.poll(0.1) and self._conn.recv() == ("ready",):
                     return None
             except (EOFError, OSError):
-                return self._died("while starting").columns["error"]
+                self._died_starting = True
+                return self._death("while starting")
         self.kill()
         return f"the training process did not start within {STARTUP_SECONDS:g} s"
 
     def _died(self, when: str) -> Outcome:
+        """The child died on its own, while training: each run goes back to the queue as a
+        failed attempt (a task that kills its trainer every time ends failed after
+        --max-attempts), with what happened."""
+        return Outcome("retry", {"error": self._death(when)})
+
+    def _death(self, when: str) -> str:
+        """How the child died, which we did not kill: its exit code or signal, and its last
+        line on stderr."""
         assert self._proc is not None
         try:
             code = self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.kill()
             code = None
+        last = self._stderr.last_line() if self._stderr is not None else ""
         self._forget()
         if code is not None and code < 0:
-            name = signal.Signals(-code).name
-            how = f"was killed by {name}"
+            try:
+                name = f" ({signal.Signals(-code).name})"
+            except ValueError:
+                name = ""
+            text = f"the training process was killed by signal {-code}{name} {when}"
             if -code == signal.SIGKILL:
-                how += " (often the out-of-memory killer: the task used too much memory)"
+                text += ("; not sent by this worker: the kernel's out-of-memory killer or "
+                         "another process")
         else:
-            how = f"exited with code {code}"
-        return failed(f"the training process {how} {when}")
+            text = f"the training process exited with code {code} {when}"
+        return f"{text}; its last words: {last}" if last else text
 
     def kill(self) -> None:
         """Stop the child now (SIGKILL); the next run starts a fresh one."""
@@ -307,7 +362,39 @@ class ChildRunner:
     def _forget(self) -> None:
         if self._conn is not None:
             self._conn.close()
-        self._proc, self._conn = None, None
+        if self._stderr is not None:
+            self._stderr.join()
+        self._proc, self._conn, self._stderr = None, None, None
+
+
+class _Forward:
+    """A thread that copies a child's stderr to ours, line by line, and keeps its last line."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe, self._last = pipe, b""
+        self._thread = threading.Thread(target=self._copy, daemon=True, name="adaptbench-stderr")
+        self._thread.start()
+
+    def _copy(self) -> None:
+        for line in iter(self._pipe.readline, b""):
+            if line.strip():
+                self._last = line
+            try:
+                if hasattr(sys.stderr, "buffer"):
+                    sys.stderr.buffer.write(line)
+                else:  # a stand-in without bytes (tests capturing stderr)
+                    sys.stderr.write(line.decode(errors="replace"))
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+        self._pipe.close()
+
+    def last_line(self) -> str:
+        self._thread.join(timeout=2)  # the child is dead: the rest of its stderr is in the pipe
+        return self._last.decode(errors="replace").strip()[:500]
+
+    def join(self) -> None:
+        self._thread.join(timeout=2)
 
 
 def serve() -> None:
@@ -348,7 +435,58 @@ def serve() -> None:
                 last[0] = now
                 conn.send(("progress", step, total))
 
-        conn.send(("outcomes", run_here(job, progress)))
+        with bounded_output(runs_named(job.run_ids)):
+            done = run_here(job, progress)
+        conn.send(("outcomes", done))
+
+
+@contextmanager
+def bounded_output(what: str) -> Iterator[None]:
+    """Let at most OUTPUT_LINES lines or OUTPUT_BYTES bytes of what a task prints (sys.stdout,
+    which in the child is the worker's stderr) through during the block; past that, one line
+    says the output of `what` was truncated and the rest is dropped. What bypasses sys.stdout
+    (os.write(1, ...), C code, subprocesses) is not counted; in-process `adaptbench run` does
+    not bound its output."""
+    real = sys.stdout
+    sys.stdout = _Bounded(real, what)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout = real
+
+
+class _Bounded(io.TextIOBase):
+    """A text stream that passes writes through until its budget is spent."""
+
+    def __init__(self, out: Any, what: str) -> None:
+        self._out, self._what = out, what
+        self._lines = self._bytes = 0
+        self._cut = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self._cut:
+            return len(text)
+        # a write that would begin line OUTPUT_LINES + 1 is past the budget, as is one that
+        # would end past it
+        lines = text.count("\n") + (not text.endswith("\n"))
+        size = len(text.encode(errors="replace"))
+        if self._lines + lines > OUTPUT_LINES or self._bytes + size > OUTPUT_BYTES:
+            self._cut = True
+            limit = (f"{OUTPUT_LINES} lines" if self._lines + lines > OUTPUT_LINES
+                     else f"{OUTPUT_BYTES // 1024} KiB")
+            self._out.write(f"\nadaptbench worker: task output of {self._what} truncated after "
+                            f"{limit}\n")
+            self._out.flush()
+            return len(text)
+        self._lines, self._bytes = self._lines + text.count("\n"), self._bytes + size
+        return self._out.write(text)
+
+    def flush(self) -> None:
+        self._out.flush()
 
 
 def _exit_with_parent(parent_pid: int) -> None:

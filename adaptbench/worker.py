@@ -154,7 +154,9 @@ def execute_group(
     """Train claimed runs of one task together (`train.execute_group`, here or in `child`) and
     store each one's outcome under its own claim.
 
-    Returns each run's final status, 'requeued' (handed back after a signal) or 'lost' (the
+    Returns each run's final status, 'requeued' (handed back after a signal), 'retried' (its
+    training process died: back in the queue, the attempt counted, until --max-attempts) or
+    'lost' (the
     lease was taken over, or the run cancelled: its result is not stored; the group's other
     runs train on and are stored). A failure in training fails every run of the group. Raises
     UserError, after handing the group back, when this worker cannot train it (a task or device
@@ -165,7 +167,8 @@ def execute_group(
     ids = {c.run_id for c in claims}
     flag.lost_lease.difference_update(ids)  # this worker may have lost them on an earlier attempt
     job = runner.Job(tuple(c.spec for c in claims), opts.device or claims[0].device_request,
-                     tuple(map(str, opts.tasks_dirs)), opts.vectorize)
+                     tuple(map(str, opts.tasks_dirs)), opts.vectorize,
+                     tuple(c.run_id for c in claims))
 
     def should_stop() -> bool:
         return flag.requested or flag.fault is not None or ids <= flag.lost_lease
@@ -199,7 +202,14 @@ def execute_group(
             status = "requeued"
         else:
             try:
-                stored = outage.call(queue.finish, engine, claim, outcome.columns, outcome.curve)
+                if outcome.status == "retry":  # the training process died: a failed attempt
+                    now = outage.call(queue.fail_attempt, engine, claim,
+                                      outcome.columns["error"], opts.max_attempts)
+                    stored, status = now is not None, "retried" if now == "queued" else "failed"
+                else:
+                    stored = outage.call(queue.finish, engine, claim, outcome.columns,
+                                         outcome.curve)
+                    status = outcome.status
             except Exception as exc:
                 if not (faults.storage_fault(exc) or isinstance(exc, faults.Unreachable)):
                     raise
@@ -208,7 +218,7 @@ def execute_group(
                 raise _cannot_store(engine, unstored, exc) from None
             # not stored: reaped (an outage, a pause longer than the lease) or cancelled
             # meanwhile; the retry's result wins
-            status = outcome.status if stored else "lost"
+            status = status if stored else "lost"
         events.finished(claim, status, outcome.columns)
         statuses.append(status)
     return statuses
@@ -312,7 +322,7 @@ def work(
                 raise
             for status in statuses:
                 tally[status] = tally.get(status, 0) + 1
-                if status != "requeued":
+                if status not in ("requeued", "retried"):
                     done += 1
     except faults.Unreachable:
         if not flag.requested:
@@ -421,7 +431,7 @@ def log_events(engine: Engine | None = None, total: int | None = None) -> Events
         else:
             return f" [{finished_runs}]"
         text = f" [{finished_runs}/{finished_runs + left}"
-        if left:
+        if left and finished_runs:
             mean = (time.monotonic() - start) / finished_runs
             text += f", eta {_clock(mean * left / (others + 1))}"
         return text + "]"
@@ -432,14 +442,14 @@ def log_events(engine: Engine | None = None, total: int | None = None) -> Events
 
     def finished(c: Claim, status: str, outcome: dict[str, Any]) -> None:
         nonlocal finished_runs, held
-        finished_runs += 1
+        finished_runs += status != "retried"  # a retried run is queued again, not finished
         held = max(0, held - 1)
         s = c.spec
         extra = ""
         if status == "done" and outcome.get("final_test_metric") is not None:
             extra = f" test_metric={outcome['final_test_metric']:.4g} ({outcome.get('wall_seconds') or 0:.1f}s)"
-        elif status == "failed":
-            extra = " error=" + ((outcome.get("error") or "").strip().splitlines() or [""])[-1][:200]
+        elif status in ("failed", "retried"):
+            extra = " error=" + ((outcome.get("error") or "").strip().splitlines() or [""])[-1][:300]
         elif status == "lost":
             extra = " (not stored: the run was cancelled, or its lease expired and it was requeued)"
         # one write per line: workers sharing a log file must not interleave mid-line

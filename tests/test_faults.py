@@ -195,14 +195,16 @@ def test_failing_tasks_end_as_failed_with_the_reason_and_the_worker_goes_on(sqli
     expected = {
         "crash": "ValueError: task exploded on purpose",
         "oom": "can't allocate memory",
-        "oom-kill": "killed by SIGKILL (often the out-of-memory killer",
+        "oom-kill": "killed by signal 9 (SIGKILL) while training run 3; not sent by this worker: "
+                    "the kernel's out-of-memory killer or another process (attempt 3 of 3",
         "stuck": "timed out: still running after 2 s",
     }
     for task, text in expected.items():
         assert runs[task]["status"] == "failed", runs[task]
         assert text in runs[task]["error"]
     assert runs["tiny"]["status"] == "done"
-    assert "worker finished: 1 done, 4 failed" in w.log(0)
+    assert runs["oom-kill"]["attempts"] == 3  # a killed training process is a failed attempt
+    assert "worker finished: 1 done, 4 failed, 2 retried" in w.log(0)
 
 
 def test_in_process_worker_hands_the_run_back_at_the_next_step(tmp_path, monkeypatch):
