@@ -176,8 +176,8 @@ CLAIMS_OPTIMIZERS = ("adam", "rmsprop", "adagrad", "sgd", "momentum")
 # (timings.json, measured by benchmarks/task_timing.py; tests/test_suite.py checks the list
 # against it): the long arm.
 LONG_TRAINING_TASKS: tuple[str, ...] = (
-    "digits-autoencoder", "friedman-mlp", "hashed-ctr", "noisy-quadratic", "skipgram",
-    "sparse-text", "tabular-mlp", "zipf-mf",
+    "bow-logreg", "digits-autoencoder", "friedman-mlp", "hashed-ctr", "noisy-quadratic",
+    "skipgram", "skipgram-dense", "sparse-text", "tabular-mlp", "zipf-mf", "zipf-mf-dense",
 )
 LONG_BUDGETS = (4, 16)
 ROBUST_EPS = (1e-6, 1e-4, 1e-2)  # besides torch's default 1e-8, which the plain arm runs
