@@ -113,14 +113,18 @@ def assert_alike(got: train.RunResult, want: train.RunResult, rtol: float, atol:
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_table_every_optimizer_stacked_equals_alone(name):
     task = table_task(name)
+    if name in UNSTACKABLE:  # alone is all there is to compare with: a few steps show it trains
+        task = dataclasses.replace(task, steps=4, eval_every=2)
     for optimizer in OPTIMIZERS:
-        specs = members(task, optimizer, seeds=(0, 1))
+        specs = members(task, optimizer, seeds=(0, 1), steps=task.steps)
         reasons: list[str] = []
         got = train.execute_group(specs, task, CPU, "on", explain=reasons.append)
-        if name in UNSTACKABLE:
+        if name in UNSTACKABLE:  # trained one run at a time: every optimizer still trains
             assert {r.execution for r in got} == {"single"}
             assert UNSTACKABLE[name] in reasons[0]
-            return  # one optimizer shows it: the reason is the task's
+            assert all(math.isfinite(p["loss"]) for r in got if r.status == "done" for p in r.curve
+                       if p["loss"] is not None)
+            continue
         assert {r.execution for r in got} == {"vectorized"}, reasons
         for spec, result in zip(specs, got):
             assert_alike(result, train.execute(spec, task, CPU),
