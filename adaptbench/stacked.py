@@ -286,12 +286,17 @@ def _seconds_per_step(members: Any, steps: int) -> float:
     return seconds
 
 
+def _key(specs: Sequence[RunSpec], task: Task, device: Any) -> tuple[str, str, str, str, int]:
+    spec = specs[0]
+    return task.name, spec.fingerprint, spec.optimizer, devices.describe(device), len(specs)
+
+
 def faster(members: Stacked, task: Task, device: Any) -> bool:
     """Whether the stacked pass trains these runs faster than one after another on `device`:
     a few training steps timed both ways, decided once per process for each task, optimizer,
     device and group size."""
     spec = members.specs[0]
-    key = (task.name, spec.fingerprint, spec.optimizer, devices.describe(device), members.size)
+    key = _key(members.specs, task, device)
     if key not in _DECIDED:
         stacked = _seconds_per_step(members, MEASURE_STEPS)
         alone = _seconds_per_step(Single(spec, task, device, members.spare), MEASURE_STEPS)
@@ -311,9 +316,11 @@ def execute_group(
     """Train a group of runs of one task that differ in seed and lr; one `RunResult` per spec.
 
     `vectorize`: "on" stacks them wherever that is exact (`Stacked`); "auto" also only where a
-    short measurement says it is faster (`faster`); "off", or a group of one, trains them one
-    after another, as does a group that cannot stack (`explain` gets the reason)."""
-    if vectorize != "off" and len(specs) > 1:
+    short measurement says it is faster (`faster`; a group this process measured slower before
+    is not even built stacked); "off", or a group of one, trains them one after another, as does
+    a group that cannot stack (`explain` gets the reason)."""
+    declined = vectorize == "auto" and _DECIDED.get(_key(specs, task, device)) is False
+    if vectorize != "off" and len(specs) > 1 and not declined:
         started = time.perf_counter()
         try:
             members = Stacked(specs, task, device)

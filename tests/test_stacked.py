@@ -269,6 +269,10 @@ def test_auto_stacks_only_where_the_measurement_says_it_is_faster(monkeypatch):
                             s if isinstance(members, stacked.Stacked) else 0.2)
         # stacked: 1.0 s for 3 runs vs 3 x 0.2 s alone -> one by one; 0.1 s -> stacked
         assert {r.execution for r in train.execute_group(specs, task, CPU, "auto")} == {expected}
+        if expected == "single":  # decided: the next such group is not even built stacked
+            with monkeypatch.context() as m:
+                m.setattr(stacked, "Stacked", None)
+                assert train.execute_group(specs, task, CPU, "auto")[0].execution == "single"
     assert train.execute_group(specs, task, CPU, "off")[0].execution == "single"
     stacked._DECIDED.clear()
 
