@@ -155,12 +155,12 @@ def test_a_closed_pipe_exits_zero(args, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ADAPTBENCH_DB": str(db)}
     script = f"set -o pipefail; {adaptbench_command()} {args} | head -1 > /dev/null"
     codes = []
-    for _ in range(10):
+    for _ in range(5):  # the pipe closes at a different point each time
         done = subprocess.run(["bash", "-c", script], env=env, cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)
         codes.append(done.returncode)
         assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
-    assert codes == [0] * 10
+    assert codes == [0] * 5
 
 
 @pytest.mark.parametrize("args", [
