@@ -70,7 +70,7 @@ class Pool:
         log = open(self.folder / f"worker{self.started}.log", "wb")
         self.started += 1
         self.live.append(subprocess.Popen(
-            [sys.executable, "-m", "adaptbench.cli", "worker", "--wait", "--lease", str(self.lease),
+            [sys.executable, "-m", "adaptbench", "worker", "--wait", "--lease", str(self.lease),
              "--tasks-dir", str(TASKS), "--db", self.url],
             stdout=subprocess.DEVNULL, stderr=log, env=self.env,
         ))

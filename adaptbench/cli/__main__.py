@@ -1,5 +1,5 @@
 """`python -m adaptbench.cli`: the console script."""
 
-from adaptbench.cli import main
+from adaptbench.entry import main
 
 main()

@@ -1,0 +1,5 @@
+"""`python -m adaptbench`: the console script."""
+
+from adaptbench.entry import main
+
+main()

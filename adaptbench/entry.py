@@ -1,0 +1,24 @@
+"""The console script's first lines: from the moment Python runs them, SIGTERM and SIGHUP stop a
+command with exit 130 (a `SystemExit`, so open transactions roll back), as README says a
+stopped command exits, instead of killing it by the signal while the command line is still
+being imported (typer, rich, SQLAlchemy: a second or more on a busy machine). `worker` and
+`run` then set up their own handling (their runs go back to the queue)."""
+
+from __future__ import annotations
+
+import signal
+
+STARTUP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                        if hasattr(signal, name))
+
+
+def _stopped(signum: int, _frame: object) -> None:
+    raise SystemExit(130)
+
+
+def main() -> None:
+    for signum in STARTUP_SIGNALS:
+        signal.signal(signum, _stopped)
+    from adaptbench.cli import main as command_line
+
+    command_line()
