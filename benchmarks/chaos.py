@@ -60,6 +60,17 @@ import stress  # noqa: E402  (benchmarks/stress.py: the worker pool and the Post
 LOCKED_BUSY_TIMEOUT = "2"  # seconds: SQLite workers meet a held write lock as an outage
 
 
+def _handles_sigterm(p: subprocess.Popen) -> bool:
+    """Whether the process has installed a SIGTERM handler (Linux: /proc/PID/status SigCgt);
+    True when that cannot be read (an exited process, another system)."""
+    try:
+        status = Path(f"/proc/{p.pid}/status").read_text()
+    except OSError:
+        return True
+    caught = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), None)
+    return caught is None or bool(int(caught, 16) & (1 << (signal.SIGTERM - 1)))
+
+
 class Chaos:
     """One engine's run: the pool, the schedule of faults, and what was seen."""
 
@@ -205,6 +216,12 @@ class Chaos:
         return self.report(engine, wall, exits)
 
     def stop(self) -> list[int | None]:
+        """SIGTERM to every worker, once each has started far enough to handle it: a worker
+        spawned a moment ago (a storm's replacement) may still be in Python's own start-up,
+        where no program can catch a signal and SIGTERM kills it (exit -15) -- not a death."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(map(_handles_sigterm, self.pool.live)):
+            time.sleep(0.2)
         for p in self.pool.live:
             p.send_signal(signal.SIGTERM)
         codes = []
