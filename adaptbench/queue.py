@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from adaptbench.errors import UserError
 from adaptbench.filters import RunFilter, check_statuses
+from adaptbench.optimizers import is_plugin
 from adaptbench.spec import RunSpec
 from adaptbench.store import CurvePoint, Run, read, utcnow, write
 from adaptbench.vocab import Status
@@ -351,7 +352,7 @@ def claim_group(
         if first is None:
             return []
         ids = [first.id]
-        if max_members > 1 and ":" not in first.optimizer:
+        if max_members > 1 and not is_plugin(first.optimizer):
             same = [col == value if value is not None else col.is_(None)
                     for col, value in zip(_group_columns(), first[1:])]
             more = _queued(conn, run_ids, plugins, Run.id).where(Run.id != first.id, *same)

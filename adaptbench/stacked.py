@@ -28,8 +28,8 @@ from adaptbench import devices, stacked_optim
 from adaptbench.optimizers import is_plugin, lr_factor
 from adaptbench.spec import RunSpec
 from adaptbench.tasks import Task
-from adaptbench.train import (EVAL_CHUNK, TRAIN_FULL, BatchOrder, Single, train,
-                              training_examples)
+from adaptbench.train import (EVAL_CHUNK, TRAIN_FULL, BatchOrder, Single, accumulator_dtype,
+                              execute, train, training_examples)
 
 SELF_CHECK_RTOL = 1e-4  # the first minibatch's loss and metric, stacked vs alone
 SELF_CHECK_ATOL = 1e-6
@@ -231,7 +231,7 @@ class Stacked:
         is the arithmetic) and the batched matrix products are slower."""
         inputs, targets = self.splits[split]
         n = inputs.shape[1]
-        dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        dtype = accumulator_dtype(self.device)
         sums = torch.zeros(2, self.size, dtype=dtype, device=self.device)
         self.model.eval()
         for start in range(0, n, EVAL_CHUNK):
@@ -295,11 +295,11 @@ def faster(members: Stacked, task: Task, device: Any) -> bool:
     """Whether the stacked pass trains these runs faster than one after another on `device`:
     a few training steps timed both ways, decided once per process for each task, optimizer,
     device and group size."""
-    spec = members.specs[0]
     key = _key(members.specs, task, device)
     if key not in _DECIDED:
         stacked = _seconds_per_step(members, MEASURE_STEPS)
-        alone = _seconds_per_step(Single(spec, task, device, members.spare), MEASURE_STEPS)
+        alone = _seconds_per_step(Single(members.specs[0], task, device, members.spare),
+                                  MEASURE_STEPS)
         _DECIDED[key] = stacked <= AUTO_MARGIN * alone * members.size
     return _DECIDED[key]
 
@@ -339,8 +339,6 @@ def execute_group(
 def _one_by_one(specs: Sequence[RunSpec], task: Task, device: Any,
                 progress: Callable[[int, int], None] | None,
                 should_stop: Callable[[], bool] | None) -> list[Any]:
-    from adaptbench.train import execute
-
     total = sum(spec.steps for spec in specs)
     results, before = [], 0
     for spec in specs:

@@ -27,8 +27,6 @@ TARGET_RESOLUTION = 10  # steps to target are found to within eval_every / this 
 TRAIN_FULL = CurveSplit.train_full.value
 EXPLODE_FACTOR = 100.0  # a minibatch loss this many times the first one counts as diverged
 CHECK_EVERY = 16  # steps between reads of the members' divergence from the device
-# the running sum of minibatch losses: float64 where the device has it
-_ACCUMULATOR = {"mps": torch.float32}
 
 
 class Interrupted(Exception):
@@ -88,6 +86,11 @@ def evaluate(problem: Problem, split: tuple[Any, Any]) -> tuple[float, float]:
         metric_sum += problem.metric(out, y).item() * k
     model.train(was_training)
     return loss_sum / n, metric_sum / n
+
+
+def accumulator_dtype(device: Any) -> Any:
+    """What sums of losses and metrics are kept in: float64 where the device has it (not MPS)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _finite(x: float) -> float | None:
@@ -250,7 +253,7 @@ def train(
     # on the device: which members are still training, where each diverged, the first losses
     alive = torch.ones(size, dtype=torch.bool, device=device)
     diverged = torch.zeros(size, dtype=torch.long, device=device)
-    window = torch.zeros(size, dtype=_ACCUMULATOR.get(device.type, torch.float64), device=device)
+    window = torch.zeros(size, dtype=accumulator_dtype(device), device=device)
     window_n = 0
     first: Any = None
     living = [True] * size  # `alive` as last read
@@ -448,3 +451,4 @@ def gradient_density(task: Task, seed: int = 0, batches: int = 20, device: Any =
         nonzero = sum(int((p.grad != 0).sum()) for p in params if p.grad is not None)
         shares.append(nonzero / total)
     return sum(shares) / len(shares)
+
