@@ -256,10 +256,11 @@ def worker(
 
     The worker claims up to --group-size compatible runs at once (the same task, optimizer and
     settings; other seeds and lrs) and trains them together (--vectorize); each run keeps its
-    own lease and result. The runs train in a child process: a run that crashes, runs out of
-    memory or passes --run-timeout (per run: a group of n gets n times as long) is stored as
-    failed with the reason, and the worker goes on. Ctrl-C or SIGTERM puts the current runs
-    back in the queue at once; a second Ctrl-C quits immediately.
+    own lease and result. The runs train in a child process: a run that raises or passes
+    --run-timeout (per run: a group of n gets n times as long) is stored as failed with the
+    reason; one whose training process is killed (out of memory, from outside) goes back to the
+    queue as a failed attempt, and fails after 3; the worker goes on. Ctrl-C or SIGTERM puts the
+    current runs back in the queue at once; a second Ctrl-C quits immediately.
     """
     from adaptbench import faults
     from adaptbench import worker as worker_mod
