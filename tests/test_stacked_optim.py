@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from adaptbench.optimizers import ALLOWED_PARAMS, OPTIMIZERS, build_optimizer
+from adaptbench import stacked_optim
 from adaptbench.stacked_optim import StackedOptimizer, clip_grad_norm, supports
 
 NAMES = sorted(OPTIMIZERS)
@@ -106,6 +107,20 @@ def test_members_step_as_torch_optim_in_float64(name, params):
 @pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
 def test_members_step_as_torch_optim_in_float32(name, params):
     assert largest_difference(name, params, torch.float32) <= TOLERANCE[torch.float32]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("name", "params"), CASES, ids=IDS)
+def test_large_parameters_updated_in_slices_step_as_torch_optim(name, params, dtype, monkeypatch):
+    # slices of 7 elements: the (3, 4, 3) parameter in 6 column slices of its (3, 12) view, the
+    # (3, 3) one in slices of (3, 2) and (3, 1), the (3, 1) one whole; one call of the rule each
+    monkeypatch.setattr(stacked_optim, "CHUNK", 7)
+    like = stacked_initial(dtype)
+    opt = StackedOptimizer(name, params, [0.1, 0.1, 0.1], like)
+    calls = opt._calls(like, [torch.zeros_like(p) for p in like])
+    assert [[tuple(p.shape) for p in call[0]] for call in calls] == (
+        [[(3, 1)]] + [[(3, 2)]] * 6 + [[(3, 2)], [(3, 1)]])
+    assert largest_difference(name, params, dtype) <= TOLERANCE[dtype]
 
 
 def test_cases_cover_every_allowed_setting():
