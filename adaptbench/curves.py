@@ -14,6 +14,7 @@ import pandas as pd
 from adaptbench.errors import UserError
 from adaptbench.protocol import check_selected, results_only
 from adaptbench.stats import check_split, signed, table
+from adaptbench.vocab import CurveSplit
 
 FRACTIONS = (0.1, 0.25, 1.0)  # of each run's budget, for `speed`
 TAU_MAX = 4.0  # the profile's area score integrates ρ(τ) over 1 <= τ <= TAU_MAX
@@ -142,18 +143,20 @@ def values_at(
 
     For fraction f the value is read at the run's evaluation step nearest to f · steps (the
     earlier one on a tie): the validation or test metric for those splits, the training loss
-    (mean minibatch loss since the previous evaluation) for 'train'. A run that diverged at or
+    for 'train' (the mean minibatch loss since the previous evaluation) and 'train_full' (the
+    loss on the training examples). A run that diverged at or
     before f · steps scores -inf there (the worst) and counts as read at f · steps; a run with
     no curve point scores NaN.
     Columns: id, task, task_type, optimizer, seed, steps, fraction, step (the evaluation
     read, NaN if none), score.
     """
-    check_split(split)
+    if split not in CurveSplit.names():
+        raise ValueError(f"Invalid curve: {split!r} (choose from {', '.join(CurveSplit.names())})")
     for f in fractions:
         if not 0 < f <= 1:
             raise UserError(f"budget fractions must be in (0, 1], got {f:g}")
     at = _selected(runs)
-    quantity = "loss" if split == "train" else "metric"
+    quantity = CurveSplit.quantity(split)
     points = curves.loc[(curves["split"] == split) & curves[quantity].notna(),
                         ["run_id", "step", quantity]]
     points = points.assign(step=points["step"].astype(float)).sort_values("step")

@@ -29,6 +29,7 @@ import pandas as pd
 
 from adaptbench.errors import UserError
 from adaptbench.inference import t_interval
+from adaptbench.vocab import CurveSplit
 
 FORMATS = ("png", "svg", "pdf")
 KNOWN_OPTIMIZERS = ("adadelta", "adagrad", "adam", "adamax", "adamw", "momentum", "nadam",
@@ -188,12 +189,13 @@ def mean_band(frame: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
 @_paper
 def curves_figure(runs: pd.DataFrame, curves: pd.DataFrame, split: str, protocol: str,
                   width: float | None = None, height: float | None = None) -> Any:
-    """Metric (or, for 'train', minibatch loss) against steps at the selected lr: one panel per
-    task, a line per optimizer with the mean over seeds and its 95% t-band per evaluation step.
+    """Metric (or, for 'train' and 'train_full', the training loss) against steps at the selected
+    lr: one panel per task, a line per optimizer with the mean over seeds and its 95% t-band per
+    evaluation step.
 
     `runs`: the selected runs (id, task, optimizer, metric_name, higher_is_better); `curves`:
     their points (run_id, step, split, loss, metric)."""
-    quantity = "loss" if split == "train" else "metric"
+    quantity = CurveSplit.quantity(split)
     points = curves[curves["split"] == split].merge(
         runs[["id", "task", "optimizer"]], left_on="run_id", right_on="id")
     tasks = sorted(runs["task"].unique())
@@ -209,14 +211,15 @@ def curves_figure(runs: pd.DataFrame, curves: pd.DataFrame, split: str, protocol
                 shown.append((band, "step", style[optimizer]))
         _bands(ax, shown)
         first = mine.iloc[0]
-        what = "minibatch loss" if split == "train" else f"{split} {first['metric_name']}"
-        hib = False if split == "train" else bool(first["higher_is_better"])
+        what = ({"train": "minibatch loss", "train_full": "training loss"}.get(split)
+                or f"{split} {first['metric_name']}")
+        hib = False if quantity == "loss" else bool(first["higher_is_better"])
         ax.set_title(f"{task} ({_seed_text(mine.groupby('optimizer').size())})")
         ax.set_xlabel("step")
         ax.set_ylabel(f"{what} {_arrow(hib)}")
         if not shown:
             ax.text(0.5, 0.5, "no curve points", transform=ax.transAxes, ha="center")
-    what = "training loss (mean minibatch loss)" if split == "train" else f"{split} metric"
+    what = CurveSplit.describe(split)
     labels = sorted(runs["optimizer"].unique())
     return _finish(fig, f"{what} against steps, mean over seeds with a 95% t-interval per "
                         f"evaluation step; {protocol}", labels, style)
@@ -327,7 +330,7 @@ def speed_figure(by_type: pd.DataFrame, split: str, protocol: str,
         ax.set_title(f"{kind} ({tasks} task{'s' if tasks != 1 else ''})")
         ax.set_xlabel("share of the budget")
         ax.set_ylabel("mean rank (1 = best)")
-    what = "training loss" if split == "train" else f"{split} metric"
+    what = CurveSplit.describe(split)
     labels = sorted(by_type["optimizer"].unique())
     return _finish(fig, f"mean rank by {what} at 10/25/100% of the budget, over the tasks that "
                         f"ran every optimizer of the type; {protocol}", labels, style,

@@ -74,6 +74,17 @@ class CurveSplit(str, Enum):
     def names(cls) -> tuple[str, ...]:
         return tuple(s.value for s in cls)
 
+    @staticmethod
+    def quantity(split: str) -> str:
+        """The column a curve is read by: the loss for the training curves, else the metric."""
+        return "loss" if split in (CurveSplit.train, CurveSplit.train_full) else "metric"
+
+    @staticmethod
+    def describe(split: str) -> str:
+        """What the curve read by `quantity` measures, in words."""
+        return {"train": "training loss (mean minibatch loss)",
+                "train_full": "full-batch training loss"}.get(split, f"{split} metric")
+
 
 class Vectorize(str, Enum):
     """Whether a worker trains a group of compatible runs as one stacked model (`worker

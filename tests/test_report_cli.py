@@ -227,6 +227,30 @@ def test_speed_reads_the_curves_at_budget_fractions(workdir):
     assert ranks == {"early": (1.5, 1.0, 2.0), "late": (1.5, 2.0, 1.0)}
 
 
+def test_speed_and_curves_by_the_full_batch_training_loss(workdir):
+    # val metrics say "early" leads throughout; the train_full losses say "late" wins at the end
+    rows = [dict(task="t", optimizer=o, lr=0.01, seed=0, final_test_metric=0.5)
+            for o in ("early", "late")]
+    val = {"early": [0.5, 0.9, 0.9, 0.9, 0.9, 0.9], "late": [0.5, 0.1, 0.1, 0.1, 0.1, 0.1]}
+    full = {"early": [2.0, 0.5, 0.9, 0.9, 0.9, 0.9], "late": [2.0, 1.0, 0.4, 0.3, 0.2, 0.1]}
+    points = [dict(run_id=i + 1, step=step, split=split, loss=loss, metric=0.0, elapsed=0.0)
+              for split, table in (("val", val), ("train_full", full))
+              for i, o in enumerate(table) for step, loss in zip(range(0, 101, 20), table[o])]
+    for p in points:
+        if p["split"] == "val":
+            p["metric"] = 1 - p["loss"]
+    db = synthetic_db(workdir / "c.db", rows, points)
+    out = json.loads(invoke("report", "speed", "--db", db, "--split", "train_full",
+                            "--format", "json").out)
+    ranks = {r["optimizer"]: (r["rank_10"], r["rank_25"], r["rank_100"]) for r in out["by_task"]}
+    assert ranks == {"early": (1.5, 1.0, 2.0), "late": (1.5, 2.0, 1.0)}  # by val: early first at 100%
+    r = invoke("report", "speed", "--db", db, "--split", "train_full")
+    assert "full-batch training loss" in r.out
+    r = invoke("plot", "curves", "--db", db, "--split", "train_full", "-o", "full.png")
+    assert r.code == 0, r.err
+    assert (workdir / "full.png").stat().st_size > 0
+
+
 def test_every_command_on_an_empty_database(workdir):
     make_engine(str(workdir / "empty.db")).dispose()
     for args in COMMANDS:

@@ -18,7 +18,7 @@ from adaptbench.cli import report as rc
 from adaptbench.cli.common import DbOpt, ListOpt, app
 from adaptbench.completion import complete_optimizer
 from adaptbench.errors import UserError
-from adaptbench.vocab import Split
+from adaptbench.vocab import CurveSplit, Split
 
 plot_app = typer.Typer(help="Figures of stored runs for a paper (PNG, SVG or PDF by the file's "
                             "extension).", rich_markup_mode=None, no_args_is_help=True)
@@ -81,7 +81,7 @@ def curves(
     task_type: rc.TypeF = None,
     optim: OptimF = None,
     study: rc.StudyF = None,
-    split: Annotated[Split, typer.Option("--split", help="Curve: the val or test metric, or train (the minibatch loss).")] = Split.val,
+    split: Annotated[CurveSplit, typer.Option("--split", help="Curve: the val or test metric, train (the mean minibatch loss) or train_full (the loss on the training examples).")] = CurveSplit.val,
     width: WidthOpt = None,
     height: HeightOpt = None,
     dpi: DpiOpt = 300,
@@ -174,7 +174,7 @@ def speed(
     task_type: rc.TypeF = None,
     optim: OptimF = None,
     study: rc.StudyF = None,
-    split: Annotated[Split, typer.Option("--split", help="Curve to rank by: val or test metric, or train (the training loss).")] = Split.val,
+    split: Annotated[CurveSplit, typer.Option("--split", help="Curve to rank by: the val or test metric, train (the mean minibatch loss) or train_full (the loss on the training examples).")] = CurveSplit.val,
     width: WidthOpt = None,
     height: HeightOpt = None,
     dpi: DpiOpt = 300,

@@ -19,7 +19,7 @@ from adaptbench.cli.common import (
 )
 from adaptbench.completion import complete_optimizer, complete_task
 from adaptbench.errors import UserError
-from adaptbench.vocab import Split
+from adaptbench.vocab import CurveSplit, Split
 
 
 class Protocol(str, Enum):
@@ -481,7 +481,7 @@ def speed(
     task_type: TypeF = None,
     optim: OptimF = None,
     study: StudyF = None,
-    split: Annotated[Split, typer.Option("--split", "--metric", help="Curve to rank by: val or test metric, or train (the training loss).")] = Split.val,
+    split: Annotated[CurveSplit, typer.Option("--split", "--metric", help="Curve to rank by: the val or test metric, train (the mean minibatch loss) or train_full (the loss on the training examples).")] = CurveSplit.val,
     db: DbOpt = None,
     fmt: DataFormatOpt = DataFormat.table,
     output: OutputOpt = None,
@@ -498,7 +498,7 @@ def speed(
     engine, selected = _load(o, ("target", "steps_to_target", "diverged_at_step"))
     at, metric = selected.runs, o.split.value
     by_task, by_type = speed_tables(engine, at, metric)
-    what = "training loss" if o.split == Split.train else f"{metric} metric"
+    what = CurveSplit.describe(metric)
     render.render_sections([
         ("by_type", f"mean rank by {what} at 10/25/100% of the budget (1 = best), over the "
                     f"tasks that ran every optimizer of the type; {selected.describe()}", by_type),
