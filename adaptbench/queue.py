@@ -315,8 +315,9 @@ def claim(
     max_attempts: int = MAX_ATTEMPTS,
     plugins: bool = True,
 ) -> Claim | None:
-    """Atomically take the oldest queued run (optionally among `run_ids`; with `plugins=False`
-    one whose optimizer is not a plugin), or None if none is left: `claim_group` of one."""
+    """Atomically take the first queued run in claim order (optionally among `run_ids`; with
+    `plugins=False` one whose optimizer is not a plugin), or None if none is left:
+    `claim_group` of one."""
     claims = claim_group(engine, worker, lease_seconds, 1, run_ids, max_attempts, plugins)
     return claims[0] if claims else None
 
@@ -330,9 +331,9 @@ def claim_group(
     max_attempts: int = MAX_ATTEMPTS,
     plugins: bool = True,
 ) -> list[Claim]:
-    """Atomically take the oldest queued run and up to `max_members` - 1 more queued runs that
-    can train with it in one pass (the same GROUP_KEYS, NULLs equal; oldest first); [] if none
-    is left. `run_ids` and `plugins=False` narrow the choice as for `claim`; a run with a plugin
+    """Atomically take the first queued run in claim order (`_queued`: the smallest budget
+    multiple, then the oldest) and up to `max_members` - 1 more queued runs that can train with
+    it in one pass (the same GROUP_KEYS, NULLs equal; oldest first); [] if none is left. `run_ids` and `plugins=False` narrow the choice as for `claim`; a run with a plugin
     optimizer is always claimed alone.
 
     Every run gets its own lease and claim (heartbeat, finish and release stay per run). Expired
@@ -381,18 +382,26 @@ def _group_columns() -> list[Any]:
 
 
 def _queued(conn: Connection, run_ids: Sequence[int] | None, plugins: bool, *columns: Any) -> Any:
-    """SELECT `columns` of the queued runs a claim may take, oldest first; on PostgreSQL the rows
-    picked are locked, skipping those another claimer holds (SQLite has no row locks: the
-    IMMEDIATE write lock suffices)."""
+    """SELECT `columns` of the queued runs a claim may take, in claim order: the smallest budget
+    multiple first (`_budget_multiple`), then the oldest. On PostgreSQL the rows picked are
+    locked, skipping those another claimer holds (SQLite has no row locks: the IMMEDIATE write
+    lock suffices)."""
     pick = sa.select(*columns).where(Run.status == "queued")
     if run_ids is not None:
         pick = pick.where(Run.id.in_(list(run_ids)))
     if not plugins:
         pick = pick.where(_no_plugin)
-    pick = pick.order_by(Run.id)
+    pick = pick.order_by(_budget_multiple(), Run.id)
     if conn.dialect.name != "sqlite":
         pick = pick.with_for_update(skip_locked=True)
     return pick
+
+
+def _budget_multiple() -> Any:
+    """A run's budget over its task's default (1 where the default is not recorded): claims take
+    the runs of the smallest multiple first, so a study's default-budget runs (and their
+    evaluation seeds) finish before its 4x and 16x arms and their reports can be read first."""
+    return sa.func.coalesce(Run.steps * 1.0 / sa.func.nullif(Run.task_steps, 0), 1.0)
 
 
 def _held(c: Claim) -> Any:

@@ -78,7 +78,7 @@ class Run(Base):
 
     __tablename__ = "runs"
     __table_args__ = (
-        # claiming picks the oldest queued run: one index walk instead of a sort
+        # claiming reads the queued runs through it (then orders them by budget multiple, id)
         sa.Index("ix_runs_status_id", "status", "id"),
         # a run's selection group: the runs of one task, optimizer, study and role
         sa.Index("ix_runs_selection_group", "task", "optimizer", "study", "role"),

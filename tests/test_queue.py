@@ -96,6 +96,20 @@ def test_claim_takes_the_oldest_queued_run_and_only_among_run_ids(engine):
     assert queue.claim(engine, "w").run_id == ids[0]
 
 
+def test_claims_take_the_smallest_budget_multiple_first_then_the_oldest(engine):
+    # the task's default budget is 5 steps: 16x, 4x, then 1x queued, oldest first within each
+    budgets = [80, 80, 20, 5, 5, 80]
+    ids = [q.run_id for q in queue.enqueue(
+        engine, [RunSpec("tiny", "sgd", 0.1, seed, steps, 8) for seed, steps in enumerate(budgets)],
+        TASKS)]
+    with store.write(engine) as conn:  # stored before the default was recorded: counts as 1x
+        conn.execute(sa.update(Run).where(Run.id == ids[5]).values(task_steps=None))
+    order = [queue.claim(engine, "w").run_id for _ in budgets]
+    assert order == [ids[3], ids[4], ids[5], ids[2], ids[0], ids[1]]
+    group = queue.claim_group(engine, "w", max_members=4)
+    assert group == []
+
+
 def test_enqueue_twice_at_once_stores_each_spec_once(engine):
     batch = specs(50)
     start = threading.Barrier(4)
