@@ -172,15 +172,21 @@ def claims_tables(
     """`report claims`' (verdicts, statistics, missing), with what the claims read besides the
     selected runs: the lr grid of the selection runs that `filters` names (claim (a)'s speed
     part tunes the lr for steps to target on it) and the step-0 curve points of claim (c)'s
-    runs (their initial training loss)."""
+    runs (their initial training loss). The missing table's `queued` column counts the runs of
+    each missing combination that are queued or running now (`queue.count_active_plain`)."""
     from adaptbench import claims as claims_mod
+    from adaptbench.queue import count_active_plain
 
     ids = claims_mod.curve_run_ids(runs)
     curve = results.load_curves(engine, ids, ["train_full", "val"],
                                 ("run_id", "step", "split", "loss"), (0.0,)) if ids else None
     grid = load_selected(engine, filters or RunFilter(), claims_mod.GRID_COLUMNS,
                          protocol.FIXED).runs
-    return claims_mod.check(runs, curve, split, grid)
+    verdicts, statistics, missing = claims_mod.check(runs, curve, split, grid)
+    active = count_active_plain(engine, filters or RunFilter()) if len(missing) else {}
+    missing["queued"] = [active.get((t, o, int(s)), 0) for t, o, s in
+                         zip(missing["task"], missing["optimizer"], missing["steps"])]
+    return verdicts, statistics, missing.astype({"queued": "int64"})
 
 
 # every column a report may read: the protocol's, and the outcome columns of the statistics

@@ -607,6 +607,20 @@ def count_active(engine: Engine, sel: RunFilter) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
+def count_active_plain(engine: Engine, sel: RunFilter) -> dict[tuple[str, str, int], int]:
+    """How many of the runs that `sel` names are queued or running, per (task, optimizer,
+    steps), counting only runs at the optimizer's default settings and a constant schedule (the
+    runs the claims compare)."""
+    from dataclasses import replace
+
+    stmt = replace(sel, statuses=tuple(ACTIVE)).apply(
+        sa.select(Run.task, Run.optimizer, Run.steps, sa.func.count()).select_from(Run)
+        .where(Run.params == "{}", Run.schedule == "constant")
+        .group_by(Run.task, Run.optimizer, Run.steps))
+    with read(engine) as conn:
+        return {(task, optimizer, int(steps)): int(n) for task, optimizer, steps, n in conn.execute(stmt)}
+
+
 def statuses(engine: Engine, run_ids: Sequence[int]) -> dict[int, str]:
     with read(engine) as conn:
         out: dict[int, str] = {}

@@ -9,6 +9,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -118,6 +119,22 @@ def test_claims_on_the_tiny_study_say_what_is_missing(study_db):
     assert "task rosenbrock is left out of the claims (a demonstration" in r.err
     assert "task noisy-quadratic is left out of the claims (validation = test" in r.err
     assert out["missing"] == []
+
+
+def test_claims_count_the_missing_runs_already_queued(workdir):
+    tasks = str(Path(__file__).parent / "fixtures" / "tasks")
+    for optim, more in (("adam", []), ("sgd", ["--detach"])):
+        r = invoke("run", "--study", "adaptive-lr", "-o", optim, "-t", "tiny", "--tasks-dir", tasks,
+                   "--seeds", "2", "--eval-seeds", "0", "--db", "q.db", *more)
+        assert r.code == 0, r.err
+    r = invoke("report", "claims", "--db", "q.db", "--format", "json")
+    missing = {row["optimizer"]: row for row in json.loads(r.out)["missing"]}
+    assert {o: (m["steps"], m["seeds"], m["needed"], m["queued"]) for o, m in missing.items()} == {
+        "adam": (5, 2, 5, 0), "sgd": (5, 0, 5, 4), "rmsprop": (5, 0, 5, 0),
+        "adagrad": (5, 0, 5, 0), "momentum": (5, 0, 5, 0)}
+    assert "4 run(s) of these are still queued or running" in r.err
+    r = invoke("report", "claims", "--db", "q.db")
+    assert "queued or running now" in r.out
 
 
 @pytest.fixture(scope="module")

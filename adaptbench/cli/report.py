@@ -552,9 +552,10 @@ def claims(
     if len(missing):
         sections.append(("missing", f"(task, optimizer, steps) combinations with fewer than "
                                     f"{claims_mod.CLAIMS_SEEDS} seeds at the selected lr "
-                                    f"(the study's design; >= {claims_mod.MIN_SEEDS} count); "
-                                    f"`adaptbench run --study adaptive-lr` queues what is "
-                                    f"missing (--steps for the longer budgets)",
+                                    f"(the study's design; >= {claims_mod.MIN_SEEDS} count) and "
+                                    f"`queued`, their runs queued or running now (a worker "
+                                    f"will finish them); `adaptbench run --study adaptive-lr` "
+                                    f"queues what is missing (--steps for the longer budgets)",
                          missing))
     render.render_sections(sections, fmt.value, wide=o.wide)
 
