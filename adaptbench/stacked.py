@@ -293,13 +293,15 @@ def _key(specs: Sequence[RunSpec], task: Task, device: Any) -> tuple[str, str, s
 
 def faster(members: Stacked, task: Task, device: Any) -> bool:
     """Whether the stacked pass trains these runs faster than one after another on `device`:
-    a few training steps timed both ways, decided once per process for each task, optimizer,
-    device and group size."""
+    the same work timed both ways (`MEASURE_STEPS` stacked steps, and as many steps of one run
+    alone as those hold members' steps), decided once per process for each task, optimizer,
+    device and group size. Timing the run alone over a few steps only made the decision hang on
+    a hiccup of a few milliseconds."""
     key = _key(members.specs, task, device)
     if key not in _DECIDED:
         stacked = _seconds_per_step(members, MEASURE_STEPS)
         alone = _seconds_per_step(Single(members.specs[0], task, device, members.spare),
-                                  MEASURE_STEPS)
+                                  MEASURE_STEPS * members.size)
         _DECIDED[key] = stacked <= AUTO_MARGIN * alone * members.size
     return _DECIDED[key]
 

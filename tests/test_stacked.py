@@ -265,10 +265,18 @@ def test_auto_stacks_only_where_the_measurement_says_it_is_faster(monkeypatch):
     specs = members(task, "adam")
     for stacked_seconds, expected in ((1.0, "single"), (0.1, "vectorized")):
         stacked._DECIDED.clear()
-        monkeypatch.setattr(stacked, "_seconds_per_step", lambda members, steps, s=stacked_seconds:
-                            s if isinstance(members, stacked.Stacked) else 0.2)
+        timed = []
+
+        def seconds_per_step(members, steps, s=stacked_seconds):
+            timed.append((type(members).__name__, steps))
+            return s if isinstance(members, stacked.Stacked) else 0.2
+
+        monkeypatch.setattr(stacked, "_seconds_per_step", seconds_per_step)
         # stacked: 1.0 s for 3 runs vs 3 x 0.2 s alone -> one by one; 0.1 s -> stacked
         assert {r.execution for r in train.execute_group(specs, task, CPU, "auto")} == {expected}
+        # the same work both ways: the run alone for as many steps as the stacked steps hold
+        assert timed == [("Stacked", stacked.MEASURE_STEPS),
+                         ("Single", stacked.MEASURE_STEPS * len(specs))]
         if expected == "single":  # decided: the next such group is not even built stacked
             with monkeypatch.context() as m:
                 m.setattr(stacked, "Stacked", None)
