@@ -333,7 +333,8 @@ def claim_group(
 ) -> list[Claim]:
     """Atomically take the first queued run in claim order (`_queued`: the smallest budget
     multiple, then the oldest) and up to `max_members` - 1 more queued runs that can train with
-    it in one pass (the same GROUP_KEYS, NULLs equal; oldest first); [] if none is left. `run_ids` and `plugins=False` narrow the choice as for `claim`; a run with a plugin
+    it in one pass (the same GROUP_KEYS, NULLs equal; oldest first); [] if none is left.
+    `run_ids` and `plugins=False` narrow the choice as for `claim`; a run with a plugin
     optimizer is always claimed alone.
 
     Every run gets its own lease and claim (heartbeat, finish and release stay per run). Expired
@@ -618,7 +619,8 @@ def count_active_plain(engine: Engine, sel: RunFilter) -> dict[tuple[str, str, i
         .where(Run.params == "{}", Run.schedule == "constant")
         .group_by(Run.task, Run.optimizer, Run.steps))
     with read(engine) as conn:
-        return {(task, optimizer, int(steps)): int(n) for task, optimizer, steps, n in conn.execute(stmt)}
+        return {(task, optimizer, int(steps)): int(n)
+                for task, optimizer, steps, n in conn.execute(stmt)}
 
 
 def statuses(engine: Engine, run_ids: Sequence[int]) -> dict[int, str]:
