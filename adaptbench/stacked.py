@@ -39,8 +39,8 @@ AUTO_MARGIN = 0.8  # `auto` stacks when that costs at most this share of the run
 # that costs, and the note would repeat on every worker's stderr
 warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet "
                         "implemented the batching rule", category=UserWarning)
-# (task, fingerprint, optimizer, device, group size) -> stacked is faster; one per process
-_DECIDED: dict[tuple[str, str, str, str, int], bool] = {}
+# (task, fingerprint, optimizer, device, group size, seeds, steps) -> stacked is faster
+_DECIDED: dict[tuple[str, str, str, str, int, int, int], bool] = {}
 
 
 class Unstackable(Exception):
@@ -112,11 +112,15 @@ class Stacked:
         first = specs[0]
         seeds = list(dict.fromkeys(spec.seed for spec in specs))
         problems = []
+        started = time.perf_counter()
         for seed in seeds:
             devices.seed_everything(seed)
             problem = task.build(seed, device)
             problem.model.to(device)
             problems.append(problem)
+        # what one build costs: the runs one by one would build once per run, not per seed
+        self.seeds = len(seeds)
+        self.seed_build_seconds = (time.perf_counter() - started) / len(seeds)
         template = problems[0]
         self.model = template.model
         self.model.train()
@@ -286,23 +290,31 @@ def _seconds_per_step(members: Any, steps: int) -> float:
     return seconds
 
 
-def _key(specs: Sequence[RunSpec], task: Task, device: Any) -> tuple[str, str, str, str, int]:
+def _key(specs: Sequence[RunSpec], task: Task,
+         device: Any) -> tuple[str, str, str, str, int, int, int]:
     spec = specs[0]
-    return task.name, spec.fingerprint, spec.optimizer, devices.describe(device), len(specs)
+    seeds = len({s.seed for s in specs})
+    return (task.name, spec.fingerprint, spec.optimizer, devices.describe(device), len(specs),
+            seeds, spec.steps)
 
 
 def faster(members: Stacked, task: Task, device: Any) -> bool:
-    """Whether the stacked pass trains these runs faster than one after another on `device`:
-    the same work timed both ways (`MEASURE_STEPS` stacked steps, and as many steps of one run
-    alone as those hold members' steps), decided once per process for each task, optimizer,
-    device and group size. Timing the run alone over a few steps only made the decision hang on
-    a hiccup of a few milliseconds."""
+    """Whether the stacked pass trains these runs faster than one after another on `device`,
+    decided once per process for each task, optimizer, device, group size, number of seeds and
+    budget. The training steps are timed both ways on the same work (`MEASURE_STEPS` stacked
+    steps, and as many steps of one run alone as those hold members' steps: a few steps alone
+    made the decision hang on a hiccup of a few milliseconds); one by one also builds the task
+    once per run where the stacked pass builds it once per seed, so those extra builds count
+    for the stacked pass (evaluations cost alike both ways and are left out)."""
     key = _key(members.specs, task, device)
     if key not in _DECIDED:
-        stacked = _seconds_per_step(members, MEASURE_STEPS)
-        alone = _seconds_per_step(Single(members.specs[0], task, device, members.spare),
-                                  MEASURE_STEPS * members.size)
-        _DECIDED[key] = stacked <= AUTO_MARGIN * alone * members.size
+        steps = members.specs[0].steps
+        stacked = steps * _seconds_per_step(members, MEASURE_STEPS)
+        alone = (members.size * steps
+                 * _seconds_per_step(Single(members.specs[0], task, device, members.spare),
+                                     MEASURE_STEPS * members.size)
+                 + (members.size - members.seeds) * members.seed_build_seconds)
+        _DECIDED[key] = stacked <= AUTO_MARGIN * alone
     return _DECIDED[key]
 
 

@@ -285,6 +285,26 @@ def test_auto_stacks_only_where_the_measurement_says_it_is_faster(monkeypatch):
     stacked._DECIDED.clear()
 
 
+def test_auto_counts_the_builds_one_by_one_would_repeat(monkeypatch):
+    # per step, stacked 0.25 s for 3 runs vs 3 x 0.1 s alone: not 1.25x faster on the steps
+    # alone; but one by one builds the task 3 times where the stacked pass builds it for 1 seed
+    monkeypatch.setattr(stacked, "_seconds_per_step", lambda members, steps:
+                        0.25 if isinstance(members, stacked.Stacked) else 0.1)
+    base = short(TASKS["noisy-quadratic"])
+    specs = members(base, "adam", seeds=(0, 0, 0))
+    for pause, expected in ((0.0, "single"), (0.5, "vectorized")):
+        def build(seed, device, pause=pause):
+            time.sleep(pause)
+            return base.build(seed, device)
+
+        task = dataclasses.replace(base, build=build)
+        stacked._DECIDED.clear()
+        # 20 steps: 5 s stacked vs 6 s alone + 2 extra builds of `pause` s; stacked when
+        # 5 <= 0.8 x (6 + 2 x pause), i.e. from pause = 0.125 s
+        assert train.execute_group(specs, task, CPU, "auto")[0].execution == expected
+    stacked._DECIDED.clear()
+
+
 def test_the_measurement_leaves_the_members_as_they_were():
     task = short(TASKS["tabular-mlp"])
     specs = members(task, "adam")
