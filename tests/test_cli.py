@@ -223,3 +223,42 @@ def test_curves_export_matches_the_stored_points(cli, workdir):
     sgd_id = int(db_runs().query("optimizer == 'sgd'")["id"].iloc[0])
     assert set(only["run_id"]) == {sgd_id}
     assert set(pd.read_csv(io.StringIO(cli("curves", str(sgd_id)).out))["run_id"]) == {sgd_id}
+
+
+def test_busy_time_is_the_union_of_the_runs_intervals():
+    from datetime import datetime, timedelta
+
+    from adaptbench.timing import busy_seconds
+
+    t0 = datetime(2026, 1, 1, 12, 0, 0)
+    at = [t0 + timedelta(seconds=s) for s in range(40)]
+    starts = [at[0], at[5], at[20], at[30], at[31], None]
+    ends = [at[10], at[15], at[25], at[30], None, at[39]]
+    # [0,15] and [20,25]; an empty interval and the ones missing an end count for nothing
+    assert busy_seconds(starts, ends) == 20.0
+    assert busy_seconds([], []) == 0.0
+
+
+def test_status_time_splits_compute_and_busy_hours_by_budget(cli, workdir):
+    common = ["-o", "adam", "-t", "rosenbrock", "--seeds", "2", "--vectorize", "off"]
+    assert cli("run", *common).code == 0
+    assert cli("run", *common, "--steps", "500", "--lr", "0.01").code == 0  # a quarter budget
+    assert cli("queue", "-o", "sgd", "-t", "rosenbrock", "--seeds", "1").code == 0
+    r = cli("status", "--time", "--format", "json")
+    assert r.code == 0, r.err
+    rows = {row["budget"]: row for row in json.loads(r.out)}
+    assert list(rows) == ["0.25x", "1x", "all"]
+    runs = db_runs()
+    finished = runs[runs["status"].isin(["done", "diverged"])]
+    assert [rows[b]["finished"] for b in rows] == [2, 2, 4]
+    assert [rows[b]["still_active"] for b in rows] == [0, 1, 1]
+    assert rows["all"]["stacked"] == 0.0
+    assert rows["all"]["train_eval_h"] * 3600 == pytest.approx(finished["wall_seconds"].sum())
+    assert rows["all"]["build_h"] * 3600 == pytest.approx(finished["build_seconds"].sum())
+    # one process trained them one after another: the intervals do not overlap
+    span = (pd.to_datetime(finished["finished_at"]) - pd.to_datetime(finished["started_at"]))
+    assert rows["all"]["busy_h"] * 3600 == pytest.approx(span.dt.total_seconds().sum())
+    assert rows["all"]["busy_h"] * 3600 >= finished["wall_seconds"].sum() * 0.99
+    assert rows["all"]["last_finished"] == str(pd.to_datetime(finished["finished_at"]).max())[:19]
+    table = cli("status", "--time")
+    assert table.code == 0 and "busy_h" in table.out and "0.25x" in table.out

@@ -419,15 +419,29 @@ def delete(
 def status(
     db: DbOpt = None,
     study: Annotated[str, typer.Option("--study", help="Only runs with this study label.")] = "",
+    time: Annotated[bool, typer.Option(
+        "--time", help="Instead: where the time went, per budget (multiple of the task's "
+        "default steps): runs finished, the share trained stacked, compute hours (training and "
+        "evaluation; building), busy hours (wall time with at least one run training), first "
+        "start, last finish, runs still queued or running.")] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Number of runs per status."""
+    """Number of runs per status (or, with --time, the time they took)."""
     import pandas as pd
 
     from adaptbench import queue, render
     from adaptbench.store import make_engine
 
     engine = make_engine(db, read_only=True)
+    if time:
+        from adaptbench import results, timing
+        from adaptbench.filters import RunFilter
+
+        runs = results.load_columns(engine, timing.COLUMNS,
+                                    RunFilter(studies=[study] if study else []))
+        title = f"time of the runs{f' of study {study}' if study else ''} (hours)"
+        render.render(timing.time_table(runs), fmt.value, title=title)
+        return
     counts = queue.counts(engine, study or None)
     order = ["queued", "running", "done", "diverged", "failed", "cancelled"]
     rows = [{"status": s, "runs": counts.get(s, 0)} for s in order + sorted(set(counts) - set(order))]
