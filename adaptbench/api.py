@@ -168,12 +168,14 @@ def profile_ratios(engine: Any, runs: pd.DataFrame, split: str = "val") -> pd.Da
 
 def claims_tables(
     engine: Any, runs: pd.DataFrame, split: str = "test", filters: RunFilter | None = None,
+    variants: str = "plain",
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """`report claims`' (verdicts, statistics, missing), with what the claims read besides the
     selected runs: the lr grid of the selection runs that `filters` names (claim (a)'s speed
     part tunes the lr for steps to target on it) and the step-0 curve points of claim (c)'s
     runs (their initial training loss). The missing table's `queued` column counts the runs of
-    each missing combination that are queued or running now (`queue.count_active_plain`)."""
+    each missing combination that are queued or running now (`queue.count_active_plain`).
+    `variants`: "plain" or "best" (`claims.check`)."""
     from adaptbench import claims as claims_mod
     from adaptbench.queue import count_active_plain
 
@@ -182,7 +184,7 @@ def claims_tables(
                                 ("run_id", "step", "split", "loss"), (0.0,)) if ids else None
     grid = load_selected(engine, filters or RunFilter(), claims_mod.GRID_COLUMNS,
                          protocol.FIXED).runs
-    verdicts, statistics, missing = claims_mod.check(runs, curve, split, grid)
+    verdicts, statistics, missing = claims_mod.check(runs, curve, split, grid, variants)
     active = count_active_plain(engine, filters or RunFilter()) if len(missing) else {}
     missing["queued"] = [active.get((t, o, int(s)), 0) for t, o, s in
                          zip(missing["task"], missing["optimizer"], missing["steps"])]

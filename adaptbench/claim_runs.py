@@ -33,6 +33,10 @@ MISSING_SCHEMA = {"task": _S, "task_type": _S, "optimizer": _S, "steps": _I, "se
                   "needed": _I}
 
 _PLAIN = re.compile(r"^(?P<base>[a-z]+)(?P<budget>(@\d+steps)?(/b\d+)?)$")
+# a variant at the default budget and batch size: `adam+warmup-cosine`, `adam{eps=0.0001}`
+_VARIANT = re.compile(r"^(?P<base>[a-z]+)(?P<variant>(\+[a-z0-9-]+)?(\{[^}]*\})?)$")
+PLAIN_VARIANTS, BEST_VARIANTS = "plain", "best"
+VARIANT_CHOICES = (PLAIN_VARIANTS, BEST_VARIANTS)
 
 
 def left_out(runs: pd.DataFrame) -> dict[str, str]:
@@ -75,6 +79,68 @@ def claims_runs(runs: pd.DataFrame) -> pd.DataFrame:
         keep.append(budgets.index[budgets == choice])
     index = pd.Index([]).append(keep) if keep else pd.Index([])
     return res.loc[index].assign(optimizer=parts.loc[index, "base"]).sort_values("id")
+
+
+def best_variants(grid: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, claims optimizer), its variant at the default budget (the plain optimizer,
+    `adam+warmup-cosine`, `adam{eps=0.0001}`, ...) chosen as the lr is chosen: on the selection
+    runs (`grid`: every lr), each variant at its own selected lr (`protocol.choose_lr`), the one
+    with the smallest share of diverged seeds, then the best mean validation metric; a tie goes
+    to the plain optimizer, then to the first label in sort order. The variant is one more
+    setting tuned on the selection seeds, so the evaluation seeds' figures stay unbiased.
+
+    Columns: task, optimizer (the plain name), variant (the label chosen), variants (how many
+    were tried)."""
+    from adaptbench.protocol import choose_lr
+
+    columns = ["task", "optimizer", "variant", "variants"]
+    res = claims_tasks(grid)
+    parts = res["optimizer"].str.extract(_VARIANT)
+    res = res[parts["base"].isin(CLAIMS_OPTIMIZERS)]
+    if res.empty:
+        return pd.DataFrame({c: pd.Series(dtype=int if c == "variants" else object)
+                             for c in columns})
+    best, _ = choose_lr(res)
+    best = best.assign(base=best["optimizer"].str.extract(_VARIANT)["base"],
+                       fancy=best["optimizer"] != best["optimizer"].str.extract(_VARIANT)["base"])
+    best = best.sort_values(["task", "base", "all_diverged", "div_frac", "key", "fancy",
+                             "optimizer"],
+                            ascending=[True, True, True, True, False, True, True],
+                            na_position="last", kind="mergesort")
+    tried = best.groupby(["task", "base"]).size().rename("variants")
+    first = best.groupby(["task", "base"], sort=True).head(1)
+    out = pd.DataFrame({"task": first["task"].to_numpy(), "optimizer": first["base"].to_numpy(),
+                        "variant": first["optimizer"].to_numpy()})
+    out["variants"] = [int(tried[(t, o)]) for t, o in zip(out["task"], out["optimizer"])]
+    return out[columns].reset_index(drop=True)
+
+
+def as_chosen(runs: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
+    """The runs with each task's chosen variant (`best_variants`) named by its plain optimizer,
+    and the other default-budget variants of the claims optimizers (the plain one among them
+    when a variant was chosen) left out; runs at other budgets are kept as they are."""
+    parts = runs["optimizer"].str.extract(_VARIANT)
+    variant = parts["base"].isin(CLAIMS_OPTIMIZERS)
+    pick = dict(zip(zip(chosen["task"], chosen["optimizer"]), chosen["variant"]))
+    keep = [not v or pick.get((t, b)) == label
+            for v, t, b, label in zip(variant, runs["task"], parts["base"], runs["optimizer"])]
+    keep = np.array(keep, dtype=bool)
+    renamed = runs["optimizer"].where(~variant.to_numpy(), parts["base"])
+    return runs.assign(optimizer=renamed)[keep]
+
+
+def variant_counts(chosen: pd.DataFrame, tasks: list[str]) -> str:
+    """How often each variant was chosen on these tasks: `adam: plain 9, +warmup-cosine 3`."""
+    part = chosen[chosen["task"].isin(tasks)]
+    out = []
+    for base in CLAIMS_OPTIMIZERS:
+        labels = part.loc[part["optimizer"] == base, "variant"]
+        if labels.empty:
+            continue
+        counts = labels.map(lambda v, b=base: v[len(b):] or "plain").value_counts().to_dict()
+        order = sorted(counts, key=lambda k: (k != "plain", k))
+        out.append(f"{base}: " + ", ".join(f"{k} {counts[k]}" for k in order))
+    return "; ".join(out)
 
 
 def budget_runs(runs: pd.DataFrame) -> pd.DataFrame:

@@ -22,6 +22,11 @@ adjustment, *not enough data* when a part lacks runs (what to queue is listed), 
 supported*. Figures use the runs the tuned protocol selected (`protocol.select`), only the
 claims optimizers at default settings, and no task that is a demonstration or has no
 held-out split (`left_out`). The verdict's scope is the suite the runs come from.
+
+With `variants="best"` (the robustness arm, `--study adaptive-lr-robust`), claims (a) and (b)
+compare each optimizer at its best variant per task instead (`claim_runs.best_variants`: a
+schedule or a setting such as eps chosen like the lr, on the selection seeds); claim (c)
+compares the plain optimizers across budgets either way.
 """
 
 from __future__ import annotations
@@ -211,7 +216,7 @@ def _rows(part: claim_tests.Part, p_holm: float, verdict: str) -> list[dict]:
 
 def check(
     runs: pd.DataFrame, curves: pd.DataFrame | None = None, metric: str = "test",
-    grid: pd.DataFrame | None = None,
+    grid: pd.DataFrame | None = None, variants: str = claim_runs.PLAIN_VARIANTS,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Test the three claims; returns (claims, statistics, missing) tables.
 
@@ -220,8 +225,18 @@ def check(
     `grid`: the selection runs at every lr (`protocol.select(..., "fixed").runs`), from which
     claim (a)'s speed part tunes the lr for steps to target. `metric`: the split of the final
     metric that claims (a) and (b) compare. Without `curves` or `grid` the parts that need
-    them have not enough data.
+    them have not enough data. `variants`: "plain" compares the optimizers at default settings,
+    "best" each at its best variant per task in (a) and (b) (`claim_runs.best_variants`,
+    chosen on `grid`, which it then needs).
     """
+    if variants not in claim_runs.VARIANT_CHOICES:
+        raise ValueError(f"variants must be one of {claim_runs.VARIANT_CHOICES}, not {variants!r}")
+    plain_runs, chosen = runs, None
+    if variants == claim_runs.BEST_VARIANTS:
+        if grid is None:
+            raise ValueError('variants="best" chooses the variants on the lr grid: pass grid')
+        chosen = claim_runs.best_variants(grid)
+        runs, grid = claim_runs.as_chosen(runs, chosen), claim_runs.as_chosen(grid, chosen)
     plain = claim_runs.claims_runs(runs)
     tuned = scored(plain, metric)
     cov = claim_runs.coverage(runs, plain)
@@ -247,11 +262,12 @@ def check(
     parts["b"] += found_b
     lacking["b"] += [why] if why else []
 
-    res = claim_runs.budget_runs(runs)
+    res = claim_runs.budget_runs(plain_runs)  # (c): the plain optimizers at every budget
     long = claim_runs.long_tasks(res)
-    tasks["c"] = claim_runs.usable_tasks(cov, NEEDS["c"], long, BUDGETS)
+    cov_c = cov if chosen is None else claim_runs.coverage(plain_runs)
+    tasks["c"] = claim_runs.usable_tasks(cov_c, NEEDS["c"], long, BUDGETS)
     if len(tasks["c"]) < MIN_TASKS:
-        why = claim_runs.not_enough(cov, "(c)", NEEDS["c"], tasks["c"], long, BUDGETS)
+        why = claim_runs.not_enough(cov_c, "(c)", NEEDS["c"], tasks["c"], long, BUDGETS)
         arm = ", ".join(LONG_TRAINING_TASKS) or "none listed yet"
         lacking["c"].append(why + ("" if long else (
             "; no task has runs at 4x or 16x its default budget: `adaptbench run --study "
@@ -288,6 +304,9 @@ def check(
                             f"p = {c.p_value:.3g}" for c in p.conditions) + ")"
                 for p in parts[claim] if verdicts[p.name] != SUPPORTED) + f" ({family})"
         scope = _scope(claim, tuned, tasks, parts[claim]) if parts[claim] else ""
+        if scope and chosen is not None and claim in "ab":
+            scope += ("; each optimizer at its best variant per task, chosen like the lr on the "
+                      "selection seeds (" + claim_runs.variant_counts(chosen, tasks[claim]) + ")")
         claims_rows.append({"claim": claim, "statement": STATEMENTS[claim], "verdict": verdict,
                             "reason": reason, "scope": scope})
     return (table(claims_rows, CLAIM_SCHEMA), table(stat_rows, STAT_SCHEMA),

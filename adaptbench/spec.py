@@ -199,12 +199,14 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         "adaptive-lr-robust",
         CLAIMS_OPTIMIZERS,
         5,
-        "do the verdicts survive other tuning choices? the adaptive-lr default-budget grid, plus "
-        "a warm-up + cosine schedule for every optimizer, eps 1e-6, 1e-4, 1e-2 for adam and "
-        "rmsprop (1e-8 is the plain arm) and AdaGrad's initial accumulator 0.1 (0 is the plain "
-        "arm); each variant tuned on its own, then 10 evaluation seeds",
+        "do the verdicts survive other tuning choices? beside the adaptive-lr study's "
+        "default-budget grid (the plain optimizers, not queued again): a warm-up + cosine "
+        "schedule for every optimizer, eps 1e-6, 1e-4, 1e-2 for adam and rmsprop (1e-8 is the "
+        "plain one) and AdaGrad's initial accumulator 0.1 (0 is the plain one); each variant "
+        "tuned on its own, then 10 evaluation seeds; `report claims --study adaptive-lr "
+        "--study adaptive-lr-robust --variants best` reads both",
         eval_seeds=10,
-        arms=(Arm(), Arm(schedule="warmup-cosine"),
+        arms=(Arm(schedule="warmup-cosine"),
               *[Arm(("adam", "rmsprop"), {"eps": eps}) for eps in ROBUST_EPS],
               *[Arm(("adagrad",), {"initial_accumulator_value": v})
                 for v in ROBUST_ADAGRAD_ACCUMULATOR]),

@@ -18,8 +18,15 @@ picks the worse lr: selection luck, which the tests must absorb). `SCENARIOS` se
 speeds and gaps; every claim is at its null in every scenario but the one it is the
 alternative of.
 
+With `--variants` each study also holds the robustness arm's variants at the default budget
+(`--study adaptive-lr-robust`: every optimizer with warmup-cosine, adam and rmsprop with three
+other eps, adagrad with another initial accumulator), each drawn as its plain optimizer is
+unless the scenario's `variant_shift` says otherwise, and the verdicts are those of `report
+claims --variants best` (each optimizer at its best variant per task, in (a) and (b)).
+
     python benchmarks/calibration.py                 # 200 repetitions of each scenario, 2 jobs
     python benchmarks/calibration.py --reps 50 --scenario equal --in-memory
+    python benchmarks/calibration.py --variants      # the robustness arm, --variants best
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ import sqlalchemy as sa
 
 from adaptbench import evaluation, queue
 from adaptbench.protocol import choose_lr
-from adaptbench.spec import Grid, RunSpec, evaluation_specs, expand
+from adaptbench.spec import STUDY_PRESETS, Grid, RunSpec, evaluation_specs, expand, expand_study
 from adaptbench.store import CurvePoint, Run, make_engine, write
 from adaptbench.tasks import Task
 
@@ -72,6 +79,8 @@ class Scenario:
     speed: dict[str, float] = field(default_factory=dict)
     gaps: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     alternative: str = ""
+    variant_shift: dict[str, float] = field(default_factory=dict)  # by label, e.g. sgd+warmup-cosine
+    variants_only: bool = False  # a scenario about the variants: measured with --variants only
 
 
 SCENARIOS = (
@@ -91,6 +100,18 @@ SCENARIOS = (
              "the same on their dense twins", sparse_shift={"rmsprop": 2.0}, alternative="b"),
     Scenario("adagrad-stalls", "adagrad 0.05 ahead in normalised gap at 1x, 0.01 behind at "
              "4x, 0.04 behind at 16x", gaps={"adagrad": (0.05, 0.04, 0.05)}, alternative="c"),
+)
+ROBUST_RIVALS = ("rmsprop", "adagrad", "sgd", "momentum")
+SCENARIOS += (
+    Scenario("adam-best-untuned", "adam 2σ better than the other plain optimizers, each of "
+             "which has a warmup-cosine variant 2σ better than itself: at their best variants "
+             "all five are equal", shift={"adam": 2.0},
+             variant_shift={f"{o}+warmup-cosine": 2.0 for o in ROBUST_RIVALS},
+             variants_only=True),
+    Scenario("adam-best-variant", "adam's warmup-cosine variant 2σ better than every other "
+             "variant of every optimizer (adam's plain one included) and 30% sooner at the "
+             "target", variant_shift={"adam+warmup-cosine": 2.0}, speed={"adam": 0.7},
+             alternative="a", variants_only=True),
 )
 TIED = ("equal", "early-leader")  # every optimizer ends tied
 PARTS = ("a/accuracy", "a/speed", "b/over sgd", "b/over momentum", "c/early", "c/late")
@@ -113,6 +134,14 @@ def suite() -> dict[str, Task]:
     return tasks
 
 
+def label(spec: RunSpec) -> str:
+    """The contender a spec belongs to, as reports name it (`protocol.variant_labels`)."""
+    from adaptbench.protocol import _compact_params
+
+    name = spec.optimizer + ("" if spec.schedule == "constant" else f"+{spec.schedule}")
+    return name + (_compact_params(json.dumps(dict(spec.params))) if spec.params else "")
+
+
 def _outcome(spec: RunSpec, task: Task, scenario: Scenario, rng: np.random.Generator) -> dict:
     """A finished run's outcome columns, and its step-0 training loss under "initial"."""
     opt, bad = spec.optimizer, spec.lr != LRS[-1]
@@ -124,6 +153,7 @@ def _outcome(spec: RunSpec, task: Task, scenario: Scenario, rng: np.random.Gener
     sigma = SIGMA[task.metric]
     shift = scenario.shift.get(opt, 0.0) + (scenario.sparse_shift.get(opt, 0.0)
                                              if task.task_type == "sparse" else 0.0)
+    shift += scenario.variant_shift.get(label(spec), 0.0)
     shift -= 3.0 if bad else 0.0
     sign = 1.0 if task.higher_is_better else -1.0
     val, test = (LEVEL[task.metric] + sign * shift * sigma + sigma * rng.normal(size=2))
@@ -142,8 +172,9 @@ OUTCOME_COLUMNS = ("status", "final_val_metric", "final_test_metric", "final_tra
 
 
 @functools.cache
-def selection_specs() -> tuple[RunSpec, ...]:
-    """The study's lr grids: every task at its default budget, the sparse ones at 4x and 16x."""
+def selection_specs(variants: bool = False) -> tuple[RunSpec, ...]:
+    """The study's lr grids: every task at its default budget, the sparse ones at 4x and 16x;
+    with `variants`, the robustness arm's grids too (`--study adaptive-lr-robust`)."""
     tasks = suite()
     names = list(tasks)
     specs = expand(Grid(names, OPTIMIZERS, seeds=range(SEEDS), lr_grid=True,
@@ -152,41 +183,47 @@ def selection_specs() -> tuple[RunSpec, ...]:
     for budget in (4, 16):
         specs += expand(Grid(long, OPTIMIZERS, seeds=range(SEEDS), lr_grid=True,
                              study="adaptive-lr", budget=budget), tasks)
+    if variants:
+        robust = STUDY_PRESETS["adaptive-lr-robust"]
+        specs += expand_study(Grid(names, OPTIMIZERS, seeds=range(SEEDS), lr_grid=True,
+                                   study=robust.name), robust, tasks)
     return tuple(specs)
 
 
-def study(scenario: Scenario, seed: int) -> list[tuple[RunSpec, dict]]:
+def study(scenario: Scenario, seed: int, variants: bool = False) -> list[tuple[RunSpec, dict]]:
     """Every run of one synthetic study with its outcome: the lr grids, then the evaluation
     seeds of each grid at the lr the protocol selects (`protocol.choose_lr`, which is what
     `evaluation.queue_due` asks when a grid's last run finishes)."""
     rng = np.random.default_rng(seed)
     tasks = suite()
-    grid = [(s, _outcome(s, tasks[s.task], scenario, rng)) for s in selection_specs()]
+    grid = [(s, _outcome(s, tasks[s.task], scenario, rng)) for s in selection_specs(variants)]
     frame = pd.DataFrame([{
-        "task": s.task, "optimizer": f"{s.optimizer}@{s.steps}", "lr": s.lr,
+        "task": s.task, "optimizer": f"{label(s)}@{s.steps}", "lr": s.lr,
         "status": o["status"], "final_val_metric": o.get("final_val_metric"),
         "higher_is_better": tasks[s.task].higher_is_better,
         "task_type": tasks[s.task].task_type} for s, o in grid])
     best, _ = choose_lr(frame)
     chosen = {(b.task, b.optimizer): b.lr for b in best.itertuples() if not b.all_diverged}
-    first = {(s.task, f"{s.optimizer}@{s.steps}"): s for s, _ in grid}
+    first = {(s.task, f"{label(s)}@{s.steps}"): s for s, _ in grid}
     evaluations = [(e, _outcome(e, tasks[e.task], scenario, rng))
                    for key, s in first.items() if key in chosen
                    for e in evaluation_specs(s, chosen[key], EVAL_SEEDS)]
     return grid + evaluations
 
 
-def frames(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def frames(scenario: Scenario, seed: int,
+           variants: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`study` as the reports load it, without a database: the runs (the columns `report
     claims` reads) and the step-0 curve points."""
     tasks = suite()
     rows, points = [], []
-    for i, (s, o) in enumerate(study(scenario, seed), start=1):
+    for i, (s, o) in enumerate(study(scenario, seed, variants), start=1):
         t = tasks[s.task]
         rows.append({
             "id": i, "task": s.task, "task_type": t.task_type, "metric_name": t.metric,
             "higher_is_better": t.higher_is_better, "optimizer": s.optimizer, "lr": s.lr,
-            "seed": s.seed, "schedule": s.schedule, "params": "{}", "steps": s.steps,
+            "seed": s.seed, "schedule": s.schedule,
+            "params": json.dumps(dict(s.params), sort_keys=True), "steps": s.steps,
             "batch_size": s.batch_size, "study": s.study, "role": s.role, "fingerprint": None,
             "task_steps": float(t.steps), "task_batch_size": float(t.batch_size),
             "task_twin": t.twin, "task_held_out": True, "task_claims": True,
@@ -201,33 +238,36 @@ def frames(scenario: Scenario, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 @functools.cache
-def _template(folder: str) -> str:
+def _template(folder: str, variants: bool = False) -> str:
     """A database holding the study's queued lr grids (`queue.enqueue`), made once."""
-    path = str(Path(folder) / "template.db")
+    path = str(Path(folder) / f"template{'-variants' if variants else ''}.db")
     engine = make_engine(path)
-    queue.enqueue(engine, selection_specs(), suite(), eval_seeds=EVAL_SEEDS)
+    queue.enqueue(engine, selection_specs(variants), suite(), eval_seeds=EVAL_SEEDS)
     engine.dispose()
     return path
 
 
-def write_study(path: str, scenario: Scenario, seed: int, folder: str) -> None:
+def write_study(path: str, scenario: Scenario, seed: int, folder: str,
+                variants: bool = False) -> None:
     """`study` stored in a new SQLite database at `path` by the store's own code: the queued
     lr grids (`queue.enqueue`, copied from a template), their outcomes and step-0 curve points
     (the columns `queue.finish` writes), the evaluation runs (`queue.insert_specs` with
     `evaluation`'s task facts, as `evaluation.queue_due` inserts them) and theirs."""
-    with sqlite3.connect(_template(folder)) as source, sqlite3.connect(path) as copy:
+    with sqlite3.connect(_template(folder, variants)) as source, sqlite3.connect(path) as copy:
         source.backup(copy)
-    runs = study(scenario, seed)
+    runs = study(scenario, seed, variants)
     table = Run.__table__
     engine = make_engine(path)
     with write(engine) as conn:
         ids = dict(conn.execute(sa.select(Run.spec_hash, Run.id)).all())
         facts = {}
         for row in conn.execute(sa.select(Run)).all():
-            facts.setdefault((row.task, row.optimizer, row.steps), evaluation._meta(row))
+            facts.setdefault((row.task, row.optimizer, row.steps, row.study),
+                             evaluation._meta(row))
         fresh = [s for s, _ in runs if s.spec_hash not in ids]
-        for key in dict.fromkeys((s.task, s.optimizer, s.steps) for s in fresh):
-            queue.insert_specs(conn, [s for s in fresh if (s.task, s.optimizer, s.steps) == key],
+        for key in dict.fromkeys((s.task, s.optimizer, s.steps, s.study) for s in fresh):
+            queue.insert_specs(conn, [s for s in fresh
+                                      if (s.task, s.optimizer, s.steps, s.study) == key],
                                facts[key])
         ids = dict(conn.execute(sa.select(Run.spec_hash, Run.id)).all())
         conn.execute(table.update().where(table.c.id == sa.bindparam("b_id")).values(
@@ -240,14 +280,15 @@ def write_study(path: str, scenario: Scenario, seed: int, folder: str) -> None:
     engine.dispose()
 
 
-def report(path: str) -> dict:
-    """`adaptbench report claims --format json` on the database, parsed."""
+def report(path: str, variants: bool = False) -> dict:
+    """`adaptbench report claims --format json` on the database (with `--variants best`), parsed."""
     from adaptbench.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
-            main(["report", "claims", "--db", path, "--format", "json"])
+            main(["report", "claims", "--db", path, "--format", "json",
+                  *(["--variants", "best"] if variants else [])])
         except SystemExit as exc:
             if exc.code:
                 raise RuntimeError(f"report claims failed: {err.getvalue()}") from None
@@ -262,7 +303,8 @@ def _verdicts(got: dict) -> dict[str, str]:
     return row
 
 
-def verdicts(scenario: Scenario, reps: int, seed: int, in_memory: bool = False) -> list[dict]:
+def verdicts(scenario: Scenario, reps: int, seed: int, in_memory: bool = False,
+             variants: bool = False) -> list[dict]:
     """Per repetition: each claim's verdict and each part's (`PARTS`), from `report claims`
     on the study's database, or (`in_memory`) from `claims.check` on `frames` of it."""
     from adaptbench import claims, protocol
@@ -271,23 +313,24 @@ def verdicts(scenario: Scenario, reps: int, seed: int, in_memory: bool = False) 
     with tempfile.TemporaryDirectory() as folder:
         for rep in range(reps):
             if in_memory:
-                runs, points = frames(scenario, seed * 1_000_003 + rep)
+                runs, points = frames(scenario, seed * 1_000_003 + rep, variants)
                 v, st, _ = claims.check(protocol.select(runs).runs, points, "test",
-                                        protocol.select(runs, "fixed").runs)
+                                        protocol.select(runs, "fixed").runs,
+                                        "best" if variants else "plain")
                 out.append(_verdicts({"claims": v.to_dict("records"),
                                       "statistics": st.to_dict("records")}))
                 continue
             path = str(Path(folder) / f"study-{rep}.db")
-            write_study(path, scenario, seed * 1_000_003 + rep, folder)
-            out.append(_verdicts(report(path)))
+            write_study(path, scenario, seed * 1_000_003 + rep, folder, variants)
+            out.append(_verdicts(report(path, variants)))
             for suffix in ("", "-wal", "-shm"):
                 Path(path + suffix).unlink(missing_ok=True)
     return out
 
 
-def _job(args: tuple[int, int, int, bool]) -> list[dict[str, str]]:
-    index, reps, seed, in_memory = args
-    return verdicts(SCENARIOS[index], reps, seed, in_memory)
+def _job(args: tuple[int, int, int, bool, bool]) -> list[dict[str, str]]:
+    index, reps, seed, in_memory, variants = args
+    return verdicts(SCENARIOS[index], reps, seed, in_memory, variants)
 
 
 def rates(rows: list[dict[str, str]], keys: tuple[str, ...]) -> dict[str, float]:
@@ -305,12 +348,16 @@ def main() -> None:
     parser.add_argument("--in-memory", action="store_true",
                         help="skip the database: `claims.check` on the same studies as frames "
                              "(the same verdicts, several times faster; for exploring)")
+    parser.add_argument("--variants", action="store_true",
+                        help="add the robustness arm's variants to every study and read it with "
+                             "`report claims --variants best`")
     args = parser.parse_args()
-    chosen = [i for i, s in enumerate(SCENARIOS) if not args.scenario or s.name in args.scenario]
+    chosen = [i for i, s in enumerate(SCENARIOS) if (not args.scenario or s.name in args.scenario)
+              and (args.variants or not s.variants_only)]
     start = time.perf_counter()
     jobs = max(1, args.jobs)
     chunks = [(i, args.reps // jobs + (j < args.reps % jobs), args.seed * 100 + 10 * i + j,
-               args.in_memory) for i in chosen for j in range(jobs)]
+               args.in_memory, args.variants) for i in chosen for j in range(jobs)]
     if jobs > 1:
         from multiprocessing import get_context
 
@@ -323,6 +370,8 @@ def main() -> None:
         rows[i] += got
     how = "`claims.check` on in-memory studies" if args.in_memory else (
         "`adaptbench report claims` on studies written to SQLite")
+    if args.variants:
+        how += ", with the robustness arm's variants, read with --variants best"
     print(f"{how}, {args.reps} repetitions per scenario: the share of repetitions with the "
           f"verdict SUPPORTED (null: a false-positive rate, target <= 0.05; alt: power); "
           f"'tied' (in the scenarios where every optimizer ends tied): (b), (c) or (a)'s "

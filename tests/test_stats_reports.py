@@ -359,10 +359,11 @@ def scenario(name: str):
     return next(s for s in CAL.SCENARIOS if s.name == name)
 
 
-def check_frames(runs: pd.DataFrame, points: pd.DataFrame | None, metric: str = "test"):
+def check_frames(runs: pd.DataFrame, points: pd.DataFrame | None, metric: str = "test",
+                 variants: str = "plain"):
     """`report claims` without a database: select once, then the claims."""
     return claims.check(protocol.select(runs).runs, points, metric,
-                        protocol.select(runs, "fixed").runs)
+                        protocol.select(runs, "fixed").runs, variants)
 
 
 @pytest.fixture(scope="module")
@@ -565,15 +566,74 @@ def test_claims_use_the_study_preset():
     assert claims.CLAIMS_SEEDS == STUDY_PRESETS["adaptive-lr"].seeds == 5
 
 
-@pytest.mark.parametrize("name", ["equal", "early-leader"])
-def test_calibration_guard_no_verdict_from_ties(name):
+def test_best_variant_is_chosen_like_the_lr_on_the_selection_seeds():
+    from adaptbench import claim_runs
+
+    s = CAL.Scenario("v", "", variant_shift={"sgd+warmup-cosine": 4.0, "adam{eps=0.01}": -4.0})
+    runs, _ = CAL.frames(s, 7, variants=True)
+    grid = protocol.select(runs, "fixed").runs
+    chosen = claim_runs.best_variants(grid).set_index(["task", "optimizer"])
+    # by hand: per (task, label) at the default budget, the lr with the fewest diverged seeds,
+    # then the best mean validation metric; then the label the same way, plain first on a tie
+    sel = runs[(runs["role"] == "selection") & (runs["steps"] == runs["task_steps"])]
+    sel = sel.assign(label=protocol.variant_labels(sel))
+    for (task, base), _ in chosen.iterrows():
+        best = None
+        for label, part in sel[sel["task"] == task].groupby("label"):
+            if label.split("+")[0].split("{")[0] != base:
+                continue
+            for lr, at in part.groupby("lr"):
+                done = at[at["status"] == "done"]["final_val_metric"]
+                sign = 1 if at["higher_is_better"].iloc[0] else -1
+                key = ((at["status"] != "done").mean(), -sign * done.mean(), label != base, label)
+                best = min(best or (key, label), (key, label))
+        assert chosen.loc[(task, base), "variant"] == best[1], (task, base)
+    assert (chosen.xs("sgd", level="optimizer")["variant"] == "sgd+warmup-cosine").all()
+    assert not (chosen.xs("adam", level="optimizer")["variant"] == "adam{eps=0.01}").any()
+    assert set(chosen["variants"]) == {2, 3, 5}  # sgd and momentum, adagrad, adam and rmsprop
+    # the chosen variant is named plainly, the others (the plain runs among them) left out
+    plain = claim_runs.as_chosen(protocol.select(runs).runs, chosen.reset_index())
+    at_default = plain[plain["steps"] == plain["task_steps"]]
+    assert set(at_default["optimizer"]) == set(claims.CLAIMS_OPTIMIZERS)
+    sgd = at_default[at_default["optimizer"] == "sgd"]
+    assert (sgd["schedule"] == "warmup-cosine").all() and len(sgd) == 10 * 10
+    longer = plain[plain["steps"] > plain["task_steps"]]
+    assert (longer["schedule"] == "constant").all() and (longer["params"] == "{}").all()
+
+
+def test_claims_with_best_variants_compare_each_optimizer_at_its_best():
+    # Adam beats the plain rivals by 2σ, but each rival's warmup-cosine variant is as good:
+    # read plainly, Adam's accuracy part is supported; at the best variants it is not
+    s = scenario("adam-best-untuned")
+    runs, points = CAL.frames(s, 11, variants=True)
+    accuracy = {}
+    for variants in ("plain", "best"):
+        verdicts, statistics, _ = check_frames(runs, points, variants=variants)
+        part = statistics[(statistics["claim"] == "a") & (statistics["part"] == "accuracy")]
+        accuracy[variants] = set(part["verdict"])
+        scope = verdicts.set_index("claim")["scope"]
+        if variants == "best":
+            assert "each optimizer at its best variant per task" in scope["a"]
+            assert "sgd: +warmup-cosine 10" in scope["a"] and "sgd: +warmup-cosine 10" in scope["b"]
+            assert "best variant" not in scope["c"]
+        else:
+            assert "variant" not in scope["a"]
+    assert accuracy == {"plain": {"supported"}, "best": {"not supported"}}
+    with pytest.raises(ValueError, match="pass grid"):
+        claims.check(protocol.select(runs).runs, points, "test", None, "best")
+
+
+@pytest.mark.parametrize("name, variants", [("equal", False), ("early-leader", False),
+                                            ("equal", True)])
+def test_calibration_guard_no_verdict_from_ties(name, variants):
     # benchmarks/calibration.py measures the false-positive rates over 200 studies written to
     # databases; here the same studies in memory (`frames`: the same verdicts), 10 of each of
     # the two nulls in which every optimizer ends tied. Expected about 0.1 SUPPORTED in 10;
     # the seeds are fixed, so the test is deterministic
     found = {k: 0 for k in ("a", "b", "c", "accuracy")}
     for seed in range(10):
-        verdicts, statistics, _ = check_frames(*CAL.frames(scenario(name), 100 + seed))
+        verdicts, statistics, _ = check_frames(*CAL.frames(scenario(name), 100 + seed, variants),
+                                               variants="best" if variants else "plain")
         got = verdicts.set_index("claim")["verdict"]
         for claim in "abc":
             found[claim] += got[claim] == "supported"

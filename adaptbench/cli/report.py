@@ -37,6 +37,11 @@ class Aggregate(str, Enum):
     iqm = "iqm"
 
 
+class Variants(str, Enum):
+    plain = "plain"
+    best = "best"
+
+
 class WinStatistic(str, Enum):
     win_rate = "win-rate"
     improvement = "improvement"
@@ -522,6 +527,11 @@ def claims(
     fmt: DataFormatOpt = DataFormat.table,
     output: OutputOpt = None,
     wide: WideOpt = False,
+    variants: Annotated[Variants, typer.Option(
+        "--variants", help="plain: the optimizers at default settings; best: in (a) and (b) "
+        "each optimizer at its best variant per task (schedule, eps, ... as stored, e.g. by "
+        "--study adaptive-lr-robust), chosen like the lr on the selection seeds; (c) stays "
+        "plain.")] = Variants.plain,
 ) -> None:
     """Test, against the stored runs, (a) Adam converges fastest and reaches high accuracy on
     most tasks, (b) RMSprop does well on sparse data, (c) AdaGrad drops the loss fast early but
@@ -537,7 +547,8 @@ def claims(
     runs, fmt = selected.runs, o.fmt
     for name, why in claims_mod.left_out(runs).items():
         typer.echo(f"note: task {name} is left out of the claims ({why})", err=True)
-    verdicts, statistics, missing = claims_tables(engine, runs, o.split.value, _filters(o))
+    verdicts, statistics, missing = claims_tables(engine, runs, o.split.value, _filters(o),
+                                                  variants.value)
     if fmt not in (Format.table, Format.markdown):
         render.render_sections([("claims", None, verdicts), ("statistics", None, statistics),
                                 ("missing", None, missing)], fmt.value, wide=o.wide,
