@@ -181,6 +181,7 @@ def _claims(c: Content) -> str:
             f'<div class="claim {cls}"><p><b>({esc(row.claim)}) {esc(row.statement)}</b></p>'
             f'<p><span class="verdict {cls}">{esc(str(row.verdict).upper())}</span> '
             f'{esc(row.reason)}</p>'
+            + (f'<p class="scope">{esc(row.scope)}</p>' if getattr(row, "scope", "") else "")
             + (table(stats) if len(stats) else "") + "</div>")
     if len(c.missing):
         parts.append(table(c.missing, "(task, optimizer, steps) combinations with fewer seeds "

@@ -176,6 +176,31 @@ def test_claims_verdicts_name_their_scope_and_runs_in_every_format(claims_db):
     assert "dense twins without results: dense-0" in verdicts["b"]["reason"]
 
 
+def test_claims_read_the_robust_arm_with_best_variants(tmp_path):
+    # a study with the robustness arm (benchmarks/calibration.py --variants): Adam 2σ better
+    # than the plain rivals, each rival's warmup-cosine variant as good as Adam
+    from tests.test_stats_reports import CAL
+
+    s = next(x for x in CAL.SCENARIOS if x.name == "adam-best-untuned")
+    path = str(tmp_path / "robust.db")
+    CAL.write_study(path, s, 11, str(tmp_path), variants=True)
+    both = ["--study", "adaptive-lr", "--study", "adaptive-lr-robust"]
+    got = {}
+    for variants in ("plain", "best"):
+        r = invoke("report", "claims", "--db", path, *both, "--variants", variants, "-f", "json")
+        assert r.code == 0, r.err
+        got[variants] = pd.DataFrame(json.loads(r.out)["statistics"])
+        claims = {c["claim"]: c for c in json.loads(r.out)["claims"]}
+        assert ("best variant" in claims["a"]["scope"]) == (variants == "best")
+    accuracy = {v: set(t.loc[(t["claim"] == "a") & (t["part"] == "accuracy"), "verdict"])
+                for v, t in got.items()}
+    assert accuracy == {"plain": {"supported"}, "best": {"not supported"}}
+    page = tmp_path / "page.html"
+    r = invoke("report", "html", "--db", path, "--variants", "best", "-o", str(page))
+    assert r.code == 0, r.err
+    assert "each optimizer at its best variant per task" in page.read_text()
+
+
 def test_report_help_explains_each_command_in_one_line(study_db):
     r = invoke("report", "--help")
     lines = r.out.split("Commands:")[1].strip().splitlines()

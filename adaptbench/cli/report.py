@@ -47,6 +47,11 @@ class WinStatistic(str, Enum):
     improvement = "improvement"
 
 
+VariantsF = Annotated[Variants | None, typer.Option(
+    "--variants", show_default=False,
+    help="Claims: plain (default): the optimizers at default settings; best: in (a) and (b) each "
+    "optimizer at its best variant per task (schedule, eps, ... as stored, e.g. by --study "
+    "adaptive-lr-robust), chosen like the lr on the selection seeds; (c) stays plain.")]
 TaskF = Annotated[ListOpt, typer.Option("--task", "-t", help="Only these task(s).", autocompletion=complete_task)]
 TypeF = Annotated[ListOpt, typer.Option("--task-type", help="Only these task type(s).")]
 OptimF = Annotated[ListOpt, typer.Option("--optim", "-o", help="Only these optimizer(s).", autocompletion=complete_optimizer)]
@@ -527,11 +532,7 @@ def claims(
     fmt: DataFormatOpt = DataFormat.table,
     output: OutputOpt = None,
     wide: WideOpt = False,
-    variants: Annotated[Variants, typer.Option(
-        "--variants", help="plain: the optimizers at default settings; best: in (a) and (b) "
-        "each optimizer at its best variant per task (schedule, eps, ... as stored, e.g. by "
-        "--study adaptive-lr-robust), chosen like the lr on the selection seeds; (c) stays "
-        "plain.")] = Variants.plain,
+    variants: VariantsF = None,
 ) -> None:
     """Test, against the stored runs, (a) Adam converges fastest and reaches high accuracy on
     most tasks, (b) RMSprop does well on sparse data, (c) AdaGrad drops the loss fast early but
@@ -548,7 +549,7 @@ def claims(
     for name, why in claims_mod.left_out(runs).items():
         typer.echo(f"note: task {name} is left out of the claims ({why})", err=True)
     verdicts, statistics, missing = claims_tables(engine, runs, o.split.value, _filters(o),
-                                                  variants.value)
+                                                  (variants or Variants.plain).value)
     if fmt not in (Format.table, Format.markdown):
         render.render_sections([("claims", None, verdicts), ("statistics", None, statistics),
                                 ("missing", None, missing)], fmt.value, wide=o.wide,
@@ -583,7 +584,7 @@ def _writable(output: str) -> Any:
     return path
 
 
-def _page_content(o: SimpleNamespace, engine: Any, selected: Any) -> Any:
+def _page_content(o: SimpleNamespace, engine: Any, selected: Any, variants: str = "plain") -> Any:
     """Every report's frames and every figure for `page.build`, from the one selection (and
     the lr grid), computed by the same functions as the report and plot commands."""
     from datetime import datetime, timezone
@@ -617,7 +618,7 @@ def _page_content(o: SimpleNamespace, engine: Any, selected: Any) -> Any:
     figures["profile"] = (plots.profile_figure(curves.performance_profile(ratios), "val", what,
                                                curves.TAU_MAX) if len(ratios) else
                           "no tasks with a target that every optimizer of their type ran")
-    verdicts, statistics, missing = claims_tables(engine, runs, "test", filters)
+    verdicts, statistics, missing = claims_tables(engine, runs, "test", filters, variants)
     figures["claims"] = (plots.claims_figure(verdicts, statistics, "test", what) if len(statistics)
                          else "no claim has a statistic to draw yet (the verdicts say why)")
     full = results.load_curves(engine, ids, ["val"], ("run_id", "step", "split", "loss", "metric"))
@@ -661,6 +662,7 @@ def html(
     optim: Annotated[ListOpt, typer.Option("--optim", help="Only these optimizer(s).")] = None,
     study: StudyF = None,
     db: DbOpt = None,
+    variants: VariantsF = None,
 ) -> None:
     """One HTML file with the protocol in words, run counts and provenance (versions, devices,
     hosts, when), the summary, win rates, ranks, lr sensitivity, speed, performance profiles,
@@ -676,7 +678,7 @@ def html(
         raise typer.Exit(2)
     studies = sorted(set(selected.runs["study"].dropna()) - {""})
     title = "adaptbench report" + (f": study {', '.join(studies)}" if studies else "")
-    text = page.build(_page_content(o, engine, selected), title)
+    text = page.build(_page_content(o, engine, selected, (variants or Variants.plain).value), title)
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
