@@ -81,37 +81,54 @@ def claims_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return res.loc[index].assign(optimizer=parts.loc[index, "base"]).sort_values("id")
 
 
-def best_variants(grid: pd.DataFrame) -> pd.DataFrame:
+def best_variants(grid: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (task, claims optimizer), its variant at the default budget (the plain optimizer,
     `adam+warmup-cosine`, `adam{eps=0.0001}`, ...) chosen as the lr is chosen: on the selection
     runs (`grid`: every lr), each variant at its own selected lr (`protocol.choose_lr`), the one
     with the smallest share of diverged seeds, then the best mean validation metric; a tie goes
     to the plain optimizer, then to the first label in sort order. The variant is one more
-    setting tuned on the selection seeds, so the evaluation seeds' figures stay unbiased.
+    setting tuned on the selection seeds, and the figures of claims (a) and (b) come from the
+    evaluation seeds, which chose nothing.
+
+    `runs` (the selected runs): only variants whose figures there come from evaluation seeds
+    are candidates (one whose grid or evaluation seeds are unfinished would otherwise bring
+    the selection seeds that chose it), unless none of the optimizer's has them yet.
 
     Columns: task, optimizer (the plain name), variant (the label chosen), variants (how many
-    were tried)."""
+    were candidates), waiting (variants left out until their evaluation seeds are done)."""
     from adaptbench.protocol import choose_lr
 
-    columns = ["task", "optimizer", "variant", "variants"]
+    columns = ["task", "optimizer", "variant", "variants", "waiting"]
     res = claims_tasks(grid)
     parts = res["optimizer"].str.extract(_VARIANT)
     res = res[parts["base"].isin(CLAIMS_OPTIMIZERS)]
     if res.empty:
-        return pd.DataFrame({c: pd.Series(dtype=int if c == "variants" else object)
+        return pd.DataFrame({c: pd.Series(dtype=int if c in ("variants", "waiting") else object)
                              for c in columns})
     best, _ = choose_lr(res)
-    best = best.assign(base=best["optimizer"].str.extract(_VARIANT)["base"],
-                       fancy=best["optimizer"] != best["optimizer"].str.extract(_VARIANT)["base"])
-    best = best.sort_values(["task", "base", "all_diverged", "div_frac", "key", "fancy",
-                             "optimizer"],
-                            ascending=[True, True, True, True, False, True, True],
-                            na_position="last", kind="mergesort")
-    tried = best.groupby(["task", "base"]).size().rename("variants")
+    base = best["optimizer"].str.extract(_VARIANT)["base"]
+    best = best.assign(base=base, fancy=best["optimizer"] != base)
+    if runs is not None and "role" in runs:
+        evaluated = set(zip(*runs.loc[runs["role"] == "evaluation", ["task", "optimizer"]]
+                            .to_numpy().T)) if len(runs) else set()
+        done = pd.Series([(t, o) in evaluated for t, o in zip(best["task"], best["optimizer"])],
+                         index=best.index)
+        some = done.groupby([best["task"], best["base"]]).transform("any")
+        best = best.assign(candidate=done | ~some)
+    else:
+        best = best.assign(candidate=True)
+    waiting = (~best["candidate"]).groupby([best["task"], best["base"]]).sum()
+    best = best[best["candidate"]].sort_values(
+        ["task", "base", "all_diverged", "div_frac", "key", "fancy", "optimizer"],
+        ascending=[True, True, True, True, False, True, True], na_position="last",
+        kind="mergesort")
+    tried = best.groupby(["task", "base"]).size()
     first = best.groupby(["task", "base"], sort=True).head(1)
     out = pd.DataFrame({"task": first["task"].to_numpy(), "optimizer": first["base"].to_numpy(),
                         "variant": first["optimizer"].to_numpy()})
-    out["variants"] = [int(tried[(t, o)]) for t, o in zip(out["task"], out["optimizer"])]
+    keys = list(zip(out["task"], out["optimizer"]))
+    out["variants"] = [int(tried[k]) for k in keys]
+    out["waiting"] = [int(waiting.get(k, 0)) for k in keys]
     return out[columns].reset_index(drop=True)
 
 
@@ -129,18 +146,34 @@ def as_chosen(runs: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(optimizer=renamed)[keep]
 
 
+def as_candidates(grid: pd.DataFrame) -> pd.DataFrame:
+    """The selection runs with every default-budget variant of a claims optimizer named by its
+    plain optimizer and its label kept in `variant`: claim (a)'s speed part then tunes the
+    variant with the lr, for steps to target, on the other seeds (`speed_values`)."""
+    parts = grid["optimizer"].str.extract(_VARIANT)
+    variant = parts["base"].isin(CLAIMS_OPTIMIZERS).to_numpy()
+    return grid.assign(variant=grid["optimizer"],
+                       optimizer=grid["optimizer"].where(~variant, parts["base"]))
+
+
 def variant_counts(chosen: pd.DataFrame, tasks: list[str]) -> str:
-    """How often each variant was chosen on these tasks: `adam: plain 9, +warmup-cosine 3`."""
+    """How often each variant was chosen on these tasks, of how many candidates:
+    `adam (5 variants): plain 9, +warmup-cosine 3`, and the variants still waiting for their
+    evaluation seeds."""
     part = chosen[chosen["task"].isin(tasks)]
     out = []
     for base in CLAIMS_OPTIMIZERS:
-        labels = part.loc[part["optimizer"] == base, "variant"]
-        if labels.empty:
+        mine = part[part["optimizer"] == base]
+        if mine.empty:
             continue
-        counts = labels.map(lambda v, b=base: v[len(b):] or "plain").value_counts().to_dict()
-        order = sorted(counts, key=lambda k: (k != "plain", k))
-        out.append(f"{base}: " + ", ".join(f"{k} {counts[k]}" for k in order))
-    return "; ".join(out)
+        counts = mine["variant"].map(lambda v, b=base: v[len(b):] or "plain").value_counts()
+        order = sorted(counts.to_dict(), key=lambda k: (k != "plain", k))
+        most = int((mine["variants"] + mine["waiting"]).max())
+        out.append(f"{base} ({most} variant{'s' if most != 1 else ''}): "
+                   + ", ".join(f"{k} {counts[k]}" for k in order))
+    waiting = int(part["waiting"].sum())
+    return "; ".join(out) + (f"; {waiting} (task, variant) pairs wait for their evaluation "
+                             f"seeds and are not candidates yet" if waiting else "")
 
 
 def budget_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -282,14 +315,26 @@ def speed_values(grid: pd.DataFrame) -> pd.DataFrame:
     (the smaller lr on a tie), and that seed's steps at that lr, so that no figure comes from
     a seed that chose its lr. Steps as stored (`steps_to_target` on the validation metric);
     ∞ for a run that diverged or never reached the target. Only tasks with a target, and the
-    seeds every lr of the optimizer ran. Columns: task, optimizer, seed, lr, cost."""
+    seeds every lr of the optimizer ran. Columns: task, optimizer, seed, lr, cost.
+
+    With a `variant` column (`as_candidates`), each optimizer's candidates are its (variant,
+    lr) pairs, chosen the same way, and seeds are those every pair ran."""
     plain = claims_runs(grid)
     plain = plain.assign(cost=run_costs(plain, "val"))
     plain = plain[plain["cost"].notna()]
     lr, seed, cost = (plain[c].to_numpy(float) for c in ("lr", "seed", "cost"))
+    if "variant" in plain:  # codes in tie order: the plain optimizer first, then label, lr
+        keys = pd.DataFrame({"fancy": plain["variant"] != plain["optimizer"],
+                             "variant": plain["variant"].astype(str), "lr": lr})
+        order = keys.drop_duplicates().sort_values(["fancy", "variant", "lr"])
+        code = {k: i for i, k in enumerate(zip(order["variant"], order["lr"]))}
+        candidate = np.array([code[k] for k in zip(keys["variant"], keys["lr"])], dtype=float)
+    else:
+        candidate = lr
     rows = []
     for (task, optimizer), index in sorted(plain.groupby(["task", "optimizer"]).indices.items()):
-        lrs, row = np.unique(lr[index], return_inverse=True)
+        keys, first, row = np.unique(candidate[index], return_index=True, return_inverse=True)
+        lrs = lr[index][first]
         seeds, column = np.unique(seed[index], return_inverse=True)
         costs = np.full((len(lrs), len(seeds)), np.nan)
         costs[row, column] = cost[index]

@@ -601,6 +601,66 @@ def test_best_variant_is_chosen_like_the_lr_on_the_selection_seeds():
     assert (longer["schedule"] == "constant").all() and (longer["params"] == "{}").all()
 
 
+def _variant_runs(values: dict[str, list], role: str = "selection") -> pd.DataFrame:
+    """Runs of one task: label -> per-seed validation metrics at lr 0.1 (None: diverged)."""
+    rows = []
+    for label, vals in values.items():
+        for seed, v in enumerate(vals):
+            rows.append({"id": len(rows) + 1, "task": "t", "task_type": "dense", "optimizer": label,
+                         "lr": 0.1, "seed": seed, "role": role, "higher_is_better": True,
+                         "status": "done" if v is not None else "diverged",
+                         "final_val_metric": v, "steps": 100, "task_steps": 100.0})
+    return pd.DataFrame(rows)
+
+
+def test_best_variant_ties_go_to_the_plain_optimizer_and_unfinished_ones_wait():
+    from adaptbench import claim_runs
+
+    grid = _variant_runs({
+        "adam": [0.5, 0.6, 0.7], "adam+warmup-cosine": [0.7, 0.6, 0.5],  # a tie: plain
+        "sgd": [0.5, 0.5, 0.5], "sgd{momentum=0.5}": [0.6, 0.6, 0.6],  # the better one
+        "momentum": [None, 0.9, 0.9], "momentum+warmup-cosine": [0.1, 0.1, 0.1],  # fewer diverged
+        "rmsprop": [0.5, 0.5, 0.5], "rmsprop+warmup-cosine": [0.9, 0.9, 0.9],
+        "adagrad@400steps": [0.9, 0.9, 0.9], "adagrad": [0.1, 0.1, 0.1]})
+    chosen = claim_runs.best_variants(grid).set_index("optimizer")["variant"].to_dict()
+    assert chosen == {"adam": "adam", "sgd": "sgd{momentum=0.5}",
+                      "momentum": "momentum+warmup-cosine", "rmsprop": "rmsprop+warmup-cosine",
+                      "adagrad": "adagrad"}
+    # rmsprop+warmup-cosine has no evaluation seeds yet, rmsprop has: it waits
+    selected = pd.concat([_variant_runs({"rmsprop": [0.5] * 10}, "evaluation"),
+                          _variant_runs({"rmsprop+warmup-cosine": [0.9] * 3})])
+    got = claim_runs.best_variants(grid, selected).set_index("optimizer")
+    assert got.loc["rmsprop", "variant"] == "rmsprop" and got.loc["rmsprop", "waiting"] == 1
+    assert got.loc["sgd", "variant"] == "sgd{momentum=0.5}"  # none evaluated: all are candidates
+    text = claim_runs.variant_counts(got.reset_index(), ["t"])
+    assert "rmsprop (2 variants): plain 1" in text and "1 (task, variant) pairs wait" in text
+
+
+def test_speed_tunes_the_variant_with_the_lr_on_the_other_seeds():
+    from adaptbench import claim_runs
+
+    rows = []
+    costs = {("adam", 0.1): [100, 100, 100, 100], ("adam+warmup-cosine", 0.1): [50, 60, 400, 55],
+             ("adam", 0.01): [300, 300, 300, 300], ("adam{eps=0.01}", 0.05): [100, 100, 100, 100]}
+    for (label, lr), steps in costs.items():
+        for seed, c in enumerate(steps):
+            rows.append({"id": len(rows) + 1, "task": "t", "task_type": "dense",
+                         "optimizer": label, "lr": lr, "seed": seed, "role": "selection",
+                         "status": "done", "steps_to_target": float(c), "target": 0.5,
+                         "eval_every": 10, "steps": 1000, "task_steps": 1000.0,
+                         "higher_is_better": True, "final_val_metric": 0.5})
+    got = claim_runs.speed_values(claim_runs.as_candidates(pd.DataFrame(rows)))
+    # seed 2: warmup-cosine's median over seeds 0, 1, 3 is 55, the fewest: its 400 counts
+    assert got["cost"].tolist() == [50.0, 60.0, 400.0, 55.0]
+    assert (got["optimizer"] == "adam").all() and (got["lr"] == 0.1).all()
+    # without it, adam (lr 0.1) and adam{eps=0.01} (lr 0.05) tie at 100 on every seed: the
+    # plain one wins the tie, not the smaller lr
+    no_cosine = pd.DataFrame(rows)
+    no_cosine = no_cosine[no_cosine["optimizer"] != "adam+warmup-cosine"]
+    tie = claim_runs.speed_values(claim_runs.as_candidates(no_cosine))
+    assert tie["cost"].tolist() == [100.0] * 4 and (tie["lr"] == 0.1).all()
+
+
 def test_claims_with_best_variants_compare_each_optimizer_at_its_best():
     # Adam beats the plain rivals by 2σ, but each rival's warmup-cosine variant is as good:
     # read plainly, Adam's accuracy part is supported; at the best variants it is not
@@ -614,7 +674,8 @@ def test_claims_with_best_variants_compare_each_optimizer_at_its_best():
         scope = verdicts.set_index("claim")["scope"]
         if variants == "best":
             assert "each optimizer at its best variant per task" in scope["a"]
-            assert "sgd: +warmup-cosine 10" in scope["a"] and "sgd: +warmup-cosine 10" in scope["b"]
+            assert "sgd (2 variants): +warmup-cosine 10" in scope["a"]
+            assert "adam (5 variants): " in scope["b"]
             assert "best variant" not in scope["c"]
         else:
             assert "variant" not in scope["a"]

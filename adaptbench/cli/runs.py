@@ -439,7 +439,7 @@ def status(
 
         runs = results.load_columns(engine, timing.COLUMNS,
                                     RunFilter(studies=[study] if study else []))
-        title = f"time of the runs{f' of study {study}' if study else ''} (hours)"
+        title = f"time of the runs{f' of study {study}' if study else ''} (hours; times UTC)"
         render.render(timing.time_table(runs), fmt.value, title=title)
         return
     counts = queue.counts(engine, study or None)
