@@ -96,6 +96,39 @@ def test_claim_takes_the_oldest_queued_run_and_only_among_run_ids(engine):
     assert queue.claim(engine, "w").run_id == ids[0]
 
 
+def test_time_spent_from_stored_times_on_every_backend(engine):
+    from datetime import datetime, timedelta
+
+    from adaptbench import results, timing
+
+    # the task's default budget is 5 steps: three runs at 1x (two of them in parallel), one at
+    # 4x, one still queued
+    ids = [q.run_id for q in queue.enqueue(
+        engine, [RunSpec("tiny", "sgd", 0.1, seed, steps, 8)
+                 for seed, steps in enumerate([5, 5, 5, 20, 20])], TASKS)]
+    t0 = datetime(2026, 3, 1, 10, 0, 0)
+    done = {ids[0]: (0, 60, "single"), ids[1]: (30, 90, "vectorized"),
+            ids[2]: (600, 630, "vectorized"), ids[3]: (1000, 1300, "single")}
+    with store.write(engine) as conn:
+        for run_id, (start, end, how) in done.items():
+            conn.execute(sa.update(Run).where(Run.id == run_id).values(
+                status="done", started_at=t0 + timedelta(seconds=start),
+                finished_at=t0 + timedelta(seconds=end), wall_seconds=end - start - 1.0,
+                build_seconds=0.5, execution=how))
+    table = timing.time_table(results.load_columns(engine, timing.COLUMNS)).set_index("budget")
+    assert list(table.index) == ["1x", "4x", "all"]
+    assert table["finished"].tolist() == [3, 1, 4]
+    assert table["still_active"].tolist() == [0, 1, 1]
+    assert table.loc["1x", "stacked"] == pytest.approx(2 / 3)
+    # busy: [0, 90] and [600, 630] at 1x; compute: the runs' own seconds, summed
+    assert table.loc["1x", "busy_h"] * 3600 == pytest.approx(120.0)
+    assert table.loc["all", "busy_h"] * 3600 == pytest.approx(420.0)
+    assert table.loc["all", "train_eval_h"] * 3600 == pytest.approx(59 + 59 + 29 + 299)
+    assert table.loc["all", "build_h"] * 3600 == pytest.approx(2.0)
+    assert table.loc["all", "first_started"] == "2026-03-01 10:00:00"
+    assert table.loc["all", "last_finished"] == "2026-03-01 10:21:40"
+
+
 def test_claims_take_the_smallest_budget_multiple_first_then_the_oldest(engine):
     # the task's default budget is 5 steps: 16x, 4x, then 1x queued, oldest first within each
     budgets = [80, 80, 20, 5, 5, 80]
