@@ -15,6 +15,7 @@ module vmap cannot batch, raises `Unstackable` and the group is trained one run 
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -228,14 +229,24 @@ class Stacked:
         return list(grads), losses
 
     @torch.no_grad()
-    def evaluate(self, split: str) -> tuple[list[float], list[float]]:
-        """Mean loss and mean metric of every member over its seed's whole split, in chunks
-        (summed as `train.evaluate` sums them). A small split is evaluated for all members in
-        one stacked call; a large one member by member, where stacking gains nothing (the work
-        is the arithmetic) and the batched matrix products are slower."""
+    def evaluate(self, split: str, only: Sequence[int] | None = None
+                 ) -> tuple[list[float], list[float]]:
+        """Mean loss and mean metric of every member (or of the members `only`; the others'
+        are NaN) over its seed's whole split, in chunks (summed as `train.evaluate` sums them).
+        A small split is evaluated for the members in one stacked call; a large one member by
+        member, where stacking gains nothing (the work is the arithmetic) and the batched
+        matrix products are slower. Which way does not depend on `only`."""
         inputs, targets = self.splits[split]
         n = inputs.shape[1]
         dtype = accumulator_dtype(self.device)
+        chosen = list(range(self.size)) if only is None else sorted(set(only))
+        if not chosen:
+            return [math.nan] * self.size, [math.nan] * self.size
+        every = len(chosen) == self.size
+        index = torch.tensor(chosen, device=self.device)
+        params = self.params if every else {k: t[index] for k, t in self.params.items()}
+        consts = self.consts if every else {k: t[index] for k, t in self.consts.items()}
+        rows = self.member_seed if every else self.member_seed[index]
         sums = torch.zeros(2, self.size, dtype=dtype, device=self.device)
         self.model.eval()
         for start in range(0, n, EVAL_CHUNK):
@@ -243,19 +254,23 @@ class Stacked:
             y = targets[:, start : start + EVAL_CHUNK]
             k = x.shape[1]
             if k * self.size <= EVAL_CHUNK:
-                loss, metric = self._eval(self.params, self.consts, x[self.member_seed],
-                                          y[self.member_seed])
-                sums[0] += loss.to(dtype) * k
-                sums[1] += metric.to(dtype) * k
+                loss, metric = self._eval(params, consts, x[rows], y[rows])
+                sums[0, index] += loss.to(dtype) * k
+                sums[1, index] += metric.to(dtype) * k
                 continue
-            for member, seed in enumerate(self.seed_of):
-                params = {name: t[member] for name, t in self.params.items()}
-                consts = {name: t[member] for name, t in self.consts.items()}
-                loss, metric = functional_call(self.objective, (params, consts), (x[seed], y[seed]),
+            for member in chosen:
+                seed = self.seed_of[member]
+                one = {name: t[member] for name, t in self.params.items()}
+                fixed = {name: t[member] for name, t in self.consts.items()}
+                loss, metric = functional_call(self.objective, (one, fixed), (x[seed], y[seed]),
                                                {"evaluate": True})
                 sums[0, member] += loss.to(dtype) * k
                 sums[1, member] += metric.to(dtype) * k
         self.model.train()
+        if not every:
+            left_out = torch.ones(self.size, dtype=torch.bool, device=self.device)
+            left_out[index] = False
+            sums[:, left_out] = math.nan
         losses, metrics = (sums / n).tolist()
         return losses, metrics
 

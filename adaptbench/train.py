@@ -169,7 +169,7 @@ class Single:
         self.optimizer.step()
         return loss.detach().reshape(1)
 
-    def evaluate(self, split: str) -> tuple[list[float], list[float]]:
+    def evaluate(self, split: str, only: Sequence[int] | None = None) -> tuple[list[float], list[float]]:
         loss, metric = evaluate(self.problem, self.splits[split])
         return [loss], [metric]
 
@@ -275,8 +275,8 @@ def train(
         found = dict.fromkeys(waiting, end)
         for step in range(start, end - 1):
             members.train_step(step)
-            if (step + 1) % fine == 0:
-                metrics = members.evaluate("val")[1]
+            if (step + 1) % fine == 0:  # only the members still looking for their step
+                metrics = members.evaluate("val", [k for k in waiting if found[k] == end])[1]
                 for k in waiting:
                     if found[k] == end and reached(metrics[k]):
                         found[k] = step + 1

@@ -186,6 +186,22 @@ def test_steps_to_target_are_refined_per_member_as_alone():
     assert [r.steps_to_target for r in got] == reached
 
 
+@pytest.mark.parametrize("name", ["diabetes-mlp", "friedman-mlp"])
+def test_evaluating_some_members_gives_their_figures_and_nan_for_the_others(name):
+    # diabetes' validation split is evaluated in one stacked call; friedman's 5,000 examples
+    # member by member in their first chunk of 4,096 and stacked in the rest
+    task = short(TASKS[name])
+    group = stacked.Stacked(members(task, "adam"), task, CPU)
+    for step in range(3):
+        group.train_step(step)
+    every = group.evaluate("val")
+    some = group.evaluate("val", [2, 0])
+    for want, got in zip(every, some):
+        assert got[0] == pytest.approx(want[0], rel=1e-6) and got[2] == pytest.approx(want[2], rel=1e-6)
+        assert math.isnan(got[1])
+    assert all(math.isnan(v) for v in group.evaluate("val", [])[0])
+
+
 class _Noisy(nn.Module):
     def __init__(self) -> None:
         super().__init__()
