@@ -13,6 +13,9 @@ FLOAT64_RTOL. One pair is looser (ROUGHER): RMSprop's first updates are about 10
 (alpha 0.99), so a gradient coordinate that is exactly 0 alone and ±1e-12 stacked (a dead
 ReLU of the CNN, summed in another order) moves by 10·lr; digits-cnn's losses then differ by
 up to 1e-2 relative after 20 steps.
+
+Everything here runs on the CPU unless ADAPTBENCH_TEST_DEVICE names another device
+(`ADAPTBENCH_TEST_DEVICE=cuda python -m pytest tests/test_stacked.py` on a machine with a GPU).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import copy
 import dataclasses
 import functools
 import math
+import os
 import time
 
 import pytest
@@ -32,7 +36,8 @@ from adaptbench.optimizers import OPTIMIZERS
 from adaptbench.spec import RunSpec
 from adaptbench.tasks import Problem, Task, load_tasks
 
-CPU = torch.device("cpu")
+# ADAPTBENCH_TEST_DEVICE=cuda runs every comparison here on a GPU (default: the CPU)
+DEVICE = torch.device(os.environ.get("ADAPTBENCH_TEST_DEVICE", "cpu"))
 TASKS = load_tasks()
 FLOAT32_RTOL, FLOAT32_ATOL = 2e-5, 1e-6
 ROUGHER = {("digits-cnn", "rmsprop"): 3e-2}
@@ -118,7 +123,7 @@ def test_table_every_optimizer_stacked_equals_alone(name):
     for optimizer in OPTIMIZERS:
         specs = members(task, optimizer, seeds=(0, 1), steps=task.steps)
         reasons: list[str] = []
-        got = train.execute_group(specs, task, CPU, "on", explain=reasons.append)
+        got = train.execute_group(specs, task, DEVICE, "on", explain=reasons.append)
         if name in UNSTACKABLE:  # trained one run at a time: every optimizer still trains
             assert {r.execution for r in got} == {"single"}
             assert UNSTACKABLE[name] in reasons[0]
@@ -127,7 +132,7 @@ def test_table_every_optimizer_stacked_equals_alone(name):
             continue
         assert {r.execution for r in got} == {"vectorized"}, reasons
         for spec, result in zip(specs, got):
-            assert_alike(result, train.execute(spec, task, CPU),
+            assert_alike(result, train.execute(spec, task, DEVICE),
                          ROUGHER.get((name, optimizer), FLOAT32_RTOL), FLOAT32_ATOL,
                          f"{name} {optimizer} lr={spec.lr} seed={spec.seed}", METRIC_ATOL)
 
@@ -152,18 +157,18 @@ def test_in_float64_stacked_equals_alone_to_rounding(name):
     task = in_float64(TASKS[name])
     for optimizer in ("sgd", "momentum", "adam", "rmsprop", "adagrad"):
         specs = members(task, optimizer)
-        got = train.execute_group(specs, task, CPU, "on")
+        got = train.execute_group(specs, task, DEVICE, "on")
         assert {r.execution for r in got} == {"vectorized"}
         for spec, result in zip(specs, got):
-            assert_alike(result, train.execute(spec, task, CPU), FLOAT64_RTOL, 1e-12,
+            assert_alike(result, train.execute(spec, task, DEVICE), FLOAT64_RTOL, 1e-12,
                          f"{name} {optimizer} lr={spec.lr} seed={spec.seed}")
 
 
 def test_a_diverging_member_stops_alone_and_the_others_train_on():
     task = short(TASKS["tabular-mlp"])
     specs = members(task, "sgd", lrs=(1e-2, 1e4))
-    got = train.execute_group(specs, task, CPU, "on")
-    alone = [train.execute(spec, task, CPU) for spec in specs]
+    got = train.execute_group(specs, task, DEVICE, "on")
+    alone = [train.execute(spec, task, DEVICE) for spec in specs]
     assert [r.status for r in alone] == ["done", "diverged", "done"]
     for result, want in zip(got, alone):
         assert_alike(result, want, FLOAT32_RTOL, FLOAT32_ATOL, "tabular-mlp sgd")
@@ -174,15 +179,15 @@ def test_steps_to_target_are_refined_per_member_as_alone():
     base = TASKS["friedman-mlp"]
     task = dataclasses.replace(base, steps=300, eval_every=50)
     specs = members(task, "adam", lrs=(3e-3, 1e-3), steps=300)
-    alone = [train.execute(spec, task, CPU) for spec in specs]
+    alone = [train.execute(spec, task, DEVICE) for spec in specs]
     # a target between the members' metrics at 300 steps: reached by some, not by others
     finals = sorted(r.final["final_val_metric"] for r in alone)
     task = dataclasses.replace(task, target=(finals[0] + finals[1]) / 2 if finals[0] != finals[1]
                                else finals[0])
-    alone = [train.execute(spec, task, CPU) for spec in specs]
+    alone = [train.execute(spec, task, DEVICE) for spec in specs]
     reached = [r.steps_to_target for r in alone]
     assert any(s is not None and s % task.eval_every for s in reached), reached  # refined
-    got = train.execute_group(specs, task, CPU, "on")
+    got = train.execute_group(specs, task, DEVICE, "on")
     assert [r.steps_to_target for r in got] == reached
 
 
@@ -191,7 +196,7 @@ def test_evaluating_some_members_gives_their_figures_and_nan_for_the_others(name
     # diabetes' validation split is evaluated in one stacked call; friedman's 5,000 examples
     # member by member in their first chunk of 4,096 and stacked in the rest
     task = short(TASKS[name])
-    group = stacked.Stacked(members(task, "adam"), task, CPU)
+    group = stacked.Stacked(members(task, "adam"), task, DEVICE)
     for step in range(3):
         group.train_step(step)
     every = group.evaluate("val")
@@ -238,7 +243,7 @@ def test_a_task_that_cannot_stack_exactly_trains_run_by_run_and_says_why(build, 
     specs = [RunSpec(task="odd", optimizer="sgd", lr=0.1, seed=s, steps=10, batch_size=8)
              for s in (0, 1)]
     reasons: list[str] = []
-    got = train.execute_group(specs, task, CPU, "on", explain=reasons.append)
+    got = train.execute_group(specs, task, DEVICE, "on", explain=reasons.append)
     assert [r.execution for r in got] == ["single", "single"]
     assert len(reasons) == 1 and reason in reasons[0], reasons
     assert [r.status for r in got] == ["done", "done"]
@@ -259,10 +264,10 @@ def test_members_train_in_training_mode_and_evaluate_in_eval_mode():
     task = _task("modes", lambda seed, device: _regression(seed, _ModeAware()))
     specs = [RunSpec(task="modes", optimizer="sgd", lr=0.1, seed=s, steps=10, batch_size=8)
              for s in (0, 1)]
-    got = train.execute_group(specs, task, CPU, "on")
+    got = train.execute_group(specs, task, DEVICE, "on")
     assert {r.execution for r in got} == {"vectorized"}
     for spec, result in zip(specs, got):
-        assert_alike(result, train.execute(spec, task, CPU), FLOAT32_RTOL, FLOAT32_ATOL, "modes")
+        assert_alike(result, train.execute(spec, task, DEVICE), FLOAT32_RTOL, FLOAT32_ATOL, "modes")
 
 
 def test_groups_of_different_settings_or_plugins_are_not_stacked():
@@ -289,15 +294,15 @@ def test_auto_stacks_only_where_the_measurement_says_it_is_faster(monkeypatch):
 
         monkeypatch.setattr(stacked, "_seconds_per_step", seconds_per_step)
         # stacked: 1.0 s for 3 runs vs 3 x 0.2 s alone -> one by one; 0.1 s -> stacked
-        assert {r.execution for r in train.execute_group(specs, task, CPU, "auto")} == {expected}
+        assert {r.execution for r in train.execute_group(specs, task, DEVICE, "auto")} == {expected}
         # the same work both ways: the run alone for as many steps as the stacked steps hold
         assert timed == [("Stacked", stacked.MEASURE_STEPS),
                          ("Single", stacked.MEASURE_STEPS * len(specs))]
         if expected == "single":  # decided: the next such group is not even built stacked
             with monkeypatch.context() as m:
                 m.setattr(stacked, "Stacked", None)
-                assert train.execute_group(specs, task, CPU, "auto")[0].execution == "single"
-    assert train.execute_group(specs, task, CPU, "off")[0].execution == "single"
+                assert train.execute_group(specs, task, DEVICE, "auto")[0].execution == "single"
+    assert train.execute_group(specs, task, DEVICE, "off")[0].execution == "single"
     stacked._DECIDED.clear()
 
 
@@ -317,14 +322,14 @@ def test_auto_counts_the_builds_one_by_one_would_repeat(monkeypatch):
         stacked._DECIDED.clear()
         # 20 steps: 5 s stacked vs 6 s alone + 2 extra builds of `pause` s; stacked when
         # 5 <= 0.8 x (6 + 2 x pause), i.e. from pause = 0.125 s
-        assert train.execute_group(specs, task, CPU, "auto")[0].execution == expected
+        assert train.execute_group(specs, task, DEVICE, "auto")[0].execution == expected
     stacked._DECIDED.clear()
 
 
 def test_the_measurement_leaves_the_members_as_they_were():
     task = short(TASKS["tabular-mlp"])
     specs = members(task, "adam")
-    group = stacked.Stacked(specs, task, CPU)
+    group = stacked.Stacked(specs, task, DEVICE)
     before = group.state()
     stacked._seconds_per_step(group, 3)
     after = group.state()
@@ -342,12 +347,12 @@ def test_a_stop_request_interrupts_a_stacked_group():
         return len(calls) > 3
 
     with pytest.raises(train.Interrupted):
-        train.execute_group(members(task, "adam"), task, CPU, "on", should_stop=should_stop)
+        train.execute_group(members(task, "adam"), task, DEVICE, "on", should_stop=should_stop)
 
 
 def test_wall_seconds_are_each_members_share_and_the_build_is_apart():
     task = short(TASKS["tabular-mlp"])
-    got = train.execute_group(members(task, "adam"), task, CPU, "on")
+    got = train.execute_group(members(task, "adam"), task, DEVICE, "on")
     assert all(r.build_seconds > 0 and r.wall_seconds > 0 for r in got)
     assert len({r.wall_seconds for r in got}) == 1
     assert all(math.isfinite(p["elapsed"]) for r in got for p in r.curve)
