@@ -90,9 +90,10 @@ def best_variants(grid: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.Da
     setting tuned on the selection seeds, and the figures of claims (a) and (b) come from the
     evaluation seeds, which chose nothing.
 
-    `runs` (the selected runs): only variants whose figures there come from evaluation seeds
-    are candidates (one whose grid or evaluation seeds are unfinished would otherwise bring
-    the selection seeds that chose it), unless none of the optimizer's has them yet.
+    `runs` (the selected runs): only variants whose figures there come from at least
+    MIN_SEEDS evaluation seeds are candidates (one whose grid or evaluation seeds are
+    unfinished would otherwise bring the selection seeds that chose it, or too few seeds),
+    unless none of the optimizer's has them yet.
 
     Columns: task, optimizer (the plain name), variant (the label chosen), variants (how many
     were candidates), waiting (variants left out until their evaluation seeds are done)."""
@@ -109,8 +110,8 @@ def best_variants(grid: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.Da
     base = best["optimizer"].str.extract(_VARIANT)["base"]
     best = best.assign(base=base, fancy=best["optimizer"] != base)
     if runs is not None and "role" in runs:
-        evaluated = set(zip(*runs.loc[runs["role"] == "evaluation", ["task", "optimizer"]]
-                            .to_numpy().T)) if len(runs) else set()
+        counts = runs[runs["role"] == "evaluation"].groupby(["task", "optimizer"]).size()
+        evaluated = set(counts.index[counts >= MIN_SEEDS])
         done = pd.Series([(t, o) in evaluated for t, o in zip(best["task"], best["optimizer"])],
                          index=best.index)
         some = done.groupby([best["task"], best["base"]]).transform("any")
@@ -323,21 +324,30 @@ def speed_values(grid: pd.DataFrame) -> pd.DataFrame:
     plain = plain.assign(cost=run_costs(plain, "val"))
     plain = plain[plain["cost"].notna()]
     lr, seed, cost = (plain[c].to_numpy(float) for c in ("lr", "seed", "cost"))
-    if "variant" in plain:  # codes in tie order: the plain optimizer first, then label, lr
+    variants = "variant" in plain
+    if variants:  # codes in tie order: the plain optimizer first, then label, lr
         keys = pd.DataFrame({"fancy": plain["variant"] != plain["optimizer"],
                              "variant": plain["variant"].astype(str), "lr": lr})
         order = keys.drop_duplicates().sort_values(["fancy", "variant", "lr"])
         code = {k: i for i, k in enumerate(zip(order["variant"], order["lr"]))}
         candidate = np.array([code[k] for k in zip(keys["variant"], keys["lr"])], dtype=float)
+        label, fancy = keys["variant"].to_numpy(), keys["fancy"].to_numpy(bool)
     else:
         candidate = lr
     rows = []
     for (task, optimizer), index in sorted(plain.groupby(["task", "optimizer"]).indices.items()):
-        keys, first, row = np.unique(candidate[index], return_index=True, return_inverse=True)
+        _, first, row = np.unique(candidate[index], return_index=True, return_inverse=True)
         lrs = lr[index][first]
         seeds, column = np.unique(seed[index], return_inverse=True)
         costs = np.full((len(lrs), len(seeds)), np.nan)
         costs[row, column] = cost[index]
+        if variants:  # a variant that lacks a seed the plain optimizer ran waits (all its lrs)
+            names, plain_row = label[index][first], ~fancy[index][first]
+            wanted = ~np.isnan(costs[plain_row]).any(axis=0) if plain_row.any() else None
+            if wanted is not None:
+                short = {n for n, r in zip(names, costs) if np.isnan(r[wanted]).any()}
+                keep = np.array([n not in short for n in names])
+                costs, lrs = costs[keep], lrs[keep]
         every = ~np.isnan(costs).any(axis=0)  # seeds that every lr ran
         costs, seeds = costs[:, every], seeds[every]
         if len(seeds) < 2:

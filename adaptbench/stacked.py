@@ -243,10 +243,13 @@ class Stacked:
         if not chosen:
             return [math.nan] * self.size, [math.nan] * self.size
         every = len(chosen) == self.size
-        index = torch.tensor(chosen, device=self.device)
-        params = self.params if every else {k: t[index] for k, t in self.params.items()}
-        consts = self.consts if every else {k: t[index] for k, t in self.consts.items()}
-        rows = self.member_seed if every else self.member_seed[index]
+        index: Any = slice(None)  # every member: no index tensor to copy to the device
+        params, consts, rows = self.params, self.consts, self.member_seed
+        if not every:
+            index = torch.tensor(chosen, device=self.device)
+            params = {k: t[index] for k, t in self.params.items()}
+            consts = {k: t[index] for k, t in self.consts.items()}
+            rows = self.member_seed[index]
         sums = torch.zeros(2, self.size, dtype=dtype, device=self.device)
         self.model.eval()
         for start in range(0, n, EVAL_CHUNK):

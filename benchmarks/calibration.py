@@ -162,7 +162,7 @@ def _outcome(spec: RunSpec, task: Task, scenario: Scenario, rng: np.random.Gener
     val, test = (LEVEL[task.metric] + sign * shift * sigma + sigma * noise)
     rho = scenario.speed_correlation
     cost = TARGET_STEPS * scenario.speed.get(opt, 1.0) * (2.0 if bad else 1.0) * math.exp(
-        0.1 * (math.sqrt(1.0 - rho * rho) * rng.normal() - rho * noise[0]))
+        0.1 * (math.sqrt(1.0 - rho * rho) * rng.normal() - rho * sign * noise[0]))
     reached = int(math.ceil(cost / RESOLUTION) * RESOLUTION)
     gap = scenario.gaps.get(opt, BASE_GAPS)[{1: 0, 4: 1, 16: 2}[budget]] * (2.0 if bad else 1.0)
     loss = BEST_LOSS + (INITIAL_LOSS - BEST_LOSS) * max(0.0, gap + GAP_NOISE * rng.normal())

@@ -632,6 +632,11 @@ def test_best_variant_ties_go_to_the_plain_optimizer_and_unfinished_ones_wait():
     got = claim_runs.best_variants(grid, selected).set_index("optimizer")
     assert got.loc["rmsprop", "variant"] == "rmsprop" and got.loc["rmsprop", "waiting"] == 1
     assert got.loc["sgd", "variant"] == "sgd{momentum=0.5}"  # none evaluated: all are candidates
+    # two evaluation seeds of ten are too few (MIN_SEEDS = 3): the variant still waits
+    selected = pd.concat([selected, _variant_runs({"sgd": [0.5] * 10}, "evaluation"),
+                          _variant_runs({"sgd{momentum=0.5}": [0.6] * 2}, "evaluation")])
+    got = claim_runs.best_variants(grid, selected).set_index("optimizer")
+    assert got.loc["sgd", "variant"] == "sgd" and got.loc["sgd", "waiting"] == 1
     text = claim_runs.variant_counts(got.reset_index(), ["t"])
     assert "rmsprop (2 variants): plain 1" in text and "1 (task, variant) pairs wait" in text
 
@@ -659,6 +664,12 @@ def test_speed_tunes_the_variant_with_the_lr_on_the_other_seeds():
     no_cosine = no_cosine[no_cosine["optimizer"] != "adam+warmup-cosine"]
     tie = claim_runs.speed_values(claim_runs.as_candidates(no_cosine))
     assert tie["cost"].tolist() == [100.0] * 4 and (tie["lr"] == 0.1).all()
+    # a variant that has run one seed so far waits: the others' seeds all count
+    unfinished = pd.DataFrame(rows)
+    unfinished = unfinished[(unfinished["optimizer"] != "adam+warmup-cosine")
+                            | (unfinished["seed"] == 0)]
+    waits = claim_runs.speed_values(claim_runs.as_candidates(unfinished))
+    assert waits["cost"].tolist() == [100.0] * 4
 
 
 def test_claims_with_best_variants_compare_each_optimizer_at_its_best():
