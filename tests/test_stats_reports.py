@@ -638,7 +638,7 @@ def test_best_variant_ties_go_to_the_plain_optimizer_and_unfinished_ones_wait():
     got = claim_runs.best_variants(grid, selected).set_index("optimizer")
     assert got.loc["sgd", "variant"] == "sgd" and got.loc["sgd", "waiting"] == 1
     text = claim_runs.variant_counts(got.reset_index(), ["t"])
-    assert "rmsprop (2 variants): plain 1" in text and "1 (task, variant) pairs wait" in text
+    assert "rmsprop (2 variants): plain 1" in text and "2 (task, variant) pairs wait" in text
 
 
 def test_speed_tunes_the_variant_with_the_lr_on_the_other_seeds():
