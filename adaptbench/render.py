@@ -51,7 +51,7 @@ FREE_TEXT = frozenset({"description", "verdict", "detail", "reason", "error", "s
 HIDE_ORDER = (
     # bookkeeping
     "attempts", "wall_seconds", "eval_every", "batch_size", "examples", "params", "reference",
-    "warmup", "clip_grad_norm", "held_out", "claims",
+    "warmup", "clip_grad_norm", "held_out", "claims", "first_started", "build_h",
     # the loss beside the metric
     "loss_mean", "loss_iqm", "final_test_loss", "final_val_loss", "final_train_loss",
     # labels the title or the task already implies

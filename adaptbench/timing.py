@@ -47,20 +47,12 @@ def busy_seconds(starts: Sequence[Any], ends: Sequence[Any]) -> float:
     return total
 
 
-def budget_multiple(steps: Any, task_steps: Any) -> float:
-    """A run's budget over its task's default (1 where the default is not recorded), as claims
-    order them (`queue._budget_multiple`)."""
-    if task_steps is None or pd.isna(task_steps) or not task_steps:
-        return 1.0
-    return float(steps) / float(task_steps)
-
-
 def time_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per budget multiple (smallest first) and a last row `all`: runs finished (done or
     diverged), the share of them trained stacked, compute hours (training and evaluation, and
     building), busy hours, first start and last finish, and runs still queued or running."""
-    runs = runs.copy()
-    runs["multiple"] = [budget_multiple(s, t) for s, t in zip(runs["steps"], runs["task_steps"])]
+    default = runs["task_steps"].astype(float).replace(0.0, np.nan)
+    runs = runs.assign(multiple=(runs["steps"].astype(float) / default).fillna(1.0))
     groups = [(f"{m:g}x", part) for m, part in runs.groupby("multiple", sort=True)]
     if len(groups) != 1:
         groups.append(("all", runs))
