@@ -581,11 +581,14 @@ def _refuse_running(rows: list[tuple[int, str]]) -> None:
 
 
 def counts(engine: Engine, study: str | None = None) -> dict[str, int]:
-    """Number of runs per status."""
+    """Number of runs per status (of one study: refused, like every filter, when no stored run has
+    that label, since a typo would otherwise read as an empty study)."""
     stmt = sa.select(Run.status, sa.func.count()).group_by(Run.status)
     if study is not None:
         stmt = stmt.where(Run.study == study)
     with read(engine) as conn:
+        if study is not None:
+            RunFilter(studies=(study,)).check(conn)
         return {status: n for status, n in conn.execute(stmt)}
 
 
