@@ -100,10 +100,13 @@ def _options(ctx: typer.Context) -> SimpleNamespace:
     return SimpleNamespace(**own)
 
 
-def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None = None) -> tuple[Any, Any]:
+def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None = None,
+          budgets_apart: bool = False) -> tuple[Any, Any]:
     """The engine and the protocol's selection (`protocol.select`, applied once) of the runs
     that the filter options name; the notes of the selection go to stderr, and one more when
-    some of those runs are still queued or running (the study is not complete)."""
+    some of those runs are still queued or running (the study is not complete).
+    `budgets_apart`: the report never compares runs of different budgets (the claims), so the
+    notes that a task's contenders differ in budget do not apply to it."""
     from adaptbench.api import load_selected
     from adaptbench.cli.common import _filter
     from adaptbench.queue import count_active
@@ -114,8 +117,11 @@ def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None 
     filters = _filter(task=o.task, optim=o.optim, study=o.study, task_type=o.task_type)
     engine = make_engine(o.db, read_only=True)
     selected = load_selected(engine, filters, extra, protocol or Protocol.tuned.value)
+    from adaptbench.protocol import BUDGET_NOTE
+
     for note in selected.notes:
-        _note(f"note: {note}")
+        if not (budgets_apart and BUDGET_NOTE in note):
+            _note(f"note: {note}")
     active = count_active(engine, filters)
     if active:
         _note(f"note: {active} run(s) of these are still queued or running; figures will "
@@ -544,7 +550,7 @@ def claims(
     from adaptbench.api import claims_tables
 
     o = _options(ctx)
-    engine, selected = _load(o, CLAIMS_COLUMNS + _metric_columns(o.split))
+    engine, selected = _load(o, CLAIMS_COLUMNS + _metric_columns(o.split), budgets_apart=True)
     runs, fmt = selected.runs, o.fmt
     for name, why in claims_mod.left_out(runs).items():
         typer.echo(f"note: task {name} is left out of the claims ({why})", err=True)
