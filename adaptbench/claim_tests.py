@@ -158,10 +158,11 @@ def sparse_advantage(
 ) -> list[Part]:
     """Claim (b): per opponent, two conditions over the (sparse task, dense twin) pairs: the
     subject's probability of improvement over the opponent on the sparse task above ½, and
-    that minus the same on its dense twin (the interaction) above 0."""
-    runs = _runs(sparse) + _runs(dense)
+    that minus the same on its dense twin (the interaction) above 0. A part's runs: the
+    subject's and that opponent's, on both sides of every pair."""
     parts = []
     for o in opponents:
+        runs = _runs([{k: c[k] for k in (subject, o)} for c in [*sparse, *dense]])
         on_sparse = np.array([improvement(s[subject], s[o]) for s in sparse])
         on_dense = np.array([improvement(d[subject], d[o]) for d in dense])
         conditions = _conditions(

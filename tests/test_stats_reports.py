@@ -460,6 +460,9 @@ def test_claim_b_is_the_sparse_minus_dense_improvement(decisive):
             p, low, high = _t(values, threshold, True)
             assert row["value"] == pytest.approx(np.mean(values))
             assert (row["ci_low"], row["ci_high"], row["p_value"]) == pytest.approx((low, high, p))
+            # the runs behind the part: RMSprop's and the opponent's, on both sides of the pairs
+            assert row["runs"] == len(at[at["optimizer"].isin(["rmsprop", opponent])
+                                         & at["task"].isin([t for p in pairs for t in p])])
     context = statistics[statistics["verdict"] == "context"]
     assert context["statistic"].str.contains("over adam").any()
     assert context["statistic"].str.contains("over adagrad").any()
