@@ -611,6 +611,18 @@ def count_active(engine: Engine, sel: RunFilter) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
+def count_active_longer(engine: Engine, sel: RunFilter) -> int:
+    """How many of the runs that `sel` names are queued or running at a budget longer than
+    their task's default (which, of the claims, only (c) reads)."""
+    from dataclasses import replace
+
+    stmt = replace(sel, statuses=tuple(ACTIVE)).apply(
+        sa.select(sa.func.count()).select_from(Run)
+        .where(Run.task_steps.is_not(None), Run.steps > Run.task_steps))
+    with read(engine) as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
 def count_active_plain(engine: Engine, sel: RunFilter) -> dict[tuple[str, str, int], int]:
     """How many of the runs that `sel` names are queued or running, per (task, optimizer,
     steps), counting only runs at the optimizer's default settings and a constant schedule (the

@@ -169,3 +169,16 @@ def test_queuing_another_budget_does_not_rename_the_runs_already_stored(cli, wor
     assert "sgd@20steps" not in claims.out  # claims compare the default budget's runs
     # ... and keep budgets apart, so the note that they differ is not theirs
     assert claims.code == 0 and "different budgets" not in claims.err
+    # runs still to come are counted by the budget they feed: a longer one only claim (c) reads
+    from adaptbench.tasks import load_tasks
+
+    longer = 4 * load_tasks()["logistic-regression"].steps
+    assert cli("queue", "-o", "adam", *common, "--steps", str(longer)).code == 0
+    claims = cli("report", "claims", "--format", "json")
+    assert ("2 run(s) of these are still queued or running (all at a longer budget than their "
+            "task's default, which only claim (c) reads)") in claims.err
+    assert cli("queue", "-o", "adagrad", *common).code == 0
+    assert "4 run(s) of these are still queued or running (2 of them at a longer budget" in cli(
+        "report", "claims", "--format", "json").err
+    assert "4 run(s) of these are still queued or running; figures will change" in cli(
+        "report", "--format", "json").err

@@ -105,11 +105,13 @@ def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None 
     """The engine and the protocol's selection (`protocol.select`, applied once) of the runs
     that the filter options name; the notes of the selection go to stderr, and one more when
     some of those runs are still queued or running (the study is not complete).
-    `budgets_apart`: the report never compares runs of different budgets (the claims), so the
-    notes that a task's contenders differ in budget do not apply to it."""
+    `budgets_apart`: the report keeps budgets apart (the claims: (a) and (b) read the default
+    budget, (c) every budget), so the notes that a task's contenders differ in budget do not
+    apply, and the runs still to come are counted per budget."""
     from adaptbench.api import load_selected
     from adaptbench.cli.common import _filter
-    from adaptbench.queue import count_active
+    from adaptbench.protocol import BUDGET_NOTE
+    from adaptbench.queue import count_active, count_active_longer
     from adaptbench.store import make_engine
 
     if isinstance(getattr(o, "fmt", None), DataFormat):  # not the plot commands' figure files
@@ -117,13 +119,17 @@ def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None 
     filters = _filter(task=o.task, optim=o.optim, study=o.study, task_type=o.task_type)
     engine = make_engine(o.db, read_only=True)
     selected = load_selected(engine, filters, extra, protocol or Protocol.tuned.value)
-    from adaptbench.protocol import BUDGET_NOTE
-
     for note in selected.notes:
         if not (budgets_apart and BUDGET_NOTE in note):
             _note(f"note: {note}")
     active = count_active(engine, filters)
-    if active:
+    longer = count_active_longer(engine, filters) if active and budgets_apart else 0
+    if longer:
+        which = "all" if longer == active else f"{longer} of them"
+        _note(f"note: {active} run(s) of these are still queued or running ({which} at a "
+              f"longer budget than their task's default, which only claim (c) reads); the "
+              f"figures that read them will change when they finish")
+    elif active:
         _note(f"note: {active} run(s) of these are still queued or running; figures will "
               f"change when they finish")
     return engine, selected
