@@ -39,14 +39,20 @@ PLAIN_VARIANTS, BEST_VARIANTS = "plain", "best"
 VARIANT_CHOICES = (PLAIN_VARIANTS, BEST_VARIANTS)
 
 
-def left_out(runs: pd.DataFrame) -> dict[str, str]:
-    """The tasks of these runs that no claim counts, each with the reason: a demonstration
-    (`Task.claims` False) or a task whose validation and test are the same quantity
-    (`Task.held_out` False: it has no held-out figure). Recorded with each run at queue time;
-    runs from before that was recorded count."""
+DEMONSTRATION = "a demonstration, outside the claims"
+NO_HELD_OUT = "validation = test: no held-out figure"
+
+
+def left_out(runs: pd.DataFrame, held_out: bool = True) -> dict[str, str]:
+    """The tasks of these runs that a claim does not count, each with the reason: a
+    demonstration (`Task.claims` False) or, for claims (a) and (b), which compare final
+    held-out figures, a task whose validation and test are the same quantity (`Task.held_out`
+    False); claim (c) reads the full-batch training loss, so it counts those (`held_out=False`).
+    Recorded with each run at queue time; runs from before that was recorded count."""
     out: dict[str, str] = {}
-    for column, why in (("task_claims", "a demonstration, outside the claims"),
-                        ("task_held_out", "validation = test: no held-out figure")):
+    flags = [("task_claims", DEMONSTRATION)] + ([("task_held_out", NO_HELD_OUT)] if held_out
+                                                else [])
+    for column, why in flags:
         if column in runs:
             flag = runs[column]
             for task in runs.loc[flag.notna() & (flag == False), "task"].unique():  # noqa: E712
@@ -54,10 +60,11 @@ def left_out(runs: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def claims_tasks(runs: pd.DataFrame) -> pd.DataFrame:
-    """The result runs of the tasks the claims count (see `left_out`)."""
+def claims_tasks(runs: pd.DataFrame, held_out: bool = True) -> pd.DataFrame:
+    """The result runs of the tasks the claims count: (a) and (b), or with `held_out=False`
+    claim (c) (see `left_out`)."""
     res = results_only(runs)
-    out = left_out(res)
+    out = left_out(res, held_out)
     return res[~res["task"].isin(list(out))] if out else res
 
 
@@ -181,7 +188,7 @@ def budget_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The selected runs of the claims optimizers at default settings at every budget of
     claim (c), named plainly, with `budget`: the multiple of the task's default steps (its
     smallest budget where runs do not record the default)."""
-    res = claims_tasks(runs)
+    res = claims_tasks(runs, held_out=False)
     parts = res["optimizer"].str.extract(_PLAIN)
     ok = parts["base"].isin(CLAIMS_OPTIMIZERS) & ~parts["budget"].fillna("").str.contains("/b")
     res = res[ok].assign(optimizer=parts.loc[ok, "base"])
@@ -203,27 +210,34 @@ def long_tasks(res: pd.DataFrame) -> list[str]:
 
 def coverage(runs: pd.DataFrame, tuned: pd.DataFrame | None = None) -> pd.DataFrame:
     """Result seeds at the tuned lr of every (task, claims optimizer, budget) a claim needs:
-    every task in the claims at its default budget, and claim (c)'s tasks at 4× and 16× too.
+    every task in the claims at its default budget, and claim (c)'s tasks at 4× and 16× too
+    (with their default budget where (a) and (b) leave the task out: no held-out split).
 
     Columns: task, task_type, optimizer, budget, steps, seeds. `tuned`: `claims_runs(runs)`.
     """
     columns = ["task", "task_type", "optimizer", "budget", "steps", "seeds"]
-    tasks = claims_tasks(runs).groupby("task", sort=True)["task_type"].first()
+    tuned = claims_runs(runs) if tuned is None else tuned
+    res = budget_runs(runs)
+    long = long_tasks(res)
+    held = sorted(set(claims_tasks(runs)["task"]))
+    every = claims_tasks(runs, held_out=False)
+    tasks = every[every["task"].isin([*held, *long])].groupby("task", sort=True)["task_type"].first()
     if tasks.empty:
         return pd.DataFrame({c: pd.Series(dtype=object if c in ("task", "task_type", "optimizer")
                                           else int) for c in columns})
-    tuned = claims_runs(runs) if tuned is None else tuned
-    res = budget_runs(runs)
+    # the default budget of every task in a claim ((c)'s tasks without a held-out split too)
     frames = [pd.DataFrame({"task": list(tasks.index)}).merge(
         pd.DataFrame({"optimizer": CLAIMS_OPTIMIZERS}), how="cross").assign(budget=1)]
-    long = long_tasks(res)
     if long:
         frames.append(pd.DataFrame({"task": long}).merge(
             pd.DataFrame({"optimizer": CLAIMS_OPTIMIZERS}), how="cross").merge(
             pd.DataFrame({"budget": list(LONG_BUDGETS)}), how="cross"))
     grid = pd.concat(frames, ignore_index=True)
+    only_c = res[(res["budget"] == 1) & ~res["task"].isin(held)]  # (c) reads them at 1x too
     seeds = pd.concat([tuned.groupby(["task", "optimizer"]).size().rename("seeds").reset_index()
                        .assign(budget=1),
+                       only_c.groupby(["task", "optimizer", "budget"]).size()
+                       .rename("seeds").reset_index(),
                        res[res["budget"] > 1].groupby(["task", "optimizer", "budget"]).size()
                        .rename("seeds").reset_index()])
     out = grid.merge(seeds, on=["task", "optimizer", "budget"], how="left").fillna({"seeds": 0})
@@ -234,7 +248,7 @@ def coverage(runs: pd.DataFrame, tuned: pd.DataFrame | None = None) -> pd.DataFr
 
 
 def _default_steps(runs: pd.DataFrame) -> pd.Series:
-    res = claims_tasks(runs)
+    res = claims_tasks(runs, held_out=False)
     steps = res["steps"].astype(float)
     if "task_steps" in res:
         steps = res["task_steps"].astype(float).fillna(steps.groupby(res["task"]).transform("min"))

@@ -20,8 +20,9 @@ Holm's step-down adjustment runs over every part that could be tested, of all th
 at family-wise α = ALPHA; a claim is *supported* when each of its parts is rejected after the
 adjustment, *not enough data* when a part lacks runs (what to queue is listed), else *not
 supported*. Figures use the runs the tuned protocol selected (`protocol.select`), only the
-claims optimizers at default settings, and no task that is a demonstration or has no
-held-out split (`left_out`). The verdict's scope is the suite the runs come from.
+claims optimizers at default settings, and no task that is a demonstration, nor in (a) and
+(b) one without a held-out split (`left_out`: (c) reads the training loss, which needs none).
+The verdict's scope is the suite the runs come from.
 
 With `variants="best"` (the robustness arm, `--study adaptive-lr-robust`), claims (a) and (b)
 compare each optimizer at its best variant per task instead (`claim_runs.best_variants`: a
@@ -36,7 +37,8 @@ import pandas as pd
 
 from adaptbench import claim_runs, claim_tests, inference
 from adaptbench.claim_runs import (BUDGETS, CLAIMS_OPTIMIZERS, CLAIMS_SEEDS, GRID_COLUMNS,
-                                   MIN_SEEDS, MIN_TASKS, SPARSE, curve_run_ids, left_out)
+                                   MIN_SEEDS, MIN_TASKS, NO_HELD_OUT, SPARSE, curve_run_ids,
+                                   left_out)
 from adaptbench.spec import LONG_TRAINING_TASKS
 from adaptbench.stats import scored, table
 
@@ -182,17 +184,18 @@ def _stall(res: pd.DataFrame, tasks: list[str], curves: pd.DataFrame | None
     return parts, "", ok
 
 
-def _scope(claim: str, tuned: pd.DataFrame, tasks: dict[str, list[str]],
+def _scope(claim: str, kinds: pd.DataFrame, tasks: dict[str, list[str]],
            parts: list[claim_tests.Part]) -> str:
-    """Where a verdict holds: the suite's tasks it was measured on, and the runs behind it."""
+    """Where a verdict holds: the suite's tasks it was measured on (`kinds`: their task and
+    task_type), and the runs behind it."""
     mine = tasks.get(claim, [])
-    where = {"a": f"this suite of {len(mine)} tasks of types {_types(tuned, mine)}"
+    where = {"a": f"this suite of {len(mine)} tasks of types {_types(kinds, mine)}"
                   + (f" (speed: the {len(tasks['speed'])} of them with a target)"
                      if tasks.get("speed") else ""),
              "b": f"this suite's {len(mine) // 2} sparse tasks and their dense twins",
              "c": f"this suite's {len(mine)} tasks run at "
                   + ", ".join(f"{b}x" for b in BUDGETS) + " the default budget (types "
-                  + _types(tuned, mine) + ")"}[claim]
+                  + _types(kinds, mine) + ")"}[claim]
     runs = ", ".join(f"{p.name} {p.runs:,}" for p in parts)
     return f"on {where}; runs: {runs}"
 
@@ -246,15 +249,17 @@ def check(
     tasks: dict[str, list[str]] = {}
     context: list[claim_tests.Condition] = []
 
-    tasks["a"] = claim_runs.usable_tasks(cov, NEEDS["a"])
+    # (a) and (b) compare held-out figures; (c)'s tasks without a held-out split are not theirs
+    held = sorted(set(claim_runs.claims_tasks(runs)["task"]))
+    tasks["a"] = claim_runs.usable_tasks(cov, NEEDS["a"], held)
     if len(tasks["a"]) < MIN_TASKS:
-        lacking["a"].append(claim_runs.not_enough(cov, "accuracy", NEEDS["a"], tasks["a"]))
+        lacking["a"].append(claim_runs.not_enough(cov, "accuracy", NEEDS["a"], tasks["a"], held))
     else:
         parts["a"].append(_accuracy(tuned, tasks["a"], metric))
     if grid is None:
         lacking["a"].append("speed needs the selection runs at every lr (none given)")
     else:
-        in_claims = sorted(set(cov["task"]))
+        in_claims = sorted(set(cov["task"]) & set(held))
         part, why, tasks["speed"] = _speed(grid, in_claims)
         parts["a"] += [part] if part is not None else []
         lacking["a"] += [why] if why else []
@@ -304,7 +309,7 @@ def check(
                             f"claimed {'above' if c.above else 'below'} {c.threshold:g}, "
                             f"p = {c.p_value:.3g}" for c in p.conditions) + ")"
                 for p in parts[claim] if verdicts[p.name] != SUPPORTED) + f" ({family})"
-        scope = _scope(claim, tuned, tasks, parts[claim]) if parts[claim] else ""
+        scope = _scope(claim, cov_c, tasks, parts[claim]) if parts[claim] else ""
         if scope and chosen is not None and claim in "ab":
             scope += ("; each optimizer at its best variant per task, chosen like the lr on the "
                       "selection seeds (" + claim_runs.variant_counts(chosen, tasks[claim]) + ")")
@@ -316,6 +321,6 @@ def check(
             claim_runs.missing(cov if chosen is None else cov_c))
 
 
-__all__ = ["check", "left_out", "curve_run_ids", "margin", "ALPHA", "BUDGETS",
+__all__ = ["check", "left_out", "curve_run_ids", "NO_HELD_OUT", "margin", "ALPHA", "BUDGETS",
            "CLAIMS_OPTIMIZERS", "CLAIMS_SEEDS", "GRID_COLUMNS", "MIN_SEEDS", "MIN_TASKS", "SPARSE",
            "STATEMENTS"]

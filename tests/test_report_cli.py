@@ -115,9 +115,11 @@ def test_claims_on_the_tiny_study_say_what_is_missing(study_db):
     verdicts = {c["claim"]: c for c in out["claims"]}
     assert {c["verdict"] for c in verdicts.values()} == {"not enough data"}
     assert "rmsprop" in verdicts["a"]["reason"] and "found 0" in verdicts["a"]["reason"]
-    # both tasks are outside the claims: a demonstration, and a task whose val = test
+    # both tasks are outside (a) and (b): a demonstration, and a task whose val = test, which
+    # (c) would count (it reads the training loss), but not at 20 steps (no budget of (c))
     assert "task rosenbrock is left out of the claims (a demonstration" in r.err
-    assert "task noisy-quadratic is left out of the claims (validation = test" in r.err
+    assert ("task noisy-quadratic is left out of claims (a) and (b) (validation = test: no "
+            "held-out figure); claim (c), which reads the training loss, counts it") in r.err
     assert out["missing"] == []
 
 

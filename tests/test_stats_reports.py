@@ -407,6 +407,22 @@ def test_claims_supported_where_every_claim_holds(decisive):
     assert holm.to_numpy()[order] == pytest.approx(expected)
 
 
+def test_claim_c_counts_a_task_without_a_held_out_split_that_a_and_b_leave_out(decisive):
+    runs, points, (_, before, _) = decisive
+    marked = runs.assign(task_held_out=runs["task"] != "sparse-0")  # its validation = its test
+    verdicts, statistics, missing = check_frames(marked, points)
+    v = verdicts.set_index("claim")
+    # (a) and (b) compare held-out figures: 9 tasks, and 4 twin pairs are too few for (b)
+    assert v.loc["a", "scope"].startswith("on this suite of 9 tasks")
+    assert v.loc["b", "verdict"] == "not enough data" and "found 4" in v.loc["b", "reason"]
+    # (c) reads the full-batch training loss: its figures are those of the unmarked study
+    columns = ["part", "statistic", "value", "ci_low", "ci_high", "p_value", "tasks", "runs"]
+    c = lambda t: t[t["claim"] == "c"][columns].reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(c(statistics), c(before))
+    assert "5 tasks run at 1x, 4x, 16x the default budget" in v.loc["c", "scope"]
+    assert v.loc["c", "verdict"] == "supported" and missing.empty
+
+
 def test_claim_a_accuracy_is_scipys_mann_whitney_and_t_test(decisive):
     runs, _, (_, statistics, _) = decisive
     at = protocol.select(runs).runs

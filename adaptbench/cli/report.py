@@ -559,7 +559,10 @@ def claims(
     engine, selected = _load(o, CLAIMS_COLUMNS + _metric_columns(o.split), budgets_apart=True)
     runs, fmt = selected.runs, o.fmt
     for name, why in claims_mod.left_out(runs).items():
-        typer.echo(f"note: task {name} is left out of the claims ({why})", err=True)
+        which = "claims (a) and (b)" if why == claims_mod.NO_HELD_OUT else "the claims"
+        also = ("; claim (c), which reads the training loss, counts it"
+                if why == claims_mod.NO_HELD_OUT else "")
+        typer.echo(f"note: task {name} is left out of {which} ({why}){also}", err=True)
     verdicts, statistics, missing = claims_tables(engine, runs, o.split.value, _filters(o),
                                                   (variants or Variants.plain).value)
     if fmt not in (Format.table, Format.markdown):
