@@ -78,8 +78,9 @@ def measure(task: Task, optimizer: str, seeds: int, lrs: int, steps: int, device
     except stacked.Unstackable:
         auto, steps_only = False, float("nan")
     else:
-        alone_step = stacked._seconds_per_step(train.Single(specs[0], task, device, members.spare), 20)
-        steps_only = alone_step * len(specs) / stacked._seconds_per_step(members, 20)
+        per_step, alone_step = stacked._seconds_per_step(
+            members, train.Single(specs[0], task, device, members.spare), 20)
+        steps_only = alone_step * len(specs) / per_step
         auto = stacked.faster(members, task, device)
     return {
         "task": task.name, "runs": len(specs), "steps": steps,

@@ -288,16 +288,14 @@ def test_auto_stacks_only_where_the_measurement_says_it_is_faster(monkeypatch):
         stacked._DECIDED.clear()
         timed = []
 
-        def seconds_per_step(members, steps, s=stacked_seconds):
-            timed.append((type(members).__name__, steps))
-            return s if isinstance(members, stacked.Stacked) else 0.2
+        def seconds_per_step(members, alone, rounds, s=stacked_seconds):
+            timed.append((type(members).__name__, type(alone).__name__, rounds))
+            return s, 0.2
 
         monkeypatch.setattr(stacked, "_seconds_per_step", seconds_per_step)
         # stacked: 1.0 s for 3 runs vs 3 x 0.2 s alone -> one by one; 0.1 s -> stacked
         assert {r.execution for r in train.execute_group(specs, task, DEVICE, "auto")} == {expected}
-        # the same work both ways: the run alone for as many steps as the stacked steps hold
-        assert timed == [("Stacked", stacked.MEASURE_STEPS),
-                         ("Single", stacked.MEASURE_STEPS * len(specs))]
+        assert timed == [("Stacked", "Single", stacked.MEASURE_STEPS)]
         if expected == "single":  # decided: the next such group is not even built stacked
             with monkeypatch.context() as m:
                 m.setattr(stacked, "Stacked", None)
@@ -309,8 +307,7 @@ def test_auto_stacks_only_where_the_measurement_says_it_is_faster(monkeypatch):
 def test_auto_counts_the_builds_one_by_one_would_repeat(monkeypatch):
     # per step, stacked 0.25 s for 3 runs vs 3 x 0.1 s alone: not 1.25x faster on the steps
     # alone; but one by one builds the task 3 times where the stacked pass builds it for 1 seed
-    monkeypatch.setattr(stacked, "_seconds_per_step", lambda members, steps:
-                        0.25 if isinstance(members, stacked.Stacked) else 0.1)
+    monkeypatch.setattr(stacked, "_seconds_per_step", lambda members, alone, rounds: (0.25, 0.1))
     base = short(TASKS["noisy-quadratic"])
     specs = members(base, "adam", seeds=(0, 0, 0))
     for pause, expected in ((0.0, "single"), (0.5, "vectorized")):
@@ -326,16 +323,28 @@ def test_auto_counts_the_builds_one_by_one_would_repeat(monkeypatch):
     stacked._DECIDED.clear()
 
 
-def test_the_measurement_leaves_the_members_as_they_were():
+def test_the_measurement_alternates_the_same_work_and_leaves_both_as_they_were(monkeypatch):
     task = short(TASKS["tabular-mlp"])
     specs = members(task, "adam")
     group = stacked.Stacked(specs, task, DEVICE)
-    before = group.state()
-    stacked._seconds_per_step(group, 3)
-    after = group.state()
-    assert all(torch.equal(before["params"][n], after["params"][n]) for n in before["params"])
-    assert before["order"][1] == after["order"][1]
-    assert torch.equal(before["order"][0], after["order"][0])
+    alone = train.Single(specs[0], task, DEVICE)
+    before, before_alone = group.state(), alone.state()
+    calls = []
+    for who in (group, alone):
+        step = who.train_step
+        monkeypatch.setattr(who, "train_step", lambda k, step=step, who=who: (
+            calls.append((type(who).__name__, k)), step(k))[1])
+    stacked._seconds_per_step(group, alone, 3)
+    # two untimed steps each, then per round one stacked step and as many alone as it holds
+    n = len(specs)
+    assert calls == [("Stacked", 0), ("Single", 0), ("Stacked", 1), ("Single", 1)] + [
+        c for r in range(3) for c in [("Stacked", 2 + r)]
+        + [("Single", 2 + r * n + j) for j in range(n)]]
+    for (old, new), weights in (((before, group.state()), "params"),
+                                ((before_alone, alone.state()), "model")):
+        assert all(torch.equal(old[weights][k], new[weights][k]) for k in old[weights])
+        assert old["order"][1] == new["order"][1]
+        assert torch.equal(old["order"][0], new["order"][0])
 
 
 def test_a_stop_request_interrupts_a_stacked_group():
