@@ -482,6 +482,11 @@ def test_claim_b_is_the_sparse_minus_dense_improvement(decisive):
     context = statistics[statistics["verdict"] == "context"]
     assert context["statistic"].str.contains("over adam").any()
     assert context["statistic"].str.contains("over adagrad").any()
+    # read on the sparse tasks: RMSprop's, Adam's and AdaGrad's runs there
+    sparse = at[at["task"].isin([s for s, _ in pairs])]
+    mine = context[context["claim"] == "b"]
+    assert set(mine["runs"]) == {sparse["optimizer"].isin(["rmsprop", "adam", "adagrad"]).sum()}
+    assert set(mine["tasks"]) == {5} and len(mine) == 2
 
 
 def test_claim_c_is_the_normalised_gap_against_the_rivals(decisive):
