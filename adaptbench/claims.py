@@ -114,10 +114,15 @@ def _speed(grid: pd.DataFrame, tasks: list[str]) -> tuple[claim_tests.Part | Non
     return claim_tests.speed(usable, cells, ORDER["a"]), "", usable
 
 
-def _sparse(tuned: pd.DataFrame, cov: pd.DataFrame, metric: str
-            ) -> tuple[list[claim_tests.Part], claim_tests.Part | None, str, list[str]]:
+def _sparse(tuned: pd.DataFrame, cov: pd.DataFrame, metric: str, held: list[str],
+            unheld: list[str]) -> tuple[list[claim_tests.Part], claim_tests.Part | None, str,
+                                        list[str]]:
     """Claim (b)'s parts over the usable twin pairs, the context rows (RMSprop against Adam
-    and AdaGrad on the sparse tasks, untested, as a part of their own), or why not."""
+    and AdaGrad on the sparse tasks, untested, as a part of their own), or why not. `held`:
+    the tasks with a held-out split (`cov` also has claim (c)'s tasks without one);
+    `unheld`: the tasks left out for having none."""
+    sparse_unheld = set(cov.loc[(cov["task_type"] == SPARSE) & cov["task"].isin(unheld), "task"])
+    cov = cov[cov["task"].isin(held)]
     pairs = claim_runs.twin_pairs(tuned)
     needs = NEEDS["b"]
     usable_tasks = set(claim_runs.usable_tasks(cov, needs))
@@ -129,11 +134,14 @@ def _sparse(tuned: pd.DataFrame, cov: pd.DataFrame, metric: str
         sparse_all = sorted(set(cov.loc[cov["task_type"] == SPARSE, "task"]))
         named = {s for s, _ in pairs}
         no_twin = [t for t in sparse_all if t not in named]
-        absent = sorted({d for _, d in pairs} - set(cov["task"]))
+        left = sorted(({d for _, d in pairs} | sparse_unheld) & set(unheld))
+        absent = sorted({d for _, d in pairs} - set(cov["task"]) - set(unheld))
         if not sparse_all:
             text += f"; no task of type {SPARSE!r} has results"
         if no_twin:
             text += f"; sparse tasks whose runs name no twin: {', '.join(no_twin)}"
+        if left:
+            text += f"; without a held-out split, which (b) needs: {', '.join(left)}"
         if absent:
             text += (f"; dense twins without results: {', '.join(absent)} (queue them with "
                      f"`adaptbench run --study adaptive-lr --task {','.join(absent)}`)")
@@ -268,7 +276,8 @@ def check(
         parts["a"] += [part] if part is not None else []
         lacking["a"] += [why] if why else []
 
-    found_b, context, why, tasks["b"] = _sparse(tuned, cov, metric)
+    unheld = [t for t, why in left_out(runs).items() if why == NO_HELD_OUT]
+    found_b, context, why, tasks["b"] = _sparse(tuned, cov, metric, held, unheld)
     parts["b"] += found_b
     lacking["b"] += [why] if why else []
 

@@ -612,13 +612,16 @@ def count_active(engine: Engine, sel: RunFilter) -> int:
 
 
 def count_active_longer(engine: Engine, sel: RunFilter) -> int:
-    """How many of the runs that `sel` names are queued or running at a budget longer than
-    their task's default (which, of the claims, only (c) reads)."""
+    """How many of the runs that `sel` names are queued or running at the long budgets of
+    claim (c) (`LONG_BUDGETS` times their task's default), which only (c) reads."""
     from dataclasses import replace
+
+    from adaptbench.spec import LONG_BUDGETS
 
     stmt = replace(sel, statuses=tuple(ACTIVE)).apply(
         sa.select(sa.func.count()).select_from(Run)
-        .where(Run.task_steps.is_not(None), Run.steps > Run.task_steps))
+        .where(Run.task_steps.is_not(None),
+               sa.or_(*[Run.steps == Run.task_steps * b for b in LONG_BUDGETS])))
     with read(engine) as conn:
         return int(conn.execute(stmt).scalar_one())
 

@@ -119,7 +119,8 @@ def test_claims_on_the_tiny_study_say_what_is_missing(study_db):
     # (c) would count (it reads the training loss), but not at 20 steps (no budget of (c))
     assert "task rosenbrock is left out of the claims (a demonstration" in r.err
     assert ("task noisy-quadratic is left out of claims (a) and (b) (validation = test: no "
-            "held-out figure); claim (c), which reads the training loss, counts it") in r.err
+            "held-out figure); claim (c), which reads the training loss, counts it where it is "
+            "one of (c)'s tasks") in r.err
     assert out["missing"] == []
 
 

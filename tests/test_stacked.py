@@ -329,12 +329,19 @@ def test_the_measurement_alternates_the_same_work_and_leaves_both_as_they_were(m
     group = stacked.Stacked(specs, task, DEVICE)
     alone = train.Single(specs[0], task, DEVICE)
     before, before_alone = group.state(), alone.state()
-    calls = []
-    for who in (group, alone):
+    calls, clock = [], [0.0]
+    # a clock that each step advances: 1 s per stacked step, 0.25 s per step alone
+    monkeypatch.setattr(stacked.time, "perf_counter", lambda: clock[0])
+    for who, cost in ((group, 1.0), (alone, 0.25)):
         step = who.train_step
-        monkeypatch.setattr(who, "train_step", lambda k, step=step, who=who: (
-            calls.append((type(who).__name__, k)), step(k))[1])
-    stacked._seconds_per_step(group, alone, 3)
+
+        def timed(k, step=step, who=who, cost=cost):
+            calls.append((type(who).__name__, k))
+            clock[0] += cost
+            return step(k)
+
+        monkeypatch.setattr(who, "train_step", timed)
+    assert stacked._seconds_per_step(group, alone, 3) == (1.0, 0.25)
     # two untimed steps each, then per round one stacked step and as many alone as it holds
     n = len(specs)
     assert calls == [("Stacked", 0), ("Single", 0), ("Stacked", 1), ("Single", 1)] + [

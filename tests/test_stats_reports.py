@@ -415,12 +415,26 @@ def test_claim_c_counts_a_task_without_a_held_out_split_that_a_and_b_leave_out(d
     # (a) and (b) compare held-out figures: 9 tasks, and 4 twin pairs are too few for (b)
     assert v.loc["a", "scope"].startswith("on this suite of 9 tasks")
     assert v.loc["b", "verdict"] == "not enough data" and "found 4" in v.loc["b", "reason"]
+    assert "without a held-out split, which (b) needs: sparse-0" in v.loc["b", "reason"]
+    assert "name no twin" not in v.loc["b", "reason"]
     # (c) reads the full-batch training loss: its figures are those of the unmarked study
     columns = ["part", "statistic", "value", "ci_low", "ci_high", "p_value", "tasks", "runs"]
     c = lambda t: t[t["claim"] == "c"][columns].reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(c(statistics), c(before))
     assert "5 tasks run at 1x, 4x, 16x the default budget" in v.loc["c", "scope"]
     assert v.loc["c", "verdict"] == "supported" and missing.empty
+
+
+def test_a_dense_twin_without_a_held_out_split_in_claim_c_is_left_out_of_b(decisive, monkeypatch):
+    runs, points, _ = decisive
+    # dense-0 has no held-out split and is one of (c)'s tasks (its default budget is read there)
+    monkeypatch.setattr(claim_runs, "LONG_TRAINING_TASKS", ("dense-0",))
+    verdicts, _, _ = check_frames(runs.assign(task_held_out=runs["task"] != "dense-0"), points)
+    v = verdicts.set_index("claim")
+    assert v.loc["b", "verdict"] == "not enough data" and "found 4" in v.loc["b", "reason"]
+    assert "without a held-out split, which (b) needs: dense-0" in v.loc["b", "reason"]
+    assert "without results" not in v.loc["b", "reason"]
+    assert v.loc["a", "scope"].startswith("on this suite of 9 tasks")
 
 
 def test_claim_a_accuracy_is_scipys_mann_whitney_and_t_test(decisive):

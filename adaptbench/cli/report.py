@@ -112,6 +112,7 @@ def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None 
     from adaptbench.cli.common import _filter
     from adaptbench.protocol import BUDGET_NOTE
     from adaptbench.queue import count_active, count_active_longer
+    from adaptbench.spec import LONG_BUDGETS
     from adaptbench.store import make_engine
 
     if isinstance(getattr(o, "fmt", None), DataFormat):  # not the plot commands' figure files
@@ -126,8 +127,9 @@ def _load(o: SimpleNamespace, extra: tuple[str, ...] = (), protocol: str | None 
     longer = count_active_longer(engine, filters) if active and budgets_apart else 0
     if longer:
         which = "all" if longer == active else f"{longer} of them"
-        _note(f"note: {active} run(s) of these are still queued or running ({which} at a "
-              f"longer budget than their task's default, which only claim (c) reads); the "
+        budgets = " or ".join(f"{b}x" for b in LONG_BUDGETS)
+        _note(f"note: {active} run(s) of these are still queued or running ({which} at "
+              f"{budgets} their task's default budget, which only claim (c) reads); the "
               f"figures that read them will change when they finish")
     elif active:
         _note(f"note: {active} run(s) of these are still queued or running; figures will "
@@ -560,7 +562,8 @@ def claims(
     runs, fmt = selected.runs, o.fmt
     for name, why in claims_mod.left_out(runs).items():
         which = "claims (a) and (b)" if why == claims_mod.NO_HELD_OUT else "the claims"
-        also = ("; claim (c), which reads the training loss, counts it"
+        also = ("; claim (c), which reads the training loss, counts it where it is one of "
+                "(c)'s tasks (runs at 4x or 16x its default budget, or the study's long arm)"
                 if why == claims_mod.NO_HELD_OUT else "")
         typer.echo(f"note: task {name} is left out of {which} ({why}){also}", err=True)
     verdicts, statistics, missing = claims_tables(engine, runs, o.split.value, _filters(o),
