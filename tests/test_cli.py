@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import sqlite3
@@ -84,18 +85,27 @@ def test_detach_only_queues(cli, workdir):
     assert counts["queued"] == 3 and counts["done"] == 0
 
 
+def _ended(r):
+    """A command's result once its engine and connections are gone, as at the end of a process."""
+    gc.collect()
+    return r
+
+
 def test_status_of_a_study_counts_its_runs_and_refuses_an_unknown_label(cli, workdir):
-    assert cli("queue", "-o", "adam", "-t", "rosenbrock", "--seeds", "2", "--study", "one").code == 0
-    assert cli("queue", "-o", "sgd", "-t", "rosenbrock", "--seeds", "1").code == 0
+    assert _ended(cli("queue", "-o", "adam", "-t", "rosenbrock", "--seeds", "2", "--study", "one")).code == 0
+    assert _ended(cli("queue", "-o", "sgd", "-t", "rosenbrock", "--seeds", "1")).code == 0
     counts = {row["status"]: row["runs"]
-              for row in json.loads(cli("status", "--study", "one", "--format", "json").out)}
+              for row in json.loads(_ended(cli("status", "--study", "one", "--format", "json")).out)}
     assert counts["queued"] == 2
+    # no write-ahead log left to be folded into the file later: its bytes are the whole state
+    assert sorted(p.name for p in workdir.iterdir()) == ["results.db"]
     before = (workdir / "results.db").read_bytes()
     for args in (["status"], ["status", "--time"]):
-        r = cli(*args, "--study", "onw")
+        r = _ended(cli(*args, "--study", "onw"))
         assert r.code == 2 and "no stored run has study 'onw'" in r.err and "one" in r.err
         assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
     assert (workdir / "results.db").read_bytes() == before
+    assert sorted(p.name for p in workdir.iterdir()) == ["results.db"]
 
 
 def test_report_csv_mean_and_ci_match_scipy(cli, workdir):
