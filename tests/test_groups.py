@@ -369,7 +369,10 @@ def _killed_group_is_done_once_by_another_worker(w: Workers) -> None:
     a.send_signal(signal.SIGKILL)  # the worker only; its training process must not outlive it
     a.wait()
     wait_until(lambda: not alive(trainer_pid), 5, "the orphaned training process to exit")
-    b = w.start("--lease", "1", "--wait", "--max-runs", "4", "--vectorize", "on")
+    # b's own lease is long: if a's four leases lapse a moment apart, b claims them in two groups,
+    # and the second claim must not reap the first group's runs while a loaded machine delays b's
+    # heartbeat by a second
+    b = w.start("--lease", "30", "--wait", "--max-runs", "4", "--vectorize", "on")
     assert b.wait(timeout=90) == 0, w.log(1)
     runs = w.runs()
     assert {(r["status"], r["attempts"]) for r in runs.values()} == {("done", 2)}

@@ -129,13 +129,14 @@ def test_four_waiting_workers_ride_out_a_postgres_outage_and_every_run_is_done_o
         postgres_server, postgres_url, tmp_path):
     if not hasattr(postgres_server, "stop_server"):
         pytest.skip("an external PostgreSQL server (ADAPTBENCH_TEST_POSTGRES) is not stopped by tests")
-    n = 40
+    n = 24
     w = Workers(postgres_url, tmp_path)
     w.queue("-t", "tiny", "--seeds", str(n))
-    for _ in range(4):  # runs take 5 x 0.2 s: the outage catches some mid-training
-        w.start("--wait", "--lease", "2", step_sleep=0.2)
+    for _ in range(4):  # groups of 3 runs take 5 stacked steps x 0.2 s: the outage catches some
+        # mid-training (`auto` would first time the steps, and one worker would claim them all)
+        w.start("--wait", "--lease", "2", "--vectorize", "on", "--group-size", "3", step_sleep=0.2)
     done = lambda: sum(r["status"] == "done" for r in w.runs().values())  # noqa: E731
-    wait_until(lambda: done() >= 8, 120, "the first runs")
+    wait_until(lambda: done() >= 6, 120, "the first runs")
     postgres_server.stop_server()
     try:
         time.sleep(6)  # three leases: every lease held at the start has expired by the end
