@@ -42,6 +42,7 @@ from adaptbench.queue import Claim
 # hand goes back to the queue
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))
+IDLE_LINE = "nothing to train; waiting for runs to be queued (--wait; Ctrl-C stops)"
 DEFAULT_DB_OUTAGE = 300.0  # seconds a worker without --wait waits out an unreachable database
 
 
@@ -78,6 +79,9 @@ class Events:
     claimed: Callable[[Claim], None] = lambda c: None
     progress: Callable[[Claim, int, int], None] = lambda c, step, total: None
     finished: Callable[[Claim, str, dict[str, Any]], None] = lambda c, status, outcome: None
+    # a --wait worker found nothing to train (once each time it goes from work, or its start, to
+    # waiting)
+    idle: Callable[[], None] = lambda: None
 
 
 @dataclass
@@ -290,6 +294,7 @@ def work(
     worker_id = queue.new_worker_id()
     tally: dict[str, int] = {}
     done = 0
+    waiting = False
     try:
         while not flag.requested and (opts.max_runs is None or done < opts.max_runs):
             if child is not None and not child.alive() and outage.call(
@@ -305,9 +310,13 @@ def work(
                                  run_ids, opts.max_attempts, opts.plugins, settle=True, idle=True)
             if not claims:
                 if opts.wait and not flag.requested:
+                    if not waiting:
+                        events.idle()
+                        waiting = True
                     _sleep(opts.poll_seconds, flag)
                     continue
                 break
+            waiting = False
             for claim in claims:
                 events.claimed(claim)
             try:
@@ -383,7 +392,7 @@ def handling_signals(flag: StopFlag) -> Iterator[StopFlag]:
             signal.signal(sig, handler)
 
 
-def _child(opts: WorkerOptions, result_queue: Any) -> None:
+def _child(opts: WorkerOptions, result_queue: Any, says_idle: bool = True) -> None:
     flag = StopFlag()
     install_signal_handlers(flag)
     # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM, once per press,
@@ -393,7 +402,7 @@ def _child(opts: WorkerOptions, result_queue: Any) -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         engine = open_engine(opts, flag)
-        tally = work(engine, opts, events=log_events(engine), flag=flag)
+        tally = work(engine, opts, events=log_events(engine, says_idle=says_idle), flag=flag)
     except KeyboardInterrupt:
         tally = {"interrupted": 1}
     except UserError as exc:
@@ -405,8 +414,10 @@ def _child(opts: WorkerOptions, result_queue: Any) -> None:
     result_queue.put(tally)
 
 
-def log_events(engine: Engine | None = None, total: int | None = None) -> Events:
-    """Events that print one plain line per finished run to stderr, ending in `[k/N, eta T]`.
+def log_events(engine: Engine | None = None, total: int | None = None,
+               says_idle: bool = True) -> Events:
+    """Events that print one plain line per finished run to stderr, ending in `[k/N, eta T]`,
+    and, with `says_idle`, one line each time a --wait worker finds nothing to train.
 
     k counts the runs this worker finished; N is `total` when the runs are known in advance
     (`adaptbench run`), else k plus the runs still queued in `engine` and those this worker
@@ -457,7 +468,12 @@ def log_events(engine: Engine | None = None, total: int | None = None) -> Events
                          f"seed={s.seed}{extra}{position(c)}\n")
         sys.stderr.flush()
 
-    return Events(claimed=claimed, finished=finished)
+    def idle() -> None:
+        if says_idle:
+            sys.stderr.write(f"adaptbench worker: {IDLE_LINE}\n")
+            sys.stderr.flush()
+
+    return Events(claimed=claimed, finished=finished, idle=idle)
 
 
 def _clock(seconds: float) -> str:
@@ -472,7 +488,9 @@ def work_parallel(opts: WorkerOptions, jobs: int) -> dict[str, int]:
     results = ctx.Queue()
     threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
     child_opts = WorkerOptions(**{**opts.__dict__, "threads": threads})
-    procs = [ctx.Process(target=_child, args=(child_opts, results), daemon=False) for _ in range(jobs)]
+    # the processes go idle together (the queue is shared): one of them says so
+    procs = [ctx.Process(target=_child, args=(child_opts, results, i == 0), daemon=False)
+             for i in range(jobs)]
     for p in procs:
         p.start()
 

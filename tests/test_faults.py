@@ -224,6 +224,29 @@ def test_in_process_worker_hands_the_run_back_at_the_next_step(tmp_path, monkeyp
     assert queue.counts(w.engine) == {"queued": 2}
 
 
+def test_a_waiting_worker_says_once_each_time_it_runs_out_of_work(tmp_path):
+    """`worker --wait` says when it has nothing to train: at its start on an empty queue and
+    again after the runs queued meanwhile, not at every poll."""
+    from adaptbench import worker
+
+    w = Workers(f"sqlite:///{tmp_path / 'q.db'}", tmp_path)
+    flag = worker.StopFlag()
+    seen: list[str] = []
+
+    def idle() -> None:
+        seen.append("idle")
+        if seen.count("idle") == 1:
+            w.queue("-t", "tiny", "--seeds", "2")  # while it waits
+        else:
+            threading.Timer(0.5, lambda: setattr(flag, "requested", True)).start()
+
+    events = worker.Events(finished=lambda c, status, outcome: seen.append(status), idle=idle)
+    opts = worker.WorkerOptions(tasks_dirs=[FIXTURE_TASKS], wait=True, poll_seconds=0.05,
+                                group_size=1)
+    assert worker.work(w.engine, opts, events=events, flag=flag) == {"done": 2, "interrupted": 1}
+    assert seen == ["idle", "done", "done", "idle"]  # ten polls or so while waiting, one line
+
+
 def test_a_worker_without_the_runs_task_hands_it_back_and_stops(tmp_path):
     from adaptbench import worker
     from adaptbench.errors import UserError
