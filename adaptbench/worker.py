@@ -392,7 +392,7 @@ def handling_signals(flag: StopFlag) -> Iterator[StopFlag]:
             signal.signal(sig, handler)
 
 
-def _child(opts: WorkerOptions, result_queue: Any, says_idle: bool = True) -> None:
+def _child(opts: WorkerOptions, result_queue: Any, says_idle: bool = True, index: int = 0) -> None:
     flag = StopFlag()
     install_signal_handlers(flag)
     # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM, once per press,
@@ -411,7 +411,7 @@ def _child(opts: WorkerOptions, result_queue: Any, says_idle: bool = True) -> No
         else:
             print(f"adaptbench: error: {exc}", file=sys.stderr, flush=True)
             tally = {"refused": 1}
-    result_queue.put(tally)
+    result_queue.put((index, tally))
 
 
 def log_events(engine: Engine | None = None, total: int | None = None,
@@ -453,7 +453,7 @@ def log_events(engine: Engine | None = None, total: int | None = None,
 
     def finished(c: Claim, status: str, outcome: dict[str, Any]) -> None:
         nonlocal finished_runs, held
-        finished_runs += status != "retried"  # a retried run is queued again, not finished
+        finished_runs += status not in ("retried", "requeued")  # queued again, not finished
         held = max(0, held - 1)
         s = c.spec
         extra = ""
@@ -482,37 +482,76 @@ def _clock(seconds: float) -> str:
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
+@contextmanager
+def _group_signals_held() -> Iterator[None]:
+    """Ctrl-C and a closed terminal reach the whole process group, children included. A worker
+    process hears them from its parent, as SIGTERM, and multiprocessing's resource tracker must
+    not hear them at all (it ignores SIGINT, not SIGHUP: it would die and a new one print a
+    traceback); neither must from its first instruction, which no handler can do. So they are
+    blocked while such a process is started: it inherits the mask and never receives them, and
+    here they wait until the start is done (ignoring them instead would lose a press)."""
+    group = {sig for sig in STOP_SIGNALS if sig != signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, group)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, group)
+
+
 def work_parallel(opts: WorkerOptions, jobs: int) -> dict[str, int]:
-    """Run `jobs` worker processes against the same database; each drains the shared queue."""
+    """Run `jobs` worker processes against the same database; each drains the shared queue.
+
+    A stop signal is forwarded to each process as SIGTERM, also to one started after it came.
+    A process that ends without reporting counts as "interrupted" when that SIGTERM ended it
+    (it came while the process started, before its own handlers were in place), else as
+    "crashed" (killed from outside, out of memory): its runs return to the queue when their
+    leases expire.
+    """
     ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
+    with _group_signals_held():  # the queue starts multiprocessing's resource tracker process
+        results = ctx.Queue()
     threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
     child_opts = WorkerOptions(**{**opts.__dict__, "threads": threads})
     # the processes go idle together (the queue is shared): one of them says so
-    procs = [ctx.Process(target=_child, args=(child_opts, results, i == 0), daemon=False)
+    procs = [ctx.Process(target=_child, args=(child_opts, results, i == 0, i), daemon=False)
              for i in range(jobs)]
-    for p in procs:
-        p.start()
+    stops = 0
+
+    def stop(p: Any) -> None:
+        if p.pid and p.is_alive():
+            os.kill(p.pid, signal.SIGTERM)
 
     def forward(signum: int, _frame: Any) -> None:
+        nonlocal stops
+        stops += 1
         for p in procs:
-            if p.is_alive() and p.pid:
-                os.kill(p.pid, signal.SIGTERM)
+            stop(p)
 
     old = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
+        for p in procs:
+            with _group_signals_held():
+                p.start()
+            for _ in range(stops):  # each press counts once, as for the processes already running
+                stop(p)
         for p in procs:
             p.join()
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    tally: dict[str, int] = {}
+    parts: dict[int, dict[str, int]] = {}
     for _ in procs:
         try:
-            part = results.get(timeout=1)
-        except Exception:  # noqa: BLE001 -- a child that crashed reports nothing; its runs' leases expire
-            tally["crashed"] = tally.get("crashed", 0) + 1
-            continue
+            index, part = results.get(timeout=1)
+        except Exception:  # noqa: BLE001 -- processes that did not report: below
+            break
+        parts[index] = part
+    tally: dict[str, int] = {}
+    for i, p in enumerate(procs):
+        # one that did not report: ended by the SIGTERM passed on before its handlers were in
+        # place, or else died (its runs' leases expire)
+        part = parts.get(i) or {
+            "interrupted" if stops and p.exitcode == -signal.SIGTERM else "crashed": 1}
         for k, v in part.items():
             tally[k] = tally.get(k, 0) + v
     return tally

@@ -45,3 +45,19 @@ def test_worker_total_grows_with_runs_queued_meanwhile(cli):
             events.finished(SimpleNamespace(run_id=9, spec=spec), "done",
                             {"final_test_metric": 0.5, "wall_seconds": 0.1})
     assert _positions(err.getvalue()) == [(1, 3, True), (2, 4, True)]
+
+
+def test_a_run_handed_back_or_retried_is_not_counted_as_finished(cli):
+    """A run that goes back to the queue (a signal, a killed training process) is counted among
+    the runs left, not the finished: with two runs queued, a requeued one reads [0/2]."""
+    from adaptbench import worker
+    from adaptbench.store import make_engine
+
+    assert cli("queue", *FAST, "--seeds", "2").code == 0
+    events = worker.log_events(make_engine(None))
+    spec = SimpleNamespace(task="noisy-quadratic", optimizer="adam", lr=0.01, seed=0)
+    err = io.StringIO()
+    with redirect_stderr(err):
+        for status in ("requeued", "retried"):
+            events.finished(SimpleNamespace(run_id=1, spec=spec), status, {"error": "killed"})
+    assert re.findall(r"\[(\d+)/(\d+)\]$", err.getvalue(), re.M) == [("0", "2"), ("0", "2")]

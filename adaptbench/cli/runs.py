@@ -301,13 +301,16 @@ def worker(
             tally = {"interrupted": 1}
     if tally is None:
         engine.dispose()
-        tally = worker_mod.work_parallel(opts, jobs)
+        # a signal while the database was opened stops the worker before its processes start
+        tally = {"interrupted": 1} if flag.requested else worker_mod.work_parallel(opts, jobs)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(tally.items())) or "no runs"
     print(f"worker finished: {summary}", file=sys.stderr)
     if no_plugins:
         _note_plugin_runs(opts)
     if "refused" in tally:
         raise typer.Exit(2)
+    if "crashed" in tally:  # a worker process died without reporting (killed, out of memory)
+        raise typer.Exit(1)
     if "interrupted" in tally or "requeued" in tally:
         raise typer.Exit(130)
 
