@@ -392,15 +392,22 @@ def handling_signals(flag: StopFlag) -> Iterator[StopFlag]:
             signal.signal(sig, handler)
 
 
-def _child(opts: WorkerOptions, result_queue: Any, says_idle: bool = True, index: int = 0) -> None:
+def _child(opts: WorkerOptions, result_queue: Any, says_idle: bool = True, index: int = 0,
+           parent: int | None = None) -> None:
     flag = StopFlag()
-    install_signal_handlers(flag)
-    # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM, once per press,
-    # so each press counts once here.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "SIGHUP"):  # a closed terminal reaches the group too: same as Ctrl-C
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
+        install_signal_handlers(flag)
+        # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM, once per
+        # press, so each press counts once here. A closed terminal (SIGHUP) too. They were
+        # blocked from this process's start (`_group_signals_held`): ignored now, they are
+        # unblocked, so that the processes this one starts do not inherit the mask.
+        group = [sig for sig in STOP_SIGNALS if sig != signal.SIGTERM]
+        for sig in group:
+            signal.signal(sig, signal.SIG_IGN)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, group)
+        if parent is not None:
+            _stop_with_parent(parent)
         engine = open_engine(opts, flag)
         tally = work(engine, opts, events=log_events(engine, says_idle=says_idle), flag=flag)
     except KeyboardInterrupt:
@@ -411,7 +418,23 @@ def _child(opts: WorkerOptions, result_queue: Any, says_idle: bool = True, index
         else:
             print(f"adaptbench: error: {exc}", file=sys.stderr, flush=True)
             tally = {"refused": 1}
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a late one must not cut the report short
     result_queue.put((index, tally))
+
+
+def _stop_with_parent(parent: int) -> None:
+    """A --jobs process whose worker dies (SIGKILL) stops as on SIGTERM, handing its runs back,
+    instead of polling for ever (Linux; elsewhere its runs' leases expire when it is stopped)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def log_events(engine: Engine | None = None, total: int | None = None,
@@ -453,7 +476,7 @@ def log_events(engine: Engine | None = None, total: int | None = None,
 
     def finished(c: Claim, status: str, outcome: dict[str, Any]) -> None:
         nonlocal finished_runs, held
-        finished_runs += status not in ("retried", "requeued")  # queued again, not finished
+        finished_runs += status not in ("retried", "requeued", "lost")  # not finished here
         held = max(0, held - 1)
         s = c.spec
         extra = ""
@@ -490,31 +513,30 @@ def _group_signals_held() -> Iterator[None]:
     traceback); neither must from its first instruction, which no handler can do. So they are
     blocked while such a process is started: it inherits the mask and never receives them, and
     here they wait until the start is done (ignoring them instead would lose a press)."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX: no process groups to speak of
+        yield
+        return
     group = {sig for sig in STOP_SIGNALS if sig != signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, group)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, group)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, group)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def work_parallel(opts: WorkerOptions, jobs: int) -> dict[str, int]:
     """Run `jobs` worker processes against the same database; each drains the shared queue.
 
-    A stop signal is forwarded to each process as SIGTERM, also to one started after it came.
-    A process that ends without reporting counts as "interrupted" when that SIGTERM ended it
+    A stop signal is forwarded to each process as SIGTERM; after one, no further process is
+    started (each counts as interrupted). A process that ends without reporting counts as "interrupted" when that SIGTERM ended it
     (it came while the process started, before its own handlers were in place), else as
     "crashed" (killed from outside, out of memory): its runs return to the queue when their
     leases expire.
     """
     ctx = multiprocessing.get_context("spawn")
-    with _group_signals_held():  # the queue starts multiprocessing's resource tracker process
-        results = ctx.Queue()
     threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
     child_opts = WorkerOptions(**{**opts.__dict__, "threads": threads})
-    # the processes go idle together (the queue is shared): one of them says so
-    procs = [ctx.Process(target=_child, args=(child_opts, results, i == 0, i), daemon=False)
-             for i in range(jobs)]
+    procs: list[Any] = []
     stops = 0
 
     def stop(p: Any) -> None:
@@ -529,11 +551,20 @@ def work_parallel(opts: WorkerOptions, jobs: int) -> dict[str, int]:
 
     old = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
-        for p in procs:
+        with _group_signals_held():
+            from multiprocessing import resource_tracker
+
+            resource_tracker.ensure_running()  # started here, or by the queue, or the first start
+            results = ctx.Queue()
+        # the first process says when the queue is empty (the others find it so at about the
+        # same time, or are still training)
+        for i in range(jobs):
+            if stops:  # a stop asked for already: the processes not started yet never will be
+                break
+            procs.append(ctx.Process(target=_child, daemon=False,
+                                     args=(child_opts, results, i == 0, i, os.getpid())))
             with _group_signals_held():
-                p.start()
-            for _ in range(stops):  # each press counts once, as for the processes already running
-                stop(p)
+                procs[-1].start()
         for p in procs:
             p.join()
     finally:
@@ -546,11 +577,11 @@ def work_parallel(opts: WorkerOptions, jobs: int) -> dict[str, int]:
         except Exception:  # noqa: BLE001 -- processes that did not report: below
             break
         parts[index] = part
-    tally: dict[str, int] = {}
+    tally: dict[str, int] = {"interrupted": jobs - len(procs)} if len(procs) < jobs else {}
     for i, p in enumerate(procs):
         # one that did not report: ended by the SIGTERM passed on before its handlers were in
         # place, or else died (its runs' leases expire)
-        part = parts.get(i) or {
+        part = parts[i] if i in parts else {
             "interrupted" if stops and p.exitcode == -signal.SIGTERM else "crashed": 1}
         for k, v in part.items():
             tally[k] = tally.get(k, 0) + v

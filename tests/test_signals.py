@@ -57,21 +57,17 @@ def _children(pid: int) -> dict[int, str]:
     return found
 
 
-def _unheard(pid: int) -> set[int]:
-    """The signals a process blocks or ignores (Linux /proc)."""
-    mask = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("SigBlk:", "SigIgn:")):
-            mask |= int(line.split()[1], 16)
+def _signals(pid: int, kind: str) -> set[int]:
+    """The signals a process blocks ("SigBlk") or ignores ("SigIgn"), from Linux /proc."""
+    line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith(kind + ":"))
+    mask = int(line.split()[1], 16)
     return {n for n in range(1, 65) if mask >> (n - 1) & 1}
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
-def test_jobs_processes_never_see_ctrl_c_and_one_that_dies_makes_the_worker_exit_1(tmp_path):
-    """The worker's processes (and multiprocessing's resource tracker) are started with Ctrl-C
-    and SIGHUP blocked, as no handler could from their first instruction; a worker
-    process killed from outside is counted as crashed, and the worker exits 1."""
-    db = str(tmp_path / "r.db")
+def _idle_jobs_worker(db: str) -> tuple[subprocess.Popen, list[int], dict[int, str]]:
+    """`worker --wait --jobs 2` on an empty queue, once it says so: the process, its two
+    worker processes, and all its children with their command lines."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "adaptbench.cli", "worker", "--wait", "--jobs", "2", "--db", db],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -79,17 +75,60 @@ def test_jobs_processes_never_see_ctrl_c_and_one_that_dies_makes_the_worker_exit
     children = _children(proc.pid)
     workers = [pid for pid, cmd in children.items() if "resource_tracker" not in cmd]
     assert len(workers) == 2 and len(children) == 3, children
-    for pid in children:
-        assert {signal.SIGINT, signal.SIGHUP} <= _unheard(pid), children[pid]
-    for pid in workers:
-        assert signal.SIGTERM not in _unheard(pid)  # how the worker passes them on
-    assert not {signal.SIGINT, signal.SIGHUP} & _unheard(proc.pid)  # the worker hears them
+    return proc, workers, children
+
+
+LINUX_PROC = pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+                                reason="reads the children of a process from /proc (Linux)")
+
+
+@LINUX_PROC
+def test_jobs_processes_never_see_ctrl_c_and_one_that_dies_makes_the_worker_exit_1(tmp_path):
+    """Ctrl-C and SIGHUP reach the whole process group: the worker's processes ignore them (it
+    passes them on as SIGTERM) and multiprocessing's resource tracker must not hear SIGHUP,
+    which it does not ignore; both were started with them blocked, as no handler could from
+    their first instruction. A worker process killed from outside is counted as crashed, and
+    the worker exits 1."""
+    proc, workers, children = _idle_jobs_worker(str(tmp_path / "r.db"))
+    [tracker] = set(children) - set(workers)
+    assert signal.SIGHUP in _signals(tracker, "SigBlk") and signal.SIGINT in _signals(tracker, "SigIgn")
+    group = {signal.SIGINT, signal.SIGHUP}
+    deadline = time.monotonic() + 60
+    for pid in workers:  # the second may still be starting: blocked until it ignores them
+        while not group <= _signals(pid, "SigIgn"):
+            assert group <= _signals(pid, "SigBlk") | _signals(pid, "SigIgn")
+            assert time.monotonic() < deadline, "a worker process never got ready"
+            time.sleep(0.05)
+        # unblocked again, so that the training processes they start do not inherit the mask
+        assert not (group | {signal.SIGTERM}) & _signals(pid, "SigBlk")
+        assert signal.SIGTERM not in _signals(pid, "SigIgn")  # how the worker passes them on
+    assert not group & (_signals(proc.pid, "SigBlk") | _signals(proc.pid, "SigIgn"))
     os.kill(workers[1], signal.SIGKILL)
     time.sleep(1)
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, (proc.returncode, err)
     assert err.splitlines() == ["worker finished: 1 crashed, 1 interrupted"]
+
+
+@LINUX_PROC
+def test_jobs_processes_stop_when_their_worker_is_killed(tmp_path):
+    """A worker killed with SIGKILL cannot pass anything on: its --wait processes stop by
+    themselves instead of polling for ever."""
+    proc, workers, _ = _idle_jobs_worker(str(tmp_path / "r.db"))
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in
+              Path(f"/proc/{pid}/status").read_text() for pid in workers):
+        assert time.monotonic() < deadline, "a --jobs process outlived its worker"
+        time.sleep(0.2)
+
+
+def test_jobs_workers_on_an_empty_queue_exit_0(cli):
+    r = cli("worker", "--jobs", "2")
+    assert r.code == 0, r.err
+    assert r.err.splitlines() == ["worker finished: no runs"]
 
 
 def test_a_signal_while_the_worker_opens_the_database_starts_no_processes(cli, monkeypatch):
