@@ -11,6 +11,9 @@ import signal
 
 STARTUP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
                         if hasattr(signal, name))
+# the stop signals this process was started with ignored (`nohup` ignores SIGHUP, a shell's
+# background job SIGINT): they stay ignored, here and in `worker`/`run`
+IGNORED_AT_START: frozenset[int] = frozenset()
 
 
 def _stopped(signum: int, _frame: object) -> None:
@@ -18,12 +21,16 @@ def _stopped(signum: int, _frame: object) -> None:
 
 
 def main() -> None:
+    global IGNORED_AT_START
+    IGNORED_AT_START = frozenset(sig for sig in (*STARTUP_SIGNALS, signal.SIGINT)
+                                 if signal.getsignal(sig) is signal.SIG_IGN)
     for signum in STARTUP_SIGNALS:
-        signal.signal(signum, _stopped)
+        if signum not in IGNORED_AT_START:
+            signal.signal(signum, _stopped)
     # Ctrl-C too, while importing only (a KeyboardInterrupt there would end in a traceback; the
-    # commands handle it themselves once they run), unless it is ignored (a background job)
+    # commands handle it themselves once they run)
     interrupt = signal.getsignal(signal.SIGINT)
-    if interrupt is not signal.SIG_IGN:
+    if signal.SIGINT not in IGNORED_AT_START:
         signal.signal(signal.SIGINT, _stopped)
     from adaptbench.cli import main as command_line
 

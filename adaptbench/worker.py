@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from adaptbench import faults, queue, runner
+from adaptbench import entry, faults, queue, runner
 from adaptbench.errors import UserError
 from adaptbench.queue import Claim
 
@@ -367,7 +367,8 @@ def _sleep(seconds: float, flag: StopFlag) -> None:
 
 
 def install_signal_handlers(flag: StopFlag) -> None:
-    """First SIGINT/SIGTERM/SIGHUP: stop after handing the current run back; second: stop now."""
+    """First SIGINT/SIGTERM/SIGHUP: stop after handing the current run back; second: stop now.
+    One the command was started with ignored (`nohup`, a background job) stays ignored."""
 
     def handler(signum: int, _frame: Any) -> None:
         flag.signals += 1
@@ -376,7 +377,8 @@ def install_signal_handlers(flag: StopFlag) -> None:
             raise KeyboardInterrupt
 
     for sig in STOP_SIGNALS:
-        signal.signal(sig, handler)
+        if sig not in entry.IGNORED_AT_START:
+            signal.signal(sig, handler)
 
 
 @contextmanager
@@ -395,31 +397,35 @@ def handling_signals(flag: StopFlag) -> Iterator[StopFlag]:
 def _child(opts: WorkerOptions, result_queue: Any, says_idle: bool = True, index: int = 0,
            parent: int | None = None) -> None:
     flag = StopFlag()
+    tally: dict[str, int] = {"interrupted": 1}
     try:
-        install_signal_handlers(flag)
-        # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM, once per
-        # press, so each press counts once here. A closed terminal (SIGHUP) too. They were
-        # blocked from this process's start (`_group_signals_held`): ignored now, they are
-        # unblocked, so that the processes this one starts do not inherit the mask.
-        group = [sig for sig in STOP_SIGNALS if sig != signal.SIGTERM]
-        for sig in group:
-            signal.signal(sig, signal.SIG_IGN)
-        if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, group)
-        if parent is not None:
-            _stop_with_parent(parent)
-        engine = open_engine(opts, flag)
-        tally = work(engine, opts, events=log_events(engine, says_idle=says_idle), flag=flag)
-    except KeyboardInterrupt:
+        try:
+            install_signal_handlers(flag)
+            # Ctrl-C reaches the whole process group; the parent forwards it as SIGTERM, once
+            # per press, so each press counts once here. A closed terminal (SIGHUP) too. All
+            # three were blocked from this process's start (`_group_signals_held`): now that
+            # they are handled or ignored, they are unblocked (a SIGTERM that came meanwhile is
+            # handled now), so that the processes this one starts do not inherit the mask.
+            for sig in STOP_SIGNALS:
+                if sig != signal.SIGTERM:
+                    signal.signal(sig, signal.SIG_IGN)
+            if hasattr(signal, "pthread_sigmask"):
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            if parent is not None:
+                _stop_with_parent(parent)
+            engine = open_engine(opts, flag)
+            tally = work(engine, opts, events=log_events(engine, says_idle=says_idle), flag=flag)
+        except UserError as exc:
+            if isinstance(exc, faults.Unreachable) and flag.requested:
+                tally = {"interrupted": 1}  # stopped while waiting for the database at start
+            else:
+                print(f"adaptbench: error: {exc}", file=sys.stderr, flush=True)
+                tally = {"refused": 1}
+    except KeyboardInterrupt:  # a second signal, wherever it came
         tally = {"interrupted": 1}
-    except UserError as exc:
-        if isinstance(exc, faults.Unreachable) and flag.requested:
-            tally = {"interrupted": 1}  # stopped while waiting for the database at start
-        else:
-            print(f"adaptbench: error: {exc}", file=sys.stderr, flush=True)
-            tally = {"refused": 1}
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a late one must not cut the report short
-    result_queue.put((index, tally))
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a late one must not cut the report short
+        result_queue.put((index, tally))
 
 
 def _stop_with_parent(parent: int) -> None:
@@ -506,17 +512,21 @@ def _clock(seconds: float) -> str:
 
 
 @contextmanager
-def _group_signals_held() -> Iterator[None]:
+def _group_signals_held(term: bool = False) -> Iterator[None]:
     """Ctrl-C and a closed terminal reach the whole process group, children included. A worker
     process hears them from its parent, as SIGTERM, and multiprocessing's resource tracker must
     not hear them at all (it ignores SIGINT, not SIGHUP: it would die and a new one print a
     traceback); neither must from its first instruction, which no handler can do. So they are
     blocked while such a process is started: it inherits the mask and never receives them, and
-    here they wait until the start is done (ignoring them instead would lose a press)."""
+    here they wait until the start is done (ignoring them instead would lose a press). With
+    `term`, SIGTERM too: one sent to this process while a worker process starts is passed on
+    once the start has given it a pid; that process unblocks it once it has its handler. (The
+    mask is this thread's: a signal sent to the process may still be taken by another thread
+    and handled meanwhile; `work_parallel` checks after each start.)"""
     if not hasattr(signal, "pthread_sigmask"):  # not POSIX: no process groups to speak of
         yield
         return
-    group = {sig for sig in STOP_SIGNALS if sig != signal.SIGTERM}
+    group = {sig for sig in STOP_SIGNALS if term or sig != signal.SIGTERM}
     before = signal.pthread_sigmask(signal.SIG_BLOCK, group)
     try:
         yield
@@ -524,37 +534,42 @@ def _group_signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
-def work_parallel(opts: WorkerOptions, jobs: int) -> dict[str, int]:
+def work_parallel(opts: WorkerOptions, jobs: int, flag: StopFlag | None = None) -> dict[str, int]:
     """Run `jobs` worker processes against the same database; each drains the shared queue.
 
-    A stop signal is forwarded to each process as SIGTERM; after one, no further process is
-    started (each counts as interrupted). A process that ends without reporting counts as "interrupted" when that SIGTERM ended it
-    (it came while the process started, before its own handlers were in place), else as
-    "crashed" (killed from outside, out of memory): its runs return to the queue when their
-    leases expire.
+    A stop signal is forwarded to each process as SIGTERM; after one (or one already in `flag`),
+    no further process is started (each counts as interrupted). A process that ends without
+    reporting counts as "crashed" (killed from outside, out of memory): its runs return to the
+    queue when their leases expire.
     """
     ctx = multiprocessing.get_context("spawn")
     threads = opts.threads or max(1, (os.cpu_count() or 1) // jobs)
     child_opts = WorkerOptions(**{**opts.__dict__, "threads": threads})
     procs: list[Any] = []
     stops = 0
+    told: dict[int, int] = {}  # SIGTERMs sent to each process (by index)
 
-    def stop(p: Any) -> None:
+    def stop(i: int) -> None:
+        p = procs[i]
         if p.pid and p.is_alive():
             os.kill(p.pid, signal.SIGTERM)
+            told[i] = told.get(i, 0) + 1
 
     def forward(signum: int, _frame: Any) -> None:
         nonlocal stops
         stops += 1
-        for p in procs:
-            stop(p)
+        for i in range(len(procs)):
+            stop(i)
 
-    old = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
+    old = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS
+           if sig not in entry.IGNORED_AT_START}
+    stops += flag.signals if flag is not None else 0
     try:
         with _group_signals_held():
-            from multiprocessing import resource_tracker
+            if os.name == "posix":  # started here, else by the queue or the first start
+                from multiprocessing import resource_tracker
 
-            resource_tracker.ensure_running()  # started here, or by the queue, or the first start
+                resource_tracker.ensure_running()
             results = ctx.Queue()
         # the first process says when the queue is empty (the others find it so at about the
         # same time, or are still training)
@@ -563,10 +578,17 @@ def work_parallel(opts: WorkerOptions, jobs: int) -> dict[str, int]:
                 break
             procs.append(ctx.Process(target=_child, daemon=False,
                                      args=(child_opts, results, i == 0, i, os.getpid())))
-            with _group_signals_held():
+            with _group_signals_held(term=True):
                 procs[-1].start()
+            if stops and not told.get(i):  # a signal the start held was handled before the
+                stop(i)  # process had a pid (another thread may take it)
         for p in procs:
             p.join()
+    except BaseException:  # a failed start: the processes already started stop too
+        for i, p in enumerate(procs):
+            stop(i)
+            p.join()
+        raise
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
@@ -578,11 +600,7 @@ def work_parallel(opts: WorkerOptions, jobs: int) -> dict[str, int]:
             break
         parts[index] = part
     tally: dict[str, int] = {"interrupted": jobs - len(procs)} if len(procs) < jobs else {}
-    for i, p in enumerate(procs):
-        # one that did not report: ended by the SIGTERM passed on before its handlers were in
-        # place, or else died (its runs' leases expire)
-        part = parts[i] if i in parts else {
-            "interrupted" if stops and p.exitcode == -signal.SIGTERM else "crashed": 1}
-        for k, v in part.items():
+    for i in range(len(procs)):
+        for k, v in parts.get(i, {"crashed": 1}).items():
             tally[k] = tally.get(k, 0) + v
     return tally

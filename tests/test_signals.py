@@ -65,17 +65,36 @@ def _signals(pid: int, kind: str) -> set[int]:
     return {n for n in range(1, 65) if mask >> (n - 1) & 1}
 
 
-def _idle_jobs_worker(db: str) -> tuple[subprocess.Popen, list[int], dict[int, str]]:
+@pytest.fixture
+def idle_jobs_worker(tmp_path):
     """`worker --wait --jobs 2` on an empty queue, once it says so: the process, its two
-    worker processes, and all its children with their command lines."""
+    worker processes, and all its children with their command lines. Whatever a test leaves
+    of them is killed at its end."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "adaptbench.cli", "worker", "--wait", "--jobs", "2", "--db", db],
+        [sys.executable, "-m", "adaptbench.cli", "worker", "--wait", "--jobs", "2", "--db",
+         str(tmp_path / "r.db")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    assert _first_line(proc, 60) == f"adaptbench worker: {worker.IDLE_LINE}\n"
-    children = _children(proc.pid)
-    workers = [pid for pid, cmd in children.items() if "resource_tracker" not in cmd]
-    assert len(workers) == 2 and len(children) == 3, children
-    return proc, workers, children
+    children: dict[int, str] = {}
+    try:
+        assert _first_line(proc, 60) == f"adaptbench worker: {worker.IDLE_LINE}\n"
+        children = _children(proc.pid)
+        workers = [pid for pid, cmd in children.items() if "resource_tracker" not in cmd]
+        assert len(workers) == 2 and len(children) == 3, children
+        yield proc, workers, children
+    finally:
+        for pid in [proc.pid, *children]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.communicate()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
 
 
 LINUX_PROC = pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
@@ -83,24 +102,25 @@ LINUX_PROC = pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()
 
 
 @LINUX_PROC
-def test_jobs_processes_never_see_ctrl_c_and_one_that_dies_makes_the_worker_exit_1(tmp_path):
+def test_jobs_processes_never_see_ctrl_c_and_one_that_dies_makes_the_worker_exit_1(
+        idle_jobs_worker):
     """Ctrl-C and SIGHUP reach the whole process group: the worker's processes ignore them (it
     passes them on as SIGTERM) and multiprocessing's resource tracker must not hear SIGHUP,
     which it does not ignore; both were started with them blocked, as no handler could from
     their first instruction. A worker process killed from outside is counted as crashed, and
     the worker exits 1."""
-    proc, workers, children = _idle_jobs_worker(str(tmp_path / "r.db"))
+    proc, workers, children = idle_jobs_worker
     [tracker] = set(children) - set(workers)
     assert signal.SIGHUP in _signals(tracker, "SigBlk") and signal.SIGINT in _signals(tracker, "SigIgn")
     group = {signal.SIGINT, signal.SIGHUP}
     deadline = time.monotonic() + 60
     for pid in workers:  # the second may still be starting: blocked until it ignores them
-        while not group <= _signals(pid, "SigIgn"):
+        # ignored, then unblocked, so that the training processes they start do not inherit
+        # the mask
+        while not (group <= _signals(pid, "SigIgn") and not group & _signals(pid, "SigBlk")):
             assert group <= _signals(pid, "SigBlk") | _signals(pid, "SigIgn")
             assert time.monotonic() < deadline, "a worker process never got ready"
             time.sleep(0.05)
-        # unblocked again, so that the training processes they start do not inherit the mask
-        assert not (group | {signal.SIGTERM}) & _signals(pid, "SigBlk")
         assert signal.SIGTERM not in _signals(pid, "SigIgn")  # how the worker passes them on
     assert not group & (_signals(proc.pid, "SigBlk") | _signals(proc.pid, "SigIgn"))
     os.kill(workers[1], signal.SIGKILL)
@@ -112,15 +132,14 @@ def test_jobs_processes_never_see_ctrl_c_and_one_that_dies_makes_the_worker_exit
 
 
 @LINUX_PROC
-def test_jobs_processes_stop_when_their_worker_is_killed(tmp_path):
+def test_jobs_processes_stop_when_their_worker_is_killed(idle_jobs_worker):
     """A worker killed with SIGKILL cannot pass anything on: its --wait processes stop by
     themselves instead of polling for ever."""
-    proc, workers, _ = _idle_jobs_worker(str(tmp_path / "r.db"))
+    proc, workers, _ = idle_jobs_worker
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() and "zombie" not in
-              Path(f"/proc/{pid}/status").read_text() for pid in workers):
+    while any(_running(pid) for pid in workers):
         assert time.monotonic() < deadline, "a --jobs process outlived its worker"
         time.sleep(0.2)
 
@@ -133,17 +152,72 @@ def test_jobs_workers_on_an_empty_queue_exit_0(cli):
 
 def test_a_signal_while_the_worker_opens_the_database_starts_no_processes(cli, monkeypatch):
     """A stop asked for before the --jobs processes exist is not lost: none is started."""
+    import multiprocessing.context
+
     opened = worker.open_engine
 
     def open_and_stop(opts, flag):
-        flag.requested = True  # what the signal handler does
+        flag.requested, flag.signals = True, 1  # what the signal handler does
         return opened(opts, flag)
 
-    def never(*args):
-        raise AssertionError("processes started after a stop")
+    def never(self):
+        raise AssertionError("a process started after a stop")
 
     monkeypatch.setattr(worker, "open_engine", open_and_stop)
-    monkeypatch.setattr(worker, "work_parallel", never)
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", never)
     r = cli("worker", "--jobs", "2", "--wait")
     assert r.code == 130, r.err
-    assert r.err.splitlines() == ["worker finished: 1 interrupted"]
+    assert r.err.splitlines() == ["worker finished: 2 interrupted"]
+
+
+SIGTERM_IN_START = """
+import multiprocessing.context, os, signal, sys
+start = multiprocessing.context.SpawnProcess.start
+def start_under_a_sigterm(self):
+    os.kill(os.getpid(), signal.SIGTERM)  # held until the start is done, or taken by a thread
+    start(self)
+multiprocessing.context.SpawnProcess.start = start_under_a_sigterm
+from adaptbench.entry import main
+sys.argv = ["adaptbench", "worker", "--jobs", "2", "--wait", "--db", sys.argv[1]]
+main()
+"""
+
+
+def test_a_sigterm_while_a_process_starts_reaches_it(tmp_path):
+    """SIGTERM (kill, Slurm) sent while a --jobs process is being started, before it has a pid,
+    is passed on once it has one: the worker stops instead of waiting for ever."""
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERM_IN_START, str(tmp_path / "r.db")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["worker finished: 2 interrupted"]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_worker_started_with_sighup_ignored_keeps_ignoring_it(tmp_path, jobs):
+    """`nohup adaptbench worker &` survives the terminal closing: a signal the worker was
+    started with ignored stays ignored; SIGTERM still stops it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adaptbench", "worker", "--wait", "--jobs", jobs, "--db",
+         str(tmp_path / "r.db")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        assert _first_line(proc, 60) == f"adaptbench worker: {worker.IDLE_LINE}\n"
+        os.killpg(proc.pid, signal.SIGHUP)
+        time.sleep(1)
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.splitlines() == [f"worker finished: {jobs} interrupted"]

@@ -291,18 +291,19 @@ def worker(
         try:
             # waits out a database unreachable at start; creates the schema once, before any child
             engine = worker_mod.open_engine(opts, flag)
-            tally = worker_mod.work(engine, opts, events=worker_mod.log_events(engine),
-                                    flag=flag) if jobs == 1 else None
+            if jobs == 1:
+                tally = worker_mod.work(engine, opts, events=worker_mod.log_events(engine),
+                                        flag=flag)
+            else:
+                engine.dispose()
+                # a signal while the database was opened: no process is started
+                tally = worker_mod.work_parallel(opts, jobs, flag)
         except KeyboardInterrupt:
             tally = {"interrupted": 1}
         except faults.Unreachable:
             if not flag.requested:
                 raise
             tally = {"interrupted": 1}
-    if tally is None:
-        engine.dispose()
-        # a signal while the database was opened stops the worker before its processes start
-        tally = {"interrupted": 1} if flag.requested else worker_mod.work_parallel(opts, jobs)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(tally.items())) or "no runs"
     print(f"worker finished: {summary}", file=sys.stderr)
     if no_plugins:
