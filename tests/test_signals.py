@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -189,14 +190,21 @@ def test_a_sigterm_while_a_process_starts_reaches_it(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", SIGTERM_IN_START, str(tmp_path / "r.db")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    try:
+    with _killed_at_the_end(proc):
         _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["worker finished: 2 interrupted"]
+
+
+@contextmanager
+def _killed_at_the_end(proc: subprocess.Popen):
+    """The process's whole group is killed if it is still running when the block ends."""
+    try:
+        yield
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-    assert proc.returncode == 130, err
-    assert err.splitlines() == ["worker finished: 2 interrupted"]
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
@@ -208,16 +216,12 @@ def test_a_worker_started_with_sighup_ignored_keeps_ignoring_it(tmp_path, jobs):
          str(tmp_path / "r.db")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
-    try:
+    with _killed_at_the_end(proc):
         assert _first_line(proc, 60) == f"adaptbench worker: {worker.IDLE_LINE}\n"
         os.killpg(proc.pid, signal.SIGHUP)
         time.sleep(1)
         assert proc.poll() is None, proc.communicate()
         os.kill(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
     assert proc.returncode == 130, err
     assert err.splitlines() == [f"worker finished: {jobs} interrupted"]
