@@ -401,9 +401,12 @@ def serve() -> None:
     """The child's main loop: `python -c '...serve()' FD PARENT_PID THREADS`."""
     fd, parent_pid, threads = (int(a) for a in sys.argv[1:4])
     _exit_with_parent(parent_pid)
-    # the worker decides what a signal means (hand the run back); Ctrl-C reaches us too
+    # the worker decides what a signal means (hand the run back); Ctrl-C and a closed terminal
+    # (SIGHUP) reach us too
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     conn = Connection(fd)
     try:
         import torch

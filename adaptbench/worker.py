@@ -397,7 +397,7 @@ def handling_signals(flag: StopFlag) -> Iterator[StopFlag]:
 def _child(opts: WorkerOptions, result_queue: Any, says_idle: bool = True, index: int = 0,
            parent: int | None = None) -> None:
     flag = StopFlag()
-    tally: dict[str, int] = {"interrupted": 1}
+    tally: dict[str, int] = {"crashed": 1}  # an error other than the ones below
     try:
         try:
             install_signal_handlers(flag)
@@ -424,7 +424,10 @@ def _child(opts: WorkerOptions, result_queue: Any, says_idle: bool = True, index
     except KeyboardInterrupt:  # a second signal, wherever it came
         tally = {"interrupted": 1}
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a late one must not cut the report short
+        # a late signal must not cut the report short
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         result_queue.put((index, tally))
 
 
@@ -586,8 +589,10 @@ def work_parallel(opts: WorkerOptions, jobs: int, flag: StopFlag | None = None) 
             p.join()
     except BaseException:  # a failed start: the processes already started stop too
         for i, p in enumerate(procs):
-            stop(i)
-            p.join()
+            if p.pid is not None:
+                if not told.get(i):  # a second SIGTERM would make it quit without handing back
+                    stop(i)
+                p.join()
         raise
     finally:
         for sig, handler in old.items():

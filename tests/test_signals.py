@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -83,12 +84,7 @@ def idle_jobs_worker(tmp_path):
         assert len(workers) == 2 and len(children) == 3, children
         yield proc, workers, children
     finally:
-        for pid in [proc.pid, *children]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.communicate()
+        _kill_group(proc)
 
 
 def _running(pid: int) -> bool:
@@ -198,13 +194,20 @@ def test_a_sigterm_while_a_process_starts_reaches_it(tmp_path):
 
 @contextmanager
 def _killed_at_the_end(proc: subprocess.Popen):
-    """The process's whole group is killed if it is still running when the block ends."""
+    """Whatever is left of the process's group is killed when the block ends."""
     try:
         yield
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+        _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill what is left of the process's group (its session: it was started in a new one)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
@@ -225,3 +228,34 @@ def test_a_worker_started_with_sighup_ignored_keeps_ignoring_it(tmp_path, jobs):
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.splitlines() == [f"worker finished: {jobs} interrupted"]
+
+
+@LINUX_PROC
+def test_the_training_process_leaves_ctrl_c_and_sighup_to_its_worker(tmp_path):
+    """A closed terminal sends SIGHUP to the whole group: the process training a run ignores it
+    (and Ctrl-C, and SIGTERM), so that its worker hands the run back instead of losing the
+    process mid-run."""
+    db = str(tmp_path / "r.db")
+    assert invoke("queue", "-o", "adam", "-t", "rosenbrock", "--seeds", "1", "--steps", "1000000",
+                  "--db", db).code == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adaptbench", "worker", "--vectorize", "off", "--db", db],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    stop = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    with _killed_at_the_end(proc):
+        deadline = time.monotonic() + 60
+        while True:
+            trainers = [pid for pid, cmd in _children(proc.pid).items() if "serve()" in cmd]
+            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                running = conn.execute("SELECT count(*) FROM runs WHERE status = 'running'"
+                                       ).fetchone()[0]
+            if running and trainers and signal.SIGINT in _signals(trainers[0], "SigIgn"):
+                time.sleep(1)  # training
+                break
+            assert time.monotonic() < deadline, "no training process"
+            time.sleep(0.1)
+        assert stop <= _signals(trainers[0], "SigIgn")
+        os.killpg(proc.pid, signal.SIGHUP)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run 1 requeued" in err and "worker finished: 1 requeued" in err
