@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +32,12 @@ def invoke(*args: str) -> Result:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return Result(code, out.getvalue(), err.getvalue())
+
+
+def digest(path) -> str:
+    """A file's name and the SHA-256 of its bytes: what "left untouched" compares (a failure
+    names the file, instead of printing all its bytes)."""
+    return f"{path}: sha256 {hashlib.sha256(Path(path).read_bytes()).hexdigest()}"
 
 
 @pytest.fixture

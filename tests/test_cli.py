@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from tests.conftest import invoke
+from tests.conftest import digest, invoke
 
 FAST = ["--steps", "30"]
 
@@ -99,12 +99,12 @@ def test_status_of_a_study_counts_its_runs_and_refuses_an_unknown_label(cli, wor
     assert counts["queued"] == 2
     # no write-ahead log left to be folded into the file later: its bytes are the whole state
     assert sorted(p.name for p in workdir.iterdir()) == ["results.db"]
-    before = (workdir / "results.db").read_bytes()
+    before = digest(workdir / "results.db")
     for args in (["status"], ["status", "--time"]):
         r = _ended(cli(*args, "--study", "onw"))
         assert r.code == 2 and "no stored run has study 'onw'" in r.err and "one" in r.err
         assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
-    assert (workdir / "results.db").read_bytes() == before
+    assert digest(workdir / "results.db") == before
     assert sorted(p.name for p in workdir.iterdir()) == ["results.db"]
 
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from adaptbench import store
 from adaptbench.store import make_engine
+from tests.conftest import digest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCHEMA2 = FIXTURES / "schema2.db"
@@ -71,12 +72,12 @@ COMMANDS = [
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a[:2]))
 def test_commands_refuse_a_schema2_database_with_the_upgrade_hint(cli, old_db, args):
-    before = old_db.read_bytes()
+    before = digest(old_db)
     r = cli(*args, "--db", old_db)
     assert r.code == 2, r.err
     assert len(r.err.strip().splitlines()) == 1
     assert HINT.format(url=f"sqlite:///{old_db}") in r.err
-    assert old_db.read_bytes() == before
+    assert digest(old_db) == before
     assert files_beside(old_db) == ["old.db"]
 
 
@@ -84,10 +85,10 @@ def test_a_rollback_journal_database_is_not_switched_to_wal(cli, old_db):
     """A file someone switched out of WAL mode is refused without being switched back."""
     with closing(sqlite3.connect(old_db)) as conn:
         assert conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
-    before = old_db.read_bytes()
+    before = digest(old_db)
     for args in (["ls"], ["report"], ["status"]):
         assert cli(*args, "--db", old_db).code == 2
-    assert old_db.read_bytes() == before
+    assert digest(old_db) == before
     assert sqlite_value(old_db, "PRAGMA journal_mode") == "delete"
 
 
@@ -217,11 +218,11 @@ def test_a_table_upgraded_from_schema4_is_the_same_as_a_new_one(old_db, workdir)
 
 def test_upgrading_twice_is_a_no_op(cli, old_db):
     assert cli("db", "upgrade", "--db", old_db).code == 0
-    before = old_db.read_bytes()
+    before = digest(old_db)
     r = cli("db", "upgrade", "--db", old_db)
     assert r.code == 0, r.err
     assert "already has schema version 5; nothing to do" in r.err
-    assert old_db.read_bytes() == before
+    assert digest(old_db) == before
 
 
 def test_a_failed_upgrade_changes_nothing(old_db, monkeypatch):
@@ -244,14 +245,14 @@ def test_an_unknown_schema_version_is_refused_untouched(cli, old_db, version):
         conn.execute("PRAGMA journal_mode = DELETE")
         conn.execute("UPDATE adaptbench_meta SET value = ?", (version,))
         conn.commit()
-    before = old_db.read_bytes()
+    before = digest(old_db)
     for args in (["db", "upgrade"], ["ls"]):
         r = cli(*args, "--db", old_db)
         assert r.code == 2, r.err
         assert len(r.err.strip().splitlines()) == 1
         assert f"schema version {version}, this adaptbench uses 5" in r.err
         assert "db upgrade --db" not in r.err
-    assert old_db.read_bytes() == before
+    assert digest(old_db) == before
     assert files_beside(old_db) == ["old.db"]
 
 
@@ -268,10 +269,10 @@ def test_a_file_that_is_not_an_adaptbench_database_is_refused_untouched(cli, wor
         conn.commit()
     for path, says in ((other, "holds no adaptbench results"), (text, "cannot open database"),
                        (foreign, "did not write")):
-        before = path.read_bytes()
+        before = digest(path)
         r = cli("db", "upgrade", "--db", path)
         assert r.code == 2 and says in r.err and len(r.err.strip().splitlines()) == 1, r.err
-        assert path.read_bytes() == before
+        assert digest(path) == before
     r = cli("db", "upgrade", "--db", workdir / "missing.db")
     assert r.code == 2 and "no results database" in r.err
     assert not (workdir / "missing.db").exists()
