@@ -492,14 +492,21 @@ class _Bounded(io.TextIOBase):
         self._out.flush()
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
+def signal_on_parent_death(sig: int) -> bool:
+    """Ask the kernel to send `sig` to this process when its parent dies (Linux's
+    PR_SET_PDEATHSIG); False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
 
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+        return ctypes.CDLL(None, use_errno=True).prctl(1, sig) == 0  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return False
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    signal_on_parent_death(signal.SIGKILL)
 
     def watch() -> None:  # everywhere else: poll, so that an orphan stops within a second
         while os.getppid() == parent_pid:

@@ -434,13 +434,7 @@ def _child(opts: WorkerOptions, result_queue: Any, says_idle: bool = True, index
 def _stop_with_parent(parent: int) -> None:
     """A --jobs process whose worker dies (SIGKILL) stops as on SIGTERM, handing its runs back,
     instead of polling for ever (Linux; elsewhere its runs' leases expire when it is stopped)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
+    if not runner.signal_on_parent_death(signal.SIGTERM):
         return
     if os.getppid() != parent:  # it died before the line above
         os.kill(os.getpid(), signal.SIGTERM)
