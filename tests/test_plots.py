@@ -168,3 +168,30 @@ def test_plot_runs_as_python_m_adaptbench_cli():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "--output" in proc.stdout
+
+
+def test_claims_figure_labels_never_overlap():
+    """Long statistic names wrap onto several lines; each row gets the height its label needs
+    (the study page's (b) panel had its last labels printed over each other)."""
+    import pandas as pd
+
+    long = "rmsprop's probability of improvement over adagrad on the sparse tasks (test metric; shown, not tested)"
+    verdicts = pd.DataFrame({"claim": ["a", "b", "c"], "statement": ["claim a", "claim b", "c"],
+                             "verdict": ["not supported"] * 3, "reason": ["", "", ""]})
+    rows = {"a": 9, "b": 6, "c": 4}  # as in the adaptive-lr study's figure
+    claim = [c for c, n in rows.items() for _ in range(n)]
+    statistics = pd.DataFrame({
+        "claim": claim, "part": ["part"] * len(claim), "statistic": [long] * len(claim),
+        "value": 0.5, "ci_low": 0.3, "ci_high": 0.7,
+        "threshold": [0.5 if i % 3 else np.nan for i in range(len(claim))], "tasks": 5})
+    fig = plots.claims_figure(verdicts, statistics, "test", "lr tuned")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = sorted((label.get_window_extent(renderer) for label in ax.get_yticklabels()),
+                       key=lambda b: b.y0)
+        for lower, upper in zip(boxes, boxes[1:]):
+            assert lower.y1 <= upper.y0 + 1, (ax.get_title(), lower, upper)
+        title = ax.title.get_window_extent(renderer)
+        if boxes:
+            assert boxes[-1].y1 <= title.y0 + 1, ax.get_title()
