@@ -284,8 +284,35 @@ def select(runs: pd.DataFrame, protocol: str = TUNED) -> Selected:
     for row in tab[tab["all_diverged"]].itertuples():
         notes.append(f"{row.task} x {row.optimizer}: every lr diverged on every selection seed; "
                      f"the lr shown ({row.lr:g}) is only the smallest tried")
+    edge = edge_note(selection, tab[~tab["all_diverged"]])
+    if edge:
+        notes.append(edge)
     return Selected(figures.reset_index(drop=True), table(tab, SELECTION_SCHEMA), protocol,
                     tuple(notes))
+
+
+EDGE_NOTE = "chose the smallest or largest lr tried"
+EDGE_MIN_LRS = 3  # with two lrs every choice is at an end: no note
+
+
+def edge_note(selection: pd.DataFrame, chosen: pd.DataFrame, show: int = 6) -> str:
+    """A note naming the (task, optimizer) pairs whose chosen lr (`chosen`: task, optimizer,
+    lr) is the smallest or largest of the >= EDGE_MIN_LRS lrs their selection runs tried: the
+    best lr may lie outside the grid, and a wider grid could change the figures. "" if none."""
+    if chosen.empty:
+        return ""
+    grid = selection.groupby(["task", "optimizer"])["lr"].agg(["min", "max", "nunique"])
+    rows = chosen.join(grid, on=["task", "optimizer"])
+    rows = rows[(rows["nunique"] >= EDGE_MIN_LRS)
+                & ((rows["lr"] == rows["min"]) | (rows["lr"] == rows["max"]))]
+    if rows.empty:
+        return ""
+    named = [f"{r['task']} x {r['optimizer']} ({r['lr']:g}, the "
+             f"{'smallest' if r['lr'] == r['min'] else 'largest'})" for _, r in rows.iterrows()]
+    more = f", and {len(named) - show} more" if len(named) > show else ""
+    return (f"{len(rows)} of {len(chosen)} (task, optimizer) pair(s) {EDGE_NOTE}, so their best lr "
+            f"may lie outside the grid: {', '.join(named[:show])}{more}; queue lrs beyond it "
+            f"(`adaptbench run --task T --optim O --lr ...`) to see")
 
 
 def check_selected(runs: pd.DataFrame) -> None:

@@ -135,6 +135,34 @@ def test_a_group_whose_every_lr_diverged_is_flagged():
     assert bool(stats.tuned_summary(selected).set_index("optimizer").loc["sgd", "all_diverged"])
 
 
+def test_a_choice_at_either_end_of_a_grid_of_three_or_more_lrs_is_named_in_a_note():
+    """Hand-worked: adam's best of 0.001/0.01/0.1 is 0.001 (the smallest), sgd's is 0.1 (the
+    largest), momentum's 0.01 (inside); rmsprop tried two lrs only, so its choice is at an end
+    whatever it is, and no note names it; adagrad diverged everywhere (its own note)."""
+    vals = {"adam": (0.9, 0.8, 0.7), "sgd": (0.6, 0.7, 0.8), "momentum": (0.7, 0.9, 0.8)}
+    rows = [run("t", o, s, v, lr=lr) for o, vs in vals.items() for s in range(2)
+            for lr, v in zip((0.001, 0.01, 0.1), vs)]
+    rows += [run("t", "rmsprop", s, v, lr=lr) for s in range(2)
+             for lr, v in ((0.01, 0.9), (0.1, 0.5))]
+    rows += [diverged("t", "adagrad", s, lr=lr) for s in range(2) for lr in (0.001, 0.01, 0.1)]
+    notes = [n for n in protocol.select(frame(rows)).notes if protocol.EDGE_NOTE in n]
+    assert len(notes) == 1, protocol.select(frame(rows)).notes
+    assert notes[0].startswith("2 of 4 (task, optimizer) pair(s) chose the smallest or largest")
+    assert "t x adam (0.001, the smallest)" in notes[0] and "t x sgd (0.1, the largest)" in notes[0]
+    assert "momentum" not in notes[0] and "rmsprop" not in notes[0] and "adagrad" not in notes[0]
+    inside = [run("t", "adam", s, v, lr=lr) for s in range(2)
+              for lr, v in ((0.001, 0.7), (0.01, 0.9), (0.1, 0.8))]
+    assert not [n for n in protocol.select(frame(inside)).notes if protocol.EDGE_NOTE in n]
+
+
+def test_the_edge_note_names_a_few_pairs_and_counts_the_rest():
+    rows = [run(f"t{k}", "adam", 0, v, lr=lr) for k in range(9)
+            for lr, v in ((0.001, 0.9), (0.01, 0.8), (0.1, 0.7))]
+    [note] = [n for n in protocol.select(frame(rows)).notes if protocol.EDGE_NOTE in n]
+    assert note.startswith("9 of 9 ") and ", and 3 more;" in note
+    assert note.count("(0.001, the smallest)") == 6
+
+
 def test_statistics_refuse_runs_that_were_not_selected():
     with pytest.raises(ValueError, match="protocol.select"):
         comparisons.win_rates(study())
