@@ -298,21 +298,26 @@ EDGE_MIN_LRS = 3  # with two lrs every choice is at an end: no note
 def edge_note(selection: pd.DataFrame, chosen: pd.DataFrame, show: int = 6) -> str:
     """A note naming the (task, optimizer) pairs whose chosen lr (`chosen`: task, optimizer,
     lr) is the smallest or largest of the >= EDGE_MIN_LRS lrs their selection runs tried: the
-    best lr may lie outside the grid, and a wider grid could change the figures. "" if none."""
+    best lr may lie outside the grid, and a wider grid could change the figures. "" if none.
+
+    The grid is every lr with a selection run, diverged or not (a largest lr that diverged
+    bounds the choice); `report lr`'s `at_edge` applies its own rule to each pair."""
     if chosen.empty:
         return ""
     grid = selection.groupby(["task", "optimizer"])["lr"].agg(["min", "max", "nunique"])
     rows = chosen.join(grid, on=["task", "optimizer"])
-    rows = rows[(rows["nunique"] >= EDGE_MIN_LRS)
-                & ((rows["lr"] == rows["min"]) | (rows["lr"] == rows["max"]))]
+    rows = rows[rows["nunique"] >= EDGE_MIN_LRS]
+    tried = len(rows)
+    rows = rows[(rows["lr"] == rows["min"]) | (rows["lr"] == rows["max"])]
     if rows.empty:
         return ""
     named = [f"{r['task']} x {r['optimizer']} ({r['lr']:g}, the "
              f"{'smallest' if r['lr'] == r['min'] else 'largest'})" for _, r in rows.iterrows()]
     more = f", and {len(named) - show} more" if len(named) > show else ""
-    return (f"{len(rows)} of {len(chosen)} (task, optimizer) pair(s) {EDGE_NOTE}, so their best lr "
-            f"may lie outside the grid: {', '.join(named[:show])}{more}; queue lrs beyond it "
-            f"(`adaptbench run --task T --optim O --lr ...`) to see")
+    return (f"{len(rows)} of the {tried} (task, optimizer) pair(s) tried at {EDGE_MIN_LRS} or "
+            f"more lrs {EDGE_NOTE}, so their best lr may lie outside the grid: "
+            f"{', '.join(named[:show])}{more}; lrs beyond it, queued with the pair's settings "
+            f"and study, would tell")
 
 
 def check_selected(runs: pd.DataFrame) -> None:

@@ -147,7 +147,8 @@ def test_a_choice_at_either_end_of_a_grid_of_three_or_more_lrs_is_named_in_a_not
     rows += [diverged("t", "adagrad", s, lr=lr) for s in range(2) for lr in (0.001, 0.01, 0.1)]
     notes = [n for n in protocol.select(frame(rows)).notes if protocol.EDGE_NOTE in n]
     assert len(notes) == 1, protocol.select(frame(rows)).notes
-    assert notes[0].startswith("2 of 4 (task, optimizer) pair(s) chose the smallest or largest")
+    assert notes[0].startswith("2 of the 3 (task, optimizer) pair(s) tried at 3 or more lrs "
+                               "chose the smallest or largest")
     assert "t x adam (0.001, the smallest)" in notes[0] and "t x sgd (0.1, the largest)" in notes[0]
     assert "momentum" not in notes[0] and "rmsprop" not in notes[0] and "adagrad" not in notes[0]
     inside = [run("t", "adam", s, v, lr=lr) for s in range(2)
@@ -159,7 +160,7 @@ def test_the_edge_note_names_a_few_pairs_and_counts_the_rest():
     rows = [run(f"t{k}", "adam", 0, v, lr=lr) for k in range(9)
             for lr, v in ((0.001, 0.9), (0.01, 0.8), (0.1, 0.7))]
     [note] = [n for n in protocol.select(frame(rows)).notes if protocol.EDGE_NOTE in n]
-    assert note.startswith("9 of 9 ") and ", and 3 more;" in note
+    assert note.startswith("9 of the 9 ") and ", and 3 more;" in note
     assert note.count("(0.001, the smallest)") == 6
 
 

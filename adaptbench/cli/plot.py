@@ -249,7 +249,8 @@ def claims(
     from adaptbench.api import claims_tables
 
     o = _start(ctx)
-    engine, selected = rc._load(o, rc.CLAIMS_COLUMNS + rc._metric_columns(o.split))
+    engine, selected = rc._load(o, rc.CLAIMS_COLUMNS + rc._metric_columns(o.split),
+                                budgets_apart=True)
     runs = selected.runs
     if runs.empty:
         _stop()
