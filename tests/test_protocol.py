@@ -4,9 +4,7 @@ seeds, figures from the evaluation seeds, and what is said when they are missing
 from __future__ import annotations
 
 import io
-import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
