@@ -413,15 +413,14 @@ def claims_figure(verdicts: pd.DataFrame, statistics: pd.DataFrame, split: str, 
              else statistics["statistic"])
     labels = pd.Series(["\n".join(textwrap.wrap(f"{s} ({n} tasks)", 38))
                         for s, n in zip(names, statistics["tasks"])], index=statistics.index)
+    by_claim = {c: list(labels[statistics["claim"] == c]) for c in verdicts["claim"]}
     # each panel's rows are as tall as its longest label needs (0.14 in a line at this size)
-    per_row = [max([0.4] + [0.14 * (1 + text.count("\n")) + 0.1
-                            for text in labels[statistics["claim"] == c]])
-               for c in verdicts["claim"]]
-    rows = [max(1, int((statistics["claim"] == c).sum())) for c in verdicts["claim"]]
-    panels = [0.75 + r * h for r, h in zip(rows, per_row)]
+    panels = [0.75 + max(1, len(mine)) * max([0.4] + [0.14 * (1 + t.count("\n")) + 0.1
+                                                     for t in mine])
+              for mine in by_claim.values()]
     fig_h = height or 0.9 + sum(panels)
     plt = pyplot()
-    fig, axes = plt.subplots(len(rows), 1, figsize=(width or WIDTH, fig_h), layout="constrained",
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width or WIDTH, fig_h), layout="constrained",
                              squeeze=False, height_ratios=panels)
     text_width = int((width or WIDTH) * 9)  # the panel starts right of the statistics' names
     for ax, row in zip(axes[:, 0], verdicts.itertuples()):
@@ -442,7 +441,7 @@ def claims_figure(verdicts: pd.DataFrame, statistics: pd.DataFrame, split: str, 
         for row_y, t in zip(y, part["threshold"]):
             if np.isfinite(t):
                 ax.plot([t, t], [row_y - 0.4, row_y + 0.4], color="C3", linewidth=1.6)
-        ax.set_yticks(y, list(labels[statistics["claim"] == row.claim]))
+        ax.set_yticks(y, by_claim[row.claim])
         ax.set_ylim(-0.6, len(part) - 0.4)
         ax.set_xlabel("statistic with its 95% interval; red: the threshold the claim must clear")
     fig.suptitle(_wrap(f"the adaptive-lr claims, final {split} metric; {protocol}",
