@@ -59,7 +59,21 @@ class _Objective(nn.Module):
         self.model = model
         self._loss, self._metric = loss, metric
 
-    def forward(self, x: Any, y: Any, evaluate: bool = False) -> Any:
+    def forward(self, x: Any, y: Any, evaluate: bool = False, dtype: Any = None) -> Any:
+        """The minibatch loss; with `evaluate`, its loss and metric; with `dtype`, x and y are
+        a whole split and the result is its sums of loss and of metric, shape (2,) in `dtype`
+        (each `EVAL_CHUNK` examples' mean times their number, added chunk by chunk as
+        `train.evaluate` adds them): one call, where a call per chunk would cost a
+        `functional_call` each (a third of a large split's time on skipgram)."""
+        if dtype is not None:
+            sums = torch.zeros(2, dtype=dtype, device=x.device)
+            for start in range(0, x.shape[0], EVAL_CHUNK):
+                xs, ys = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+                out = self.model(xs)
+                k = xs.shape[0]
+                sums[0] += self._loss(out, ys).to(dtype) * k
+                sums[1] += self._metric(out, ys).to(dtype) * k
+            return sums
         out = self.model(x)
         if evaluate:
             return self._loss(out, y), self._metric(out, y)
@@ -244,31 +258,26 @@ class Stacked:
             return [math.nan] * self.size, [math.nan] * self.size
         every = len(chosen) == self.size
         index: Any = slice(None)  # every member: no index tensor to copy to the device
-        params, consts, rows = self.params, self.consts, self.member_seed
         if not every:
             index = torch.tensor(chosen, device=self.device)
-            params = {k: t[index] for k, t in self.params.items()}
-            consts = {k: t[index] for k, t in self.consts.items()}
-            rows = self.member_seed[index]
         sums = torch.zeros(2, self.size, dtype=dtype, device=self.device)
         self.model.eval()
-        for start in range(0, n, EVAL_CHUNK):
-            x = inputs[:, start : start + EVAL_CHUNK]
-            y = targets[:, start : start + EVAL_CHUNK]
-            k = x.shape[1]
-            if k * self.size <= EVAL_CHUNK:
-                loss, metric = self._eval(params, consts, x[rows], y[rows])
-                sums[0, index] += loss.to(dtype) * k
-                sums[1, index] += metric.to(dtype) * k
-                continue
+        if n * self.size <= EVAL_CHUNK:
+            params, consts, rows = self.params, self.consts, self.member_seed
+            if not every:
+                params = {k: t[index] for k, t in self.params.items()}
+                consts = {k: t[index] for k, t in self.consts.items()}
+                rows = self.member_seed[index]
+            loss, metric = self._eval(params, consts, inputs[rows], targets[rows])
+            sums[0, index] = loss.to(dtype) * n
+            sums[1, index] = metric.to(dtype) * n
+        else:
             for member in chosen:
                 seed = self.seed_of[member]
                 one = {name: t[member] for name, t in self.params.items()}
                 fixed = {name: t[member] for name, t in self.consts.items()}
-                loss, metric = functional_call(self.objective, (one, fixed), (x[seed], y[seed]),
-                                               {"evaluate": True})
-                sums[0, member] += loss.to(dtype) * k
-                sums[1, member] += metric.to(dtype) * k
+                sums[:, member] = functional_call(self.objective, (one, fixed),
+                                                  (inputs[seed], targets[seed]), {"dtype": dtype})
         self.model.train()
         if not every:
             left_out = torch.ones(self.size, dtype=torch.bool, device=self.device)
@@ -332,24 +341,52 @@ def _key(specs: Sequence[RunSpec], task: Task,
             seeds, spec.steps)
 
 
+def _seconds_per_evaluation(members: Any, alone: Any) -> tuple[float, float]:
+    """Seconds of one evaluation point (every split a curve records) of the stacked `members`
+    and of one run `alone`, after one untimed point each way. Evaluating is the same
+    arithmetic both ways but not the same time (per-member calls and indexing stacked, a
+    batched call on small splits): on skipgram at 16x the default budget a member's points
+    stacked took 1.4x its points alone, enough to make the stacked pass slower than the runs
+    one by one where its steps alone were 1.2x faster."""
+    def point(way: Any) -> float:
+        started = time.perf_counter()
+        for name in (TRAIN_FULL, "val", "test"):
+            way.evaluate(name)
+        devices.synchronize(members.device)
+        return time.perf_counter() - started
+
+    point(members)
+    point(alone)
+    return point(members), point(alone)
+
+
+def evaluation_points(steps: int, eval_every: int) -> int:
+    """How many times `train.train` evaluates every split of a run of `steps` steps: at step 0,
+    every `eval_every` steps and at the end, and once more after it (the finals)."""
+    return len({0, steps, *range(eval_every, steps + 1, eval_every)}) + 1
+
+
 def faster(members: Stacked, task: Task, device: Any) -> bool:
     """Whether the stacked pass trains these runs faster than one after another on `device`,
     decided once per process for each task, optimizer, device, group size, number of seeds and
     budget. The training steps are timed both ways on the same work, in alternation
     (`_seconds_per_step`: `MEASURE_STEPS` stacked steps, and as many steps of one run alone as
     those hold members' steps: a few steps alone made the decision hang on a hiccup of a few
-    milliseconds); one by one also builds the task once per run where the stacked pass builds
-    it once per seed, so those extra builds count for the stacked pass (evaluations cost alike
-    both ways and are left out)."""
+    milliseconds), and so is one evaluation point (`_seconds_per_evaluation`), counted as
+    often as the runs evaluate; one by one also builds the task once per run where the
+    stacked pass builds it once per seed, so those extra builds count for the stacked pass.
+    The stacked pass is chosen where it costs at most `AUTO_MARGIN` of the runs one by one."""
     key = _key(members.specs, task, device)
     if key not in _DECIDED:
         steps = members.specs[0].steps
-        per_step, per_step_alone = _seconds_per_step(
-            members, Single(members.specs[0], task, device, members.spare), MEASURE_STEPS)
-        stacked = steps * per_step
-        alone = (members.size * steps * per_step_alone
-                 + (members.size - members.seeds) * members.seed_build_seconds)
-        _DECIDED[key] = stacked <= AUTO_MARGIN * alone
+        alone = Single(members.specs[0], task, device, members.spare)
+        per_step, per_step_alone = _seconds_per_step(members, alone, MEASURE_STEPS)
+        per_point, per_point_alone = _seconds_per_evaluation(members, alone)
+        points = evaluation_points(steps, task.eval_every)
+        stacked = steps * per_step + points * per_point
+        one_by_one = (members.size * (steps * per_step_alone + points * per_point_alone)
+                      + (members.size - members.seeds) * members.seed_build_seconds)
+        _DECIDED[key] = stacked <= AUTO_MARGIN * one_by_one
     return _DECIDED[key]
 
 

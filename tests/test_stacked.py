@@ -194,7 +194,7 @@ def test_steps_to_target_are_refined_per_member_as_alone():
 @pytest.mark.parametrize("name", ["diabetes-mlp", "friedman-mlp"])
 def test_evaluating_some_members_gives_their_figures_and_nan_for_the_others(name):
     # diabetes' validation split is evaluated in one stacked call; friedman's 5,000 examples
-    # member by member in their first chunk of 4,096 and stacked in the rest
+    # member by member, each in two chunks (4,096 and 904)
     task = short(TASKS[name])
     group = stacked.Stacked(members(task, "adam"), task, DEVICE)
     for step in range(3):
@@ -293,6 +293,7 @@ def test_auto_stacks_only_where_the_measurement_says_it_is_faster(monkeypatch):
             return s, 0.2
 
         monkeypatch.setattr(stacked, "_seconds_per_step", seconds_per_step)
+        monkeypatch.setattr(stacked, "_seconds_per_evaluation", lambda members, alone: (0.0, 0.0))
         # stacked: 1.0 s for 3 runs vs 3 x 0.2 s alone -> one by one; 0.1 s -> stacked
         assert {r.execution for r in train.execute_group(specs, task, DEVICE, "auto")} == {expected}
         assert timed == [("Stacked", "Single", stacked.MEASURE_STEPS)]
@@ -308,6 +309,7 @@ def test_auto_counts_the_builds_one_by_one_would_repeat(monkeypatch):
     # per step, stacked 0.25 s for 3 runs vs 3 x 0.1 s alone: not 1.25x faster on the steps
     # alone; but one by one builds the task 3 times where the stacked pass builds it for 1 seed
     monkeypatch.setattr(stacked, "_seconds_per_step", lambda members, alone, rounds: (0.25, 0.1))
+    monkeypatch.setattr(stacked, "_seconds_per_evaluation", lambda members, alone: (0.0, 0.0))
     base = short(TASKS["noisy-quadratic"])
     specs = members(base, "adam", seeds=(0, 0, 0))
     for pause, expected in ((0.0, "single"), (0.5, "vectorized")):
@@ -321,6 +323,63 @@ def test_auto_counts_the_builds_one_by_one_would_repeat(monkeypatch):
         # 5 <= 0.8 x (6 + 2 x pause), i.e. from pause = 0.125 s
         assert train.execute_group(specs, task, DEVICE, "auto")[0].execution == expected
     stacked._DECIDED.clear()
+
+
+def test_auto_counts_the_evaluations_as_often_as_the_runs_evaluate(monkeypatch):
+    # the steps stacked: 0.1 s for 3 runs vs 3 x 0.2 s alone, six times faster; but one
+    # evaluation point costs `point` s stacked against 0.1 s for each run alone
+    monkeypatch.setattr(stacked, "_seconds_per_step", lambda members, alone, rounds: (0.1, 0.2))
+    task = short(TASKS["noisy-quadratic"])  # 20 steps, evaluated every 10: at 0, 10, 20, finals
+    assert task.steps == 20 and task.eval_every == 10
+    specs = members(task, "adam")
+    for point, expected in ((3.0, "single"), (0.6, "vectorized")):
+        monkeypatch.setattr(stacked, "_seconds_per_evaluation",
+                            lambda members, alone, point=point: (point, 0.1))
+        stacked._DECIDED.clear()
+        # stacked 20 x 0.1 + 4 x point vs 3 x (20 x 0.2 + 4 x 0.1) = 13.2 s (and a build of
+        # milliseconds), of which 0.8 is 10.56: one by one at point = 3 (14 s), stacked at
+        # 0.6 (4.4 s); on the steps alone (2 s vs 12 s) both would stack
+        assert {r.execution for r in train.execute_group(specs, task, DEVICE, "auto")} == {expected}
+    stacked._DECIDED.clear()
+
+
+@pytest.mark.parametrize("steps,eval_every", [(20, 10), (25, 10), (7, 10), (1, 1), (30, 7)])
+def test_evaluation_points_are_those_the_training_loop_evaluates(monkeypatch, steps, eval_every):
+    task = dataclasses.replace(TASKS["noisy-quadratic"], steps=steps, eval_every=eval_every,
+                               target=None)
+    spec = members(task, "sgd", steps=steps)[0]
+    seen = []
+    evaluate = train.Single.evaluate
+
+    def counted(self, split, only=None):
+        seen.append(split)
+        return evaluate(self, split, only)
+
+    monkeypatch.setattr(train.Single, "evaluate", counted)
+    train.execute(spec, task, DEVICE)
+    assert seen.count("test") == stacked.evaluation_points(steps, eval_every)
+
+
+def test_the_evaluation_measurement_times_every_split_once_after_an_untimed_point(monkeypatch):
+    task = short(TASKS["tabular-mlp"])
+    specs = members(task, "adam")
+    group = stacked.Stacked(specs, task, DEVICE)
+    alone = train.Single(specs[0], task, DEVICE)
+    calls, clock = [], [0.0]
+    # a clock that each evaluation advances: 1 s per split stacked, 0.25 s per split alone
+    monkeypatch.setattr(stacked.time, "perf_counter", lambda: clock[0])
+    for who, cost in ((group, 1.0), (alone, 0.25)):
+        evaluate = who.evaluate
+
+        def timed(split, only=None, evaluate=evaluate, who=who, cost=cost):
+            calls.append((type(who).__name__, split))
+            clock[0] += cost
+            return evaluate(split, only)
+
+        monkeypatch.setattr(who, "evaluate", timed)
+    assert stacked._seconds_per_evaluation(group, alone) == (3.0, 0.75)
+    splits = [train.TRAIN_FULL, "val", "test"]
+    assert calls == [(who, s) for who in ("Stacked", "Single", "Stacked", "Single") for s in splits]
 
 
 def test_the_measurement_alternates_the_same_work_and_leaves_both_as_they_were(monkeypatch):
