@@ -28,7 +28,7 @@ from torch.func import functional_call, vmap
 from adaptbench import devices, stacked_optim
 from adaptbench.optimizers import is_plugin, lr_factor
 from adaptbench.spec import RunSpec
-from adaptbench.tasks import Task
+from adaptbench.tasks import Problem, Task
 from adaptbench.train import (EVAL_CHUNK, TRAIN_FULL, BatchOrder, Single, accumulator_dtype,
                               execute, train, training_examples)
 
@@ -42,6 +42,8 @@ warnings.filterwarnings("ignore", message="There is a performance drop because w
                         "implemented the batching rule", category=UserWarning)
 # (task, fingerprint, optimizer, device, group size, seeds, steps) -> stacked is faster
 _DECIDED: dict[tuple[str, str, str, str, int, int, int], bool] = {}
+# the same key -> why the task cannot be trained stacked (`Stacked` raised `Unstackable`)
+_REFUSED: dict[tuple[str, str, str, str, int, int, int], str] = {}
 
 
 class Unstackable(Exception):
@@ -177,7 +179,9 @@ class Stacked:
             raise Unstackable("the task tracks a tensor that is not one of its model's parameters")
         self.track_every = int(template.extras.get("trajectory_every", task.eval_every))
         self._check(problems, seeds)
-        self.spare = problems[0]  # seed 0's problem, untrained: `faster` times a run alone on it
+        # each seed's problem, untrained: `faster` times a run alone on the first one's, and
+        # where `auto` declines the stacked pass, each seed's first run alone trains on its own
+        self.built = dict(zip(seeds, problems))
 
     def _member_loss(self, params: dict[str, Any], consts: dict[str, Any], x: Any, y: Any) -> Any:
         return functional_call(self.objective, (params, consts), (x, y))
@@ -242,6 +246,11 @@ class Stacked:
         grads = torch.autograd.grad(losses.sum(), list(self.params.values()))
         return list(grads), losses
 
+    def batched(self, split: str) -> bool:
+        """Whether `evaluate` evaluates `split` for all the members in one stacked call (a
+        small split), rather than member by member."""
+        return self.splits[split][0].shape[1] * self.size <= EVAL_CHUNK
+
     @torch.no_grad()
     def evaluate(self, split: str, only: Sequence[int] | None = None
                  ) -> tuple[list[float], list[float]]:
@@ -262,7 +271,7 @@ class Stacked:
             index = torch.tensor(chosen, device=self.device)
         sums = torch.zeros(2, self.size, dtype=dtype, device=self.device)
         self.model.eval()
-        if n * self.size <= EVAL_CHUNK:
+        if self.batched(split):
             params, consts, rows = self.params, self.consts, self.member_seed
             if not every:
                 params = {k: t[index] for k, t in self.params.items()}
@@ -343,21 +352,29 @@ def _key(specs: Sequence[RunSpec], task: Task,
 
 def _seconds_per_evaluation(members: Any, alone: Any) -> tuple[float, float]:
     """Seconds of one evaluation point (every split a curve records) of the stacked `members`
-    and of one run `alone`, after one untimed point each way. Evaluating is the same
-    arithmetic both ways but not the same time (per-member calls and indexing stacked, a
-    batched call on small splits): on skipgram at 16x the default budget a member's points
-    stacked took 1.4x its points alone, enough to make the stacked pass slower than the runs
-    one by one where its steps alone were 1.2x faster."""
-    def point(way: Any) -> float:
-        started = time.perf_counter()
+    and of one run `alone`, after an untimed point each way. Evaluating is the same arithmetic
+    both ways but not the same time (per-member calls and indexing stacked, a batched call on
+    small splits): on skipgram at 16x the default budget a member's points stacked took 1.4x
+    its points alone, enough to make the stacked pass slower than the runs one by one where
+    its steps alone were 1.2x faster. A split the members evaluate one by one is timed for one
+    of them, times their number: timing all of them took a third of `digits-cnn`'s
+    evaluations at a quarter of its budget."""
+    def point(stacked_way: bool) -> float:
+        seconds = 0.0
         for name in (TRAIN_FULL, "val", "test"):
-            way.evaluate(name)
-        devices.synchronize(members.device)
-        return time.perf_counter() - started
+            share = stacked_way and not members.batched(name)
+            started = time.perf_counter()
+            if stacked_way:
+                members.evaluate(name, [0] if share else None)
+            else:
+                alone.evaluate(name)
+            devices.synchronize(members.device)
+            seconds += (time.perf_counter() - started) * (members.size if share else 1)
+        return seconds
 
-    point(members)
-    point(alone)
-    return point(members), point(alone)
+    point(True)
+    point(False)
+    return point(True), point(False)
 
 
 def evaluation_points(steps: int, eval_every: int) -> int:
@@ -379,7 +396,7 @@ def faster(members: Stacked, task: Task, device: Any) -> bool:
     key = _key(members.specs, task, device)
     if key not in _DECIDED:
         steps = members.specs[0].steps
-        alone = Single(members.specs[0], task, device, members.spare)
+        alone = Single(members.specs[0], task, device, members.built[members.specs[0].seed])
         per_step, per_step_alone = _seconds_per_step(members, alone, MEASURE_STEPS)
         per_point, per_point_alone = _seconds_per_evaluation(members, alone)
         points = evaluation_points(steps, task.eval_every)
@@ -404,34 +421,57 @@ def execute_group(
     `vectorize`: "on" stacks them wherever that is exact (`Stacked`); "auto" also only where a
     short measurement says it is faster (`faster`; a group this process measured slower before
     is not even built stacked); "off", or a group of one, trains them one after another, as does
-    a group that cannot stack (`explain` gets the reason)."""
-    declined = vectorize == "auto" and _DECIDED.get(_key(specs, task, device)) is False
+    a group that cannot stack (`explain` gets the reason). Where the task refused to stack
+    (its module, its loss or its splits), this process does not build the next such group
+    stacked again (each attempt built the task once per seed and computed a minibatch both
+    ways, for every group). Where `auto` declines the stacked pass after building it, the runs
+    train on the problems it built, one per seed."""
+    key = _key(specs, task, device)
+    declined = vectorize == "auto" and _DECIDED.get(key) is False
+    why = compatible(specs) or _REFUSED.get(key)
     if vectorize != "off" and len(specs) > 1 and not declined:
         started = time.perf_counter()
         try:
+            if why:
+                raise Unstackable(why)
             members = Stacked(specs, task, device)
         except Unstackable as exc:
+            if not why:
+                _REFUSED[key] = str(exc)
             if explain is not None:
                 explain(f"trained one run at a time: {exc}")
         else:
             chosen = vectorize == "on" or faster(members, task, device)
-            members.spare = None
+            built, members.built = members.built, {}
             if chosen:
                 return train(members, specs, task, progress, should_stop,
                              time.perf_counter() - started)
+            # declined: the seeds' problems are built already, as a run alone would build them
+            # (a task that stacks draws no random numbers in training)
+            return _one_by_one(specs, task, device, progress, should_stop, built,
+                               members.seed_build_seconds)
     return _one_by_one(specs, task, device, progress, should_stop)
 
 
 def _one_by_one(specs: Sequence[RunSpec], task: Task, device: Any,
                 progress: Callable[[int, int], None] | None,
-                should_stop: Callable[[], bool] | None) -> list[Any]:
+                should_stop: Callable[[], bool] | None,
+                built: dict[int, Problem] | None = None, build_seconds: float = 0.0) -> list[Any]:
+    """The runs one after another; the first run of a seed in `built` trains on that problem
+    (untrained, built `build_seconds` ago: recorded as its build), the others build their own."""
     total = sum(spec.steps for spec in specs)
+    built = dict(built or {})
     results, before = [], 0
     for spec in specs:
         def step_progress(step: int, _steps: int, before: int = before) -> None:
             if progress is not None:
                 progress(before + step, total)
 
-        results.append(execute(spec, task, device, step_progress, should_stop))
+        problem = built.pop(spec.seed, None)
+        if problem is None:
+            results.append(execute(spec, task, device, step_progress, should_stop))
+        else:
+            results.append(train(Single(spec, task, device, problem), [spec], task,
+                                 step_progress, should_stop, build_seconds)[0])
         before += spec.steps
     return results

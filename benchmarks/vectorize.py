@@ -1,19 +1,22 @@
 """Runs per second, one after another vs stacked in one vectorized pass, on every built-in task.
 
 For each task: a group of seeds x lrs (default 5 x 4: the middle four of the task's lr grid) of
-one optimizer, trained twice in this process: one run after another (`train.execute`, what a
-worker does with --vectorize off) and as one stacked group (`train.execute_group(..., "on")`),
-both with evaluations and the task build included, after an untimed warm-up group of 2 members
+one optimizer, trained three times in this process: one run after another (`train.execute`,
+what a worker does with --vectorize off), as one stacked group (`train.execute_group(...,
+"on")`), and under `--vectorize auto` as a worker process meeting the group for the first time
+(`1st group`: its measurement, or a task's refusal to stack, included; a later group of the
+same kind in that process is trained as `auto` decided, without either), all with
+evaluations and the task build included, after an untimed warm-up group of 2 members
 (imports, first kernel calls). Also: the speed-up of the training steps alone (20 steps of
-the group stacked vs 20 steps of one run, times the group's size; what `auto` measures), what
-`--vectorize auto` decides for that group, and the largest relative difference between the two
-modes' curves (float32 rounding, amplified where a run is unstable; 0 = bit-equal).
+the group stacked vs 20 steps of one run, times the group's size), what `auto` decided for
+that group, and the largest relative difference between the two modes' curves (float32
+rounding, amplified where a run is unstable; 0 = bit-equal).
 
 Then the full `adaptive-lr` study's training time projected from these figures: for every
 (task, budget) of the study, its runs x the measured seconds per run at the default budget x
-the budget's multiple, one after another vs under `auto` (stacked where `auto` stacks; groups
-of up to 32 as a worker claims them). A projection from measured per-run times, not a timing
-of the whole study (hours on this machine).
+the budget's multiple, one after another vs under `auto` (stacked where `auto` decided to
+stack, its measurement left out: once per worker process and kind of group). A projection
+from measured per-run times, not a timing of the whole study (hours on this machine).
 
     python benchmarks/vectorize.py                       # every task, adam, default budgets
     python benchmarks/vectorize.py --tasks tabular-mlp,rosenbrock --optimizer sgd
@@ -72,21 +75,28 @@ def measure(task: Task, optimizer: str, seeds: int, lrs: int, steps: int, device
     group = train.execute_group(specs, task, device, "on", explain=reasons.append)
     devices.synchronize(device)
     vectorized = time.perf_counter() - started
-    stacked._DECIDED.clear()
+    stacked._DECIDED.clear()  # as a worker process meets the group first: measure, then train
+    stacked._REFUSED.clear()
+    started = time.perf_counter()
+    chosen = train.execute_group(specs, task, device, "auto")
+    devices.synchronize(device)
+    under_auto = time.perf_counter() - started
+    auto = chosen[0].execution == "vectorized"
     try:
         members = stacked.Stacked(specs, task, device)
     except stacked.Unstackable:
-        auto, steps_only = False, float("nan")
+        steps_only = float("nan")
     else:
         per_step, alone_step = stacked._seconds_per_step(
-            members, train.Single(specs[0], task, device, members.spare), 20)
+            members, train.Single(specs[0], task, device, members.built[specs[0].seed]), 20)
         steps_only = alone_step * len(specs) / per_step
-        auto = stacked.faster(members, task, device)
     return {
         "task": task.name, "runs": len(specs), "steps": steps,
         "sequential_runs_per_s": len(specs) / sequential,
         "vectorized_runs_per_s": len(specs) / vectorized,
         "speedup": sequential / vectorized,
+        "auto_first_group_runs_per_s": len(specs) / under_auto,
+        "auto_first_group_speedup": sequential / under_auto,
         "steps_only_speedup": steps_only,
         "execution": group[0].execution, "auto": "stack" if auto else "one by one",
         "unstackable": reasons[0] if reasons else "",
@@ -136,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {args.seeds} seeds x {args.lrs} lrs of {args.optimizer} per task, device {where}, "
           f"{args.threads} thread(s), torch {torch.__version__}, {platform.processor() or platform.machine()}")
     print(f"{'task':20s} {'steps':>6s} {'one by one':>11s} {'stacked':>9s} {'speed-up':>9s} "
-          f"{'steps only':>10s}  {'auto':11s} {'max diff':>9s}  note")
+          f"{'steps only':>10s}  {'auto':11s} {'1st group':>9s} {'max diff':>9s}  note")
     rows = {}
     for name in names:
         task = tasks[name]
@@ -145,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[name] = row
         print(f"{name:20s} {steps:6d} {row['sequential_runs_per_s']:9.2f}/s "
               f"{row['vectorized_runs_per_s']:7.2f}/s {row['speedup']:8.2f}x "
-              f"{row['steps_only_speedup']:9.2f}x  {row['auto']:11s} "
+              f"{row['steps_only_speedup']:9.2f}x  {row['auto']:11s} {row['auto_first_group_speedup']:8.2f}x "
               f"{row['worst_relative_difference']:9.1e}  {row['unstackable'][:60]}", flush=True)
     study = project_study(rows, tasks, args.steps_scale)
     if study["runs"]:

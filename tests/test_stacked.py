@@ -50,6 +50,17 @@ UNSTACKABLE = {"char-rnn": "aten::lstm"}
 SMALL = ["rosenbrock", "noisy-quadratic", "logistic-regression", "diabetes-mlp", "friedman-mlp"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process():
+    """What a process has decided about groups (`auto`'s measurements, tasks that refused to
+    stack) starts empty in every test, as in a new worker."""
+    stacked._DECIDED.clear()
+    stacked._REFUSED.clear()
+    yield
+    stacked._DECIDED.clear()
+    stacked._REFUSED.clear()
+
+
 def short(task: Task) -> Task:
     return dataclasses.replace(task, steps=STEPS, eval_every=EVAL_EVERY)
 
@@ -239,14 +250,29 @@ def _task(name: str, build) -> Task:
      "depends on the seed outside its model and data"),
 ], ids=["random-in-training", "loss-depends-on-seed"])
 def test_a_task_that_cannot_stack_exactly_trains_run_by_run_and_says_why(build, reason):
-    task = _task("odd", build)
+    builds = []
+
+    def counted(seed, device):
+        builds.append(seed)
+        return build(seed, device)
+
+    task = _task("odd", counted)
     specs = [RunSpec(task="odd", optimizer="sgd", lr=0.1, seed=s, steps=10, batch_size=8)
              for s in (0, 1)]
-    reasons: list[str] = []
-    got = train.execute_group(specs, task, DEVICE, "on", explain=reasons.append)
-    assert [r.execution for r in got] == ["single", "single"]
-    assert len(reasons) == 1 and reason in reasons[0], reasons
-    assert [r.status for r in got] == ["done", "done"]
+    for mode in ("on", "auto"):
+        stacked._REFUSED.clear()
+        reasons: list[str] = []
+        got = train.execute_group(specs, task, DEVICE, mode, explain=reasons.append)
+        assert [r.execution for r in got] == ["single", "single"]
+        assert len(reasons) == 1 and reason in reasons[0], reasons
+        assert [r.status for r in got] == ["done", "done"]
+        # this process remembers: the next such group is trained run by run without being
+        # built stacked (one build per run, not one per seed before them), and says why again
+        builds.clear()
+        again: list[str] = []
+        got = train.execute_group(specs, task, DEVICE, mode, explain=again.append)
+        assert [r.execution for r in got] == ["single", "single"] and again == reasons
+        assert builds == [0, 1]
 
 
 class _ModeAware(nn.Module):
@@ -343,6 +369,31 @@ def test_auto_counts_the_evaluations_as_often_as_the_runs_evaluate(monkeypatch):
     stacked._DECIDED.clear()
 
 
+@pytest.mark.parametrize("name", ["tabular-mlp", "skipgram"])
+def test_a_group_auto_declines_trains_as_alone_on_the_problems_built_to_measure_it(monkeypatch, name):
+    # the stacked pass measured slower: the runs train one by one, the first run of each seed
+    # on the problem built for the measurement, and every result is the run's alone, bit for bit
+    monkeypatch.setattr(stacked, "_seconds_per_step", lambda members, alone, rounds: (1.0, 0.1))
+    base = short(TASKS[name])
+    builds = []
+
+    def build(seed, device):
+        builds.append(seed)
+        return base.build(seed, device)
+
+    task = dataclasses.replace(base, build=build)
+    specs = members(task, "adam")  # seeds 0, 0, 1
+    got = train.execute_group(specs, task, DEVICE, "auto")
+    assert builds == [0, 1, 0] and [r.execution for r in got] == ["single"] * 3
+    for spec, result in zip(specs, got):
+        want = train.execute(spec, task, DEVICE)
+        assert len(result.curve) == len(want.curve)
+        assert result.curve == [{**p, "elapsed": q["elapsed"]} for p, q in zip(want.curve, result.curve)]
+        assert (result.final, result.status, result.best_val_metric) == \
+            (want.final, want.status, want.best_val_metric)
+        assert result.build_seconds > 0
+
+
 @pytest.mark.parametrize("steps,eval_every", [(20, 10), (25, 10), (7, 10), (1, 1), (30, 7)])
 def test_evaluation_points_are_those_the_training_loop_evaluates(monkeypatch, steps, eval_every):
     task = dataclasses.replace(TASKS["noisy-quadratic"], steps=steps, eval_every=eval_every,
@@ -360,11 +411,17 @@ def test_evaluation_points_are_those_the_training_loop_evaluates(monkeypatch, st
     assert seen.count("test") == stacked.evaluation_points(steps, eval_every)
 
 
-def test_the_evaluation_measurement_times_every_split_once_after_an_untimed_point(monkeypatch):
-    task = short(TASKS["tabular-mlp"])
+@pytest.mark.parametrize("name", ["tabular-mlp", "diabetes-mlp"])
+def test_the_evaluation_measurement_times_every_split_once_after_an_untimed_point(monkeypatch, name):
+    # tabular-mlp's splits (8,192 to 10,000 examples) are evaluated member by member: timed for
+    # one member, times the 3 members; diabetes-mlp's (under 300) in one stacked call: timed so
+    task = short(TASKS[name])
     specs = members(task, "adam")
     group = stacked.Stacked(specs, task, DEVICE)
     alone = train.Single(specs[0], task, DEVICE)
+    one_by_one = name == "tabular-mlp"
+    splits = [train.TRAIN_FULL, "val", "test"]
+    assert [group.batched(s) for s in splits] == [not one_by_one] * 3
     calls, clock = [], [0.0]
     # a clock that each evaluation advances: 1 s per split stacked, 0.25 s per split alone
     monkeypatch.setattr(stacked.time, "perf_counter", lambda: clock[0])
@@ -372,14 +429,15 @@ def test_the_evaluation_measurement_times_every_split_once_after_an_untimed_poin
         evaluate = who.evaluate
 
         def timed(split, only=None, evaluate=evaluate, who=who, cost=cost):
-            calls.append((type(who).__name__, split))
+            calls.append((type(who).__name__, split, only))
             clock[0] += cost
             return evaluate(split, only)
 
         monkeypatch.setattr(who, "evaluate", timed)
-    assert stacked._seconds_per_evaluation(group, alone) == (3.0, 0.75)
-    splits = [train.TRAIN_FULL, "val", "test"]
-    assert calls == [(who, s) for who in ("Stacked", "Single", "Stacked", "Single") for s in splits]
+    assert stacked._seconds_per_evaluation(group, alone) == ((9.0 if one_by_one else 3.0), 0.75)
+    some = [0] if one_by_one else None
+    assert calls == [(who, s, some if who == "Stacked" else None)
+                     for who in ("Stacked", "Single", "Stacked", "Single") for s in splits]
 
 
 def test_the_measurement_alternates_the_same_work_and_leaves_both_as_they_were(monkeypatch):
