@@ -40,14 +40,20 @@ AUTO_MARGIN = 0.8  # `auto` stacks when that costs at most this share of the run
 # that costs, and the note would repeat on every worker's stderr
 warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet "
                         "implemented the batching rule", category=UserWarning)
-# (task, fingerprint, optimizer, device, group size, seeds, steps) -> stacked is faster
-_DECIDED: dict[tuple[str, str, str, str, int, int, int], bool] = {}
-# the same key -> why the task cannot be trained stacked (`Stacked` raised `Unstackable`)
-_REFUSED: dict[tuple[str, str, str, str, int, int, int], str] = {}
+# (task, fingerprint, optimizer, device, group size, seeds, steps, batch size) -> stacked is faster
+_DECIDED: dict[tuple[str, str, str, str, int, int, int, int], bool] = {}
+# (task, fingerprint, device) -> why the task's model cannot be trained stacked, whatever the group
+_REFUSED: dict[tuple[str, str, str], str] = {}
 
 
 class Unstackable(Exception):
-    """This group cannot be trained stacked (the message says why); train it run by run."""
+    """This group cannot be trained stacked (the message says why); train it run by run.
+    `lasting`: no group of the task can (its model or loss has no batching rule), as opposed to
+    a refusal that depends on the group's seeds or size."""
+
+    def __init__(self, why: str, lasting: bool = False) -> None:
+        super().__init__(why)
+        self.lasting = lasting
 
 
 class _Objective(nn.Module):
@@ -176,7 +182,8 @@ class Stacked:
         self._tracked = None if tracked is None else next(
             (f"model.{n}" for n, p in self.model.named_parameters() if p is tracked), None)
         if tracked is not None and self._tracked is None:
-            raise Unstackable("the task tracks a tensor that is not one of its model's parameters")
+            raise Unstackable("the task tracks a tensor that is not one of its model's parameters",
+                              lasting=True)
         self.track_every = int(template.extras.get("trajectory_every", task.eval_every))
         self._check(problems, seeds)
         # each seed's problem, untrained: `faster` times a run alone on the first one's, and
@@ -201,9 +208,13 @@ class Stacked:
             self.model.eval()
             with torch.no_grad():
                 losses, metrics = self._eval(self.params, self.consts, x, y)
+        except (torch.OutOfMemoryError, MemoryError) as exc:  # this group, not the task
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise Unstackable(f"the stacked group ran out of memory ({first_line})") from None
         except Exception as exc:  # noqa: BLE001 -- a module or loss vmap cannot batch
             first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-            raise Unstackable(f"vmap cannot batch the task's model or loss ({first_line})") from None
+            raise Unstackable(f"vmap cannot batch the task's model or loss ({first_line})",
+                              lasting=True) from None
         finally:
             self.model.train()
         alone = []
@@ -246,6 +257,24 @@ class Stacked:
         grads = torch.autograd.grad(losses.sum(), list(self.params.values()))
         return list(grads), losses
 
+    def _member_sums(self, split: str, member: int, dtype: Any) -> Any:
+        """One member's sums of loss and of metric over its seed's whole `split`, shape (2,),
+        in one call (the model in eval mode)."""
+        inputs, targets = self.splits[split]
+        seed = self.seed_of[member]
+        one = {name: t[member] for name, t in self.params.items()}
+        fixed = {name: t[member] for name, t in self.consts.items()}
+        return functional_call(self.objective, (one, fixed), (inputs[seed], targets[seed]),
+                               {"dtype": dtype})
+
+    @torch.no_grad()
+    def evaluate_member(self, split: str, member: int) -> None:
+        """Evaluate `split` for one member as `evaluate` does member by member, the result
+        left on the device (what `faster` times for a split evaluated that way)."""
+        self.model.eval()
+        self._member_sums(split, member, accumulator_dtype(self.device))
+        self.model.train()
+
     def batched(self, split: str) -> bool:
         """Whether `evaluate` evaluates `split` for all the members in one stacked call (a
         small split), rather than member by member."""
@@ -282,11 +311,7 @@ class Stacked:
             sums[1, index] = metric.to(dtype) * n
         else:
             for member in chosen:
-                seed = self.seed_of[member]
-                one = {name: t[member] for name, t in self.params.items()}
-                fixed = {name: t[member] for name, t in self.consts.items()}
-                sums[:, member] = functional_call(self.objective, (one, fixed),
-                                                  (inputs[seed], targets[seed]), {"dtype": dtype})
+                sums[:, member] = self._member_sums(split, member, dtype)
         self.model.train()
         if not every:
             left_out = torch.ones(self.size, dtype=torch.bool, device=self.device)
@@ -343,65 +368,80 @@ def _seconds_per_step(members: Any, alone: Any, rounds: int) -> tuple[float, flo
 
 
 def _key(specs: Sequence[RunSpec], task: Task,
-         device: Any) -> tuple[str, str, str, str, int, int, int]:
+         device: Any) -> tuple[str, str, str, str, int, int, int, int]:
     spec = specs[0]
     seeds = len({s.seed for s in specs})
     return (task.name, spec.fingerprint, spec.optimizer, devices.describe(device), len(specs),
-            seeds, spec.steps)
+            seeds, spec.steps, spec.batch_size)
 
 
-def _seconds_per_evaluation(members: Any, alone: Any) -> tuple[float, float]:
-    """Seconds of one evaluation point (every split a curve records) of the stacked `members`
-    and of one run `alone`, after an untimed point each way. Evaluating is the same arithmetic
-    both ways but not the same time (per-member calls and indexing stacked, a batched call on
-    small splits): on skipgram at 16x the default budget a member's points stacked took 1.4x
-    its points alone, enough to make the stacked pass slower than the runs one by one where
-    its steps alone were 1.2x faster. A split the members evaluate one by one is timed for one
-    of them, times their number: timing all of them took a third of `digits-cnn`'s
-    evaluations at a quarter of its budget."""
-    def point(stacked_way: bool) -> float:
-        seconds = 0.0
-        for name in (TRAIN_FULL, "val", "test"):
-            share = stacked_way and not members.batched(name)
-            started = time.perf_counter()
-            if stacked_way:
-                members.evaluate(name, [0] if share else None)
-            else:
-                alone.evaluate(name)
-            devices.synchronize(members.device)
-            seconds += (time.perf_counter() - started) * (members.size if share else 1)
-        return seconds
+FINAL_SPLITS = ("train", "val", "test")  # what `train.train` evaluates after the last step
+POINT_SPLITS = (TRAIN_FULL, "val", "test")  # and at every evaluation point of the curves
 
-    point(True)
-    point(False)
-    return point(True), point(False)
+
+def _seconds_per_evaluation(members: Any, alone: Any, rounds: int = 2) -> dict[str, tuple[float, float]]:
+    """For each split `train.train` evaluates, seconds to evaluate it for the stacked `members`
+    and for one run `alone`: `rounds` times each way in alternation, split by split, after an
+    untimed round (as `_seconds_per_step`, so that both see the same load). Evaluating is the
+    same arithmetic both ways but not the same time (per-member calls and indexing stacked, a
+    batched call on small splits): on skipgram at 16x the default budget a member's
+    evaluations stacked took 1.4x its evaluations alone, enough to make the stacked pass slower
+    than the runs one by one where its steps alone were 1.2x faster. A split the members
+    evaluate one by one is timed for one of them, times their number: timing all of them took
+    a third of `digits-cnn`'s evaluations at a quarter of its budget."""
+    def once(split: str, stacked_way: bool) -> float:
+        started = time.perf_counter()
+        if not stacked_way:
+            alone.evaluate(split)
+        elif members.batched(split):
+            members.evaluate(split)
+        else:
+            members.evaluate_member(split, 0)
+        devices.synchronize(members.device)
+        seconds = time.perf_counter() - started
+        return seconds * members.size if stacked_way and not members.batched(split) else seconds
+
+    splits = dict.fromkeys(POINT_SPLITS + FINAL_SPLITS)
+    seconds = {split: [0.0, 0.0] for split in splits}
+    for r in range(rounds + 1):
+        for split in splits:
+            for way in (0, 1):
+                took = once(split, way == 0)
+                if r:
+                    seconds[split][way] += took / rounds
+    return {split: (both[0], both[1]) for split, both in seconds.items()}
 
 
 def evaluation_points(steps: int, eval_every: int) -> int:
-    """How many times `train.train` evaluates every split of a run of `steps` steps: at step 0,
-    every `eval_every` steps and at the end, and once more after it (the finals)."""
-    return len({0, steps, *range(eval_every, steps + 1, eval_every)}) + 1
+    """How many points of its curves `train.train` evaluates for a run of `steps` steps that
+    does not diverge: at step 0, every `eval_every` steps and at the end (then the finals)."""
+    return len({0, steps, *range(eval_every, steps + 1, eval_every)})
 
 
 def faster(members: Stacked, task: Task, device: Any) -> bool:
     """Whether the stacked pass trains these runs faster than one after another on `device`,
-    decided once per process for each task, optimizer, device, group size, number of seeds and
-    budget. The training steps are timed both ways on the same work, in alternation
-    (`_seconds_per_step`: `MEASURE_STEPS` stacked steps, and as many steps of one run alone as
-    those hold members' steps: a few steps alone made the decision hang on a hiccup of a few
-    milliseconds), and so is one evaluation point (`_seconds_per_evaluation`), counted as
-    often as the runs evaluate; one by one also builds the task once per run where the
-    stacked pass builds it once per seed, so those extra builds count for the stacked pass.
-    The stacked pass is chosen where it costs at most `AUTO_MARGIN` of the runs one by one."""
+    decided once per process for each task, optimizer, device, group size, number of seeds,
+    budget and batch size. The training steps are timed both ways on the same work, in
+    alternation (`_seconds_per_step`: `MEASURE_STEPS` stacked steps, and as many steps of one
+    run alone as those hold members' steps: a few steps alone made the decision hang on a
+    hiccup of a few milliseconds), and so is each split's evaluation
+    (`_seconds_per_evaluation`), counted as often as the runs evaluate it; one by one also
+    builds the task once per run where the stacked pass builds it once per seed, so those
+    extra builds count for the stacked pass. The stacked pass is chosen where it costs at most
+    `AUTO_MARGIN` of the runs one by one. What the measurement cannot know is left out: the
+    passes that find a run's step to its target (stacked they train every member again), and
+    that a run diverging early stops alone but trains on stacked until every member has."""
     key = _key(members.specs, task, device)
     if key not in _DECIDED:
         steps = members.specs[0].steps
         alone = Single(members.specs[0], task, device, members.built[members.specs[0].seed])
         per_step, per_step_alone = _seconds_per_step(members, alone, MEASURE_STEPS)
-        per_point, per_point_alone = _seconds_per_evaluation(members, alone)
+        split = _seconds_per_evaluation(members, alone)
         points = evaluation_points(steps, task.eval_every)
-        stacked = steps * per_step + points * per_point
-        one_by_one = (members.size * (steps * per_step_alone + points * per_point_alone)
+        evaluating = [points * sum(split[s][way] for s in POINT_SPLITS)
+                      + sum(split[s][way] for s in FINAL_SPLITS) for way in (0, 1)]
+        stacked = steps * per_step + evaluating[0]
+        one_by_one = (members.size * (steps * per_step_alone + evaluating[1])
                       + (members.size - members.seeds) * members.seed_build_seconds)
         _DECIDED[key] = stacked <= AUTO_MARGIN * one_by_one
     return _DECIDED[key]
@@ -421,14 +461,16 @@ def execute_group(
     `vectorize`: "on" stacks them wherever that is exact (`Stacked`); "auto" also only where a
     short measurement says it is faster (`faster`; a group this process measured slower before
     is not even built stacked); "off", or a group of one, trains them one after another, as does
-    a group that cannot stack (`explain` gets the reason). Where the task refused to stack
-    (its module, its loss or its splits), this process does not build the next such group
-    stacked again (each attempt built the task once per seed and computed a minibatch both
-    ways, for every group). Where `auto` declines the stacked pass after building it, the runs
-    train on the problems it built, one per seed."""
+    a group that cannot stack (`explain` gets the reason). Where the task's model or loss has
+    no batching rule (`Unstackable.lasting`), this process does not build its groups stacked
+    again (each attempt built the task once per seed and computed a minibatch both ways, for
+    every group); a refusal that depends on the group (its seeds' splits, a loss that depends
+    on the seed, memory) holds for that group only. Where `auto` declines the stacked pass after
+    building it, the runs train on the problems it built, one per seed."""
     key = _key(specs, task, device)
     declined = vectorize == "auto" and _DECIDED.get(key) is False
-    why = compatible(specs) or _REFUSED.get(key)
+    lasting = (task.name, specs[0].fingerprint, devices.describe(device))
+    why = compatible(specs) or _REFUSED.get(lasting)
     if vectorize != "off" and len(specs) > 1 and not declined:
         started = time.perf_counter()
         try:
@@ -436,20 +478,21 @@ def execute_group(
                 raise Unstackable(why)
             members = Stacked(specs, task, device)
         except Unstackable as exc:
-            if not why:
-                _REFUSED[key] = str(exc)
+            if exc.lasting:
+                _REFUSED[lasting] = str(exc)
             if explain is not None:
                 explain(f"trained one run at a time: {exc}")
         else:
             chosen = vectorize == "on" or faster(members, task, device)
-            built, members.built = members.built, {}
             if chosen:
+                members.built = {}
                 return train(members, specs, task, progress, should_stop,
                              time.perf_counter() - started)
             # declined: the seeds' problems are built already, as a run alone would build them
-            # (a task that stacks draws no random numbers in training)
-            return _one_by_one(specs, task, device, progress, should_stop, built,
-                               members.seed_build_seconds)
+            # (a task that stacks draws no random numbers in training); the stacked copies go
+            built, seconds = members.built, members.seed_build_seconds
+            del members
+            return _one_by_one(specs, task, device, progress, should_stop, built, seconds)
     return _one_by_one(specs, task, device, progress, should_stop)
 
 
@@ -458,9 +501,10 @@ def _one_by_one(specs: Sequence[RunSpec], task: Task, device: Any,
                 should_stop: Callable[[], bool] | None,
                 built: dict[int, Problem] | None = None, build_seconds: float = 0.0) -> list[Any]:
     """The runs one after another; the first run of a seed in `built` trains on that problem
-    (untrained, built `build_seconds` ago: recorded as its build), the others build their own."""
+    (untrained; its build took `build_seconds`, recorded as the run's build) and lets it go,
+    the others build their own."""
     total = sum(spec.steps for spec in specs)
-    built = dict(built or {})
+    built = {} if built is None else built
     results, before = [], 0
     for spec in specs:
         def step_progress(step: int, _steps: int, before: int = before) -> None:

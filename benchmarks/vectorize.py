@@ -15,8 +15,11 @@ rounding, amplified where a run is unstable; 0 = bit-equal).
 Then the full `adaptive-lr` study's training time projected from these figures: for every
 (task, budget) of the study, its runs x the measured seconds per run at the default budget x
 the budget's multiple, one after another vs under `auto` (stacked where `auto` decided to
-stack, its measurement left out: once per worker process and kind of group). A projection
-from measured per-run times, not a timing of the whole study (hours on this machine).
+stack the group measured here, its measurement left out: once per worker process and kind of
+group). A projection: the decision and the speed-up measured at this budget and for a group
+of 20 stand for every budget and group size of the study, where `auto` decides each anew
+(on skipgram its decision differs between 1x and 16x). Not a timing of the whole study
+(hours on this machine).
 
     python benchmarks/vectorize.py                       # every task, adam, default budgets
     python benchmarks/vectorize.py --tasks tabular-mlp,rosenbrock --optimizer sgd
@@ -106,7 +109,8 @@ def measure(task: Task, optimizer: str, seeds: int, lrs: int, steps: int, device
 
 
 def project_study(rows: dict[str, dict[str, Any]], tasks: dict[str, Task], scale: float) -> dict[str, float]:
-    """The adaptive-lr study's training seconds, one by one vs under auto, from `rows`."""
+    """The adaptive-lr study's training seconds, one by one vs under auto, from `rows` (each
+    task's figures at the budget measured stand for all of its budgets)."""
     from adaptbench.spec import STUDY_PRESETS, Grid, expand_study
 
     preset = STUDY_PRESETS["adaptive-lr"]
