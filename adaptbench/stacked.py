@@ -15,6 +15,7 @@ module vmap cannot batch, raises `Unstackable` and the group is trained one run 
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 import warnings
@@ -54,6 +55,20 @@ class Unstackable(Exception):
     def __init__(self, why: str, lasting: bool = False) -> None:
         super().__init__(why)
         self.lasting = lasting
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation that failed: torch's OutOfMemoryError (CUDA, MPS),
+    Python's MemoryError, or the RuntimeError a CPU allocation or a CUDA library raises."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        mark in text for mark in ("out of memory", "can't allocate memory", "ALLOC_FAILED"))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
 
 
 class _Objective(nn.Module):
@@ -208,12 +223,10 @@ class Stacked:
             self.model.eval()
             with torch.no_grad():
                 losses, metrics = self._eval(self.params, self.consts, x, y)
-        except (torch.OutOfMemoryError, MemoryError) as exc:  # this group, not the task
-            first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-            raise Unstackable(f"the stacked group ran out of memory ({first_line})") from None
         except Exception as exc:  # noqa: BLE001 -- a module or loss vmap cannot batch
-            first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-            raise Unstackable(f"vmap cannot batch the task's model or loss ({first_line})",
+            if out_of_memory(exc):  # this group, not the task
+                raise Unstackable(f"the stacked group ran out of memory ({_first_line(exc)})") from None
+            raise Unstackable(f"vmap cannot batch the task's model or loss ({_first_line(exc)})",
                               lasting=True) from None
         finally:
             self.model.train()
@@ -465,8 +478,9 @@ def execute_group(
     no batching rule (`Unstackable.lasting`), this process does not build its groups stacked
     again (each attempt built the task once per seed and computed a minibatch both ways, for
     every group); a refusal that depends on the group (its seeds' splits, a loss that depends
-    on the seed, memory) holds for that group only. Where `auto` declines the stacked pass after
-    building it, the runs train on the problems it built, one per seed."""
+    on the seed, memory running out while the group is built, checked or measured) holds for
+    that group only. Where `auto` declines the stacked pass after building it, the runs train
+    on the problems it built, one per seed."""
     key = _key(specs, task, device)
     declined = vectorize == "auto" and _DECIDED.get(key) is False
     lasting = (task.name, specs[0].fingerprint, devices.describe(device))
@@ -476,14 +490,19 @@ def execute_group(
         try:
             if why:
                 raise Unstackable(why)
-            members = Stacked(specs, task, device)
+            try:
+                members = Stacked(specs, task, device)
+                chosen = vectorize == "on" or faster(members, task, device)
+            except Exception as exc:  # noqa: BLE001 -- only memory is this group's refusal
+                if not out_of_memory(exc):
+                    raise
+                raise Unstackable(f"the stacked group ran out of memory ({_first_line(exc)})") from None
         except Unstackable as exc:
             if exc.lasting:
                 _REFUSED[lasting] = str(exc)
             if explain is not None:
                 explain(f"trained one run at a time: {exc}")
         else:
-            chosen = vectorize == "on" or faster(members, task, device)
             if chosen:
                 members.built = {}
                 return train(members, specs, task, progress, should_stop,
@@ -492,6 +511,7 @@ def execute_group(
             # (a task that stacks draws no random numbers in training); the stacked copies go
             built, seconds = members.built, members.seed_build_seconds
             del members
+            gc.collect()  # the stacked copies: vmap's wrappers of its methods hold it in a cycle
             return _one_by_one(specs, task, device, progress, should_stop, built, seconds)
     return _one_by_one(specs, task, device, progress, should_stop)
 

@@ -300,6 +300,36 @@ def test_a_refusal_that_depends_on_the_seeds_does_not_hold_for_other_seeds():
     assert execution(group(2, 3)) == {"vectorized"} and len(reasons) == 1
 
 
+def test_memory_running_out_while_a_group_is_built_or_measured_trains_it_one_by_one(monkeypatch):
+    task = short(TASKS["noisy-quadratic"])
+    specs = members(task, "adam")
+    try:  # what a CPU allocation that fails raises: a RuntimeError, not torch.OutOfMemoryError
+        torch.empty(2**50)
+    except RuntimeError as exc:
+        cpu = exc
+    assert stacked.out_of_memory(cpu) and stacked.out_of_memory(torch.OutOfMemoryError("x"))
+    assert not stacked.out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    for where in ("Stacked", "faster"):
+        with monkeypatch.context() as m:
+            def fail(*args, **kwargs):
+                raise cpu
+
+            m.setattr(stacked, where, fail)
+            reasons: list[str] = []
+            got = train.execute_group(specs, task, DEVICE, "auto", explain=reasons.append)
+            assert {r.execution for r in got} == {"single"} and {r.status for r in got} == {"done"}
+            assert len(reasons) == 1 and "ran out of memory" in reasons[0]
+            assert stacked._REFUSED == {}  # the next group may fit
+    with monkeypatch.context() as m:  # any other error is the task's: it is not hidden
+        def broken(*args, **kwargs):
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+        m.setattr(stacked, "Stacked", broken)
+        with pytest.raises(RuntimeError, match="mat1"):
+            train.execute_group(specs, task, DEVICE, "auto")
+    assert train.execute_group(specs, task, DEVICE, "on")[0].execution == "vectorized"
+
+
 class _ModeAware(nn.Module):
     """Shifts its output by 1 in training mode only: trains differently in eval mode."""
 
