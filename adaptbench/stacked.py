@@ -403,16 +403,16 @@ def _seconds_per_evaluation(members: Any, alone: Any, rounds: int = 2) -> dict[s
     evaluate one by one is timed for one of them, times their number: timing all of them took
     a third of `digits-cnn`'s evaluations at a quarter of its budget."""
     def once(split: str, stacked_way: bool) -> float:
+        share = stacked_way and not members.batched(split)  # one member's, times the members
         started = time.perf_counter()
-        if not stacked_way:
-            alone.evaluate(split)
-        elif members.batched(split):
+        if share:
+            members.evaluate_member(split, 0)
+        elif stacked_way:
             members.evaluate(split)
         else:
-            members.evaluate_member(split, 0)
+            alone.evaluate(split)
         devices.synchronize(members.device)
-        seconds = time.perf_counter() - started
-        return seconds * members.size if stacked_way and not members.batched(split) else seconds
+        return (time.perf_counter() - started) * (members.size if share else 1)
 
     splits = dict.fromkeys(POINT_SPLITS + FINAL_SPLITS)
     seconds = {split: [0.0, 0.0] for split in splits}
@@ -481,22 +481,13 @@ def execute_group(
     on the seed, memory running out while the group is built, checked or measured) holds for
     that group only. Where `auto` declines the stacked pass after building it, the runs train
     on the problems it built, one per seed."""
-    key = _key(specs, task, device)
-    declined = vectorize == "auto" and _DECIDED.get(key) is False
-    lasting = (task.name, specs[0].fingerprint, devices.describe(device))
-    why = compatible(specs) or _REFUSED.get(lasting)
+    declined = vectorize == "auto" and _DECIDED.get(_key(specs, task, device)) is False
     if vectorize != "off" and len(specs) > 1 and not declined:
         started = time.perf_counter()
+        lasting = (task.name, specs[0].fingerprint, devices.describe(device))
         try:
-            if why:
-                raise Unstackable(why)
-            try:
-                members = Stacked(specs, task, device)
-                chosen = vectorize == "on" or faster(members, task, device)
-            except Exception as exc:  # noqa: BLE001 -- only memory is this group's refusal
-                if not out_of_memory(exc):
-                    raise
-                raise Unstackable(f"the stacked group ran out of memory ({_first_line(exc)})") from None
+            members, chosen = _stacked_and_chosen(specs, task, device, vectorize,
+                                                  compatible(specs) or _REFUSED.get(lasting))
         except Unstackable as exc:
             if exc.lasting:
                 _REFUSED[lasting] = str(exc)
@@ -514,6 +505,21 @@ def execute_group(
             gc.collect()  # the stacked copies: vmap's wrappers of its methods hold it in a cycle
             return _one_by_one(specs, task, device, progress, should_stop, built, seconds)
     return _one_by_one(specs, task, device, progress, should_stop)
+
+
+def _stacked_and_chosen(specs: Sequence[RunSpec], task: Task, device: Any, vectorize: str,
+                        why: str | None) -> tuple[Stacked, bool]:
+    """The group stacked, and whether to train it so (always with "on"); `Unstackable` where
+    `why` says it cannot be, where the task refuses, or where memory runs out on the way."""
+    if why:
+        raise Unstackable(why)
+    try:
+        members = Stacked(specs, task, device)
+        return members, vectorize == "on" or faster(members, task, device)
+    except Exception as exc:  # noqa: BLE001 -- only memory is this group's refusal
+        if not out_of_memory(exc):
+            raise
+        raise Unstackable(f"the stacked group ran out of memory ({_first_line(exc)})") from None
 
 
 def _one_by_one(specs: Sequence[RunSpec], task: Task, device: Any,
