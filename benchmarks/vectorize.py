@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     where = devices.describe(device)
     print(f"# {args.seeds} seeds x {args.lrs} lrs of {args.optimizer} per task, device {where}, "
           f"{args.threads} thread(s), torch {torch.__version__}, {platform.processor() or platform.machine()}")
-    print(f"{'task':20s} {'steps':>6s} {'one by one':>11s} {'stacked':>9s} {'speed-up':>9s} "
-          f"{'steps only':>10s}  {'auto':11s} {'1st group':>9s} {'max diff':>9s}  note")
+    print(f"{'task':20s} {'steps':>6s} {'one by one':>11s} {'stacked':>9s} {'speed-up':>8s} "
+          f"{'steps only':>10s} {'auto':10s} {'1st group':>9s} {'max diff':>8s}")
     rows = {}
     for name in names:
         task = tasks[name]
@@ -158,13 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         row = measure(task, args.optimizer, args.seeds, args.lrs, steps, device)
         rows[name] = row
         print(f"{name:20s} {steps:6d} {row['sequential_runs_per_s']:9.2f}/s "
-              f"{row['vectorized_runs_per_s']:7.2f}/s {row['speedup']:8.2f}x "
-              f"{row['steps_only_speedup']:9.2f}x  {row['auto']:11s} {row['auto_first_group_speedup']:8.2f}x "
-              f"{row['worst_relative_difference']:9.1e}  {row['unstackable'][:60]}", flush=True)
+              f"{row['vectorized_runs_per_s']:7.2f}/s {row['speedup']:7.2f}x "
+              f"{row['steps_only_speedup']:9.2f}x {row['auto']:10s} "
+              f"{row['auto_first_group_speedup']:8.2f}x {row['worst_relative_difference']:8.1e}"
+              + (f"\n    {row['unstackable'][:92]}" if row["unstackable"] else ""), flush=True)
     study = project_study(rows, tasks, args.steps_scale)
     if study["runs"]:
             print(f"# adaptive-lr study ({study['runs']} selection runs over the tasks measured), "
-              f"training time projected from these figures: one by one "
+              f"training time\n# projected from these figures: one by one "
               f"{study['one_by_one_hours']:.1f} h, auto {study['auto_hours']:.1f} h "
               f"({study['speedup']:.2f}x)")
     if args.json:
